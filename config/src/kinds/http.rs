@@ -1,0 +1,184 @@
+//! `kind: http`: an HTTP(S) request with expectations on the answer.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{Check, Checked};
+use crate::model::TlsSpec;
+use crate::secret::{Secret, SecretSource};
+
+/// Settings of an `http` probe.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// `https://` or `http://` URL.
+    pub url: String,
+    /// Request method.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Request headers; values are treated as secrets.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Request body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Bearer token sent as `Authorization: Bearer ...`.
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// File holding the bearer token, read on every run.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// HTTP basic authentication.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// What a good answer looks like.
+    #[serde(default)]
+    pub expect: HttpExpect,
+    /// Follow 3xx redirects (each hop is a new connection).
+    #[serde(default)]
+    pub follow_redirects: bool,
+    /// Most redirects followed.
+    #[serde(default = "default_max_redirects")]
+    pub max_redirects: u32,
+    /// Most bytes of the body read (and checked).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// TLS settings (for `https://`).
+    #[serde(default)]
+    pub tls: TlsSpec,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+fn default_max_redirects() -> u32 {
+    5
+}
+
+fn default_max_body() -> usize {
+    1 << 20
+}
+
+/// `basic_auth:` user name and password.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// File holding the password, read on every run.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+impl BasicAuth {
+    /// Where the password comes from.
+    pub fn password_source(&self) -> Option<SecretSource> {
+        SecretSource::from_pair(self.password.clone(), self.password_file.clone())
+    }
+}
+
+/// `expect:` what a good HTTP answer looks like.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpExpect {
+    /// Accepted status codes (default: any 2xx).
+    pub status: Vec<u16>,
+    /// The body must contain this text.
+    pub body_contains: Option<String>,
+    /// The body must match this regular expression.
+    pub body_regex: Option<String>,
+    /// Response headers that must be present and match these regular expressions.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl HttpSpec {
+    /// Secrets written inline: header values, the bearer token, the basic-auth password.
+    pub fn inline_secrets(&self) -> Vec<Secret> {
+        let mut out: Vec<Secret> = self.headers.values().cloned().collect();
+        out.extend(self.bearer_token.clone());
+        out.extend(self.basic_auth.iter().filter_map(|b| b.password.clone()));
+        out
+    }
+
+    /// Where the bearer token comes from.
+    pub fn bearer_source(&self) -> Option<SecretSource> {
+        SecretSource::from_pair(self.bearer_token.clone(), self.bearer_token_file.clone())
+    }
+}
+
+/// Checks an `http(s)://` URL; shared with the kinds that scrape or post over HTTP.
+pub(crate) fn check_http_url(check: &mut Check<'_>, key: &str, url: &str) {
+    match url::Url::parse(url) {
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => check.error(
+            key,
+            format!("scheme `{}` is not supported; use https:// or http://", u.scheme()),
+        ),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => check.error(key, "the URL has no host"),
+        Ok(u) if u.password().is_some() => check.error(
+            key,
+            "do not put a password in the URL; use `basic_auth` with `password_file`",
+        ),
+        Ok(_) => {}
+        Err(e) => check.error(key, format!("not a valid URL: {e}")),
+    }
+}
+
+impl Checked for HttpSpec {
+    fn check(&self, check: &mut Check<'_>) {
+        check_http_url(check, "url", &self.url);
+        if http_method_ok(&self.method).is_none() {
+            check.error("method", format!("`{}` is not an HTTP method", self.method));
+        }
+        check.exclusive(
+            "bearer_token",
+            self.bearer_token.is_some(),
+            "bearer_token_file",
+            self.bearer_token_file.is_some(),
+        );
+        if let Some(b) = &self.basic_auth {
+            check.exclusive(
+                "basic_auth.password",
+                b.password.is_some(),
+                "basic_auth.password_file",
+                b.password_file.is_some(),
+            );
+            if self.bearer_token.is_some() || self.bearer_token_file.is_some() {
+                check.error("basic_auth", "set either a bearer token or `basic_auth`, not both");
+            }
+        }
+        for code in &self.expect.status {
+            if !(100..=599).contains(code) {
+                check.error("expect.status", format!("{code} is not an HTTP status code"));
+            }
+        }
+        if let Some(re) = &self.expect.body_regex
+            && let Err(e) = regex::Regex::new(re)
+        {
+            check.error("expect.body_regex", format!("invalid regular expression: {e}"));
+        }
+        for (name, re) in &self.expect.headers {
+            if let Err(e) = regex::Regex::new(re) {
+                check.error(
+                    &format!("expect.headers.{name}"),
+                    format!("invalid regular expression: {e}"),
+                );
+            }
+        }
+        if self.max_body_bytes == 0 {
+            check.error("max_body_bytes", "must be at least 1");
+        }
+        check.tls(&self.tls);
+    }
+}
+
+/// The method in upper case when it is a valid HTTP token.
+fn http_method_ok(m: &str) -> Option<String> {
+    let ok = !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic());
+    ok.then(|| m.to_ascii_uppercase())
+}
