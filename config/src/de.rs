@@ -92,8 +92,11 @@ impl<'a> NodeDe<'a> {
     }
 
     fn invalid(&self, expected: &str) -> DeError {
-        DeError::custom(format!("expected {expected}, found {}", self.node.type_name()))
-            .at(self.node.loc, &self.path)
+        DeError::custom(format!(
+            "expected {expected}, found {}",
+            self.node.type_name()
+        ))
+        .at(self.node.loc, &self.path)
     }
 
     fn scalar_text(&self) -> Option<String> {
@@ -508,13 +511,23 @@ mod tests {
         let e = de("items:\n  - port: 1\n  - port: 2\n    server_nmae: x\n").unwrap_err();
         assert_eq!(e.loc, Some(Loc { line: 4, column: 5 }));
         assert_eq!(e.path.as_deref(), Some("items[1].server_nmae"));
-        assert!(e.message.contains("did you mean `server_name`"), "{}", e.message);
+        assert!(
+            e.message.contains("did you mean `server_name`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn wrong_type_is_located_at_the_value() {
         let e = de("items:\n  - port: 70000\n").unwrap_err();
-        assert_eq!(e.loc, Some(Loc { line: 2, column: 11 }));
+        assert_eq!(
+            e.loc,
+            Some(Loc {
+                line: 2,
+                column: 11
+            })
+        );
         assert_eq!(e.path.as_deref(), Some("items[0].port"));
         assert!(e.message.contains("out of range"), "{}", e.message);
     }

@@ -86,12 +86,19 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("14d").unwrap(), Duration::from_secs(14 * 86400));
+        assert_eq!(
+            parse_duration("14d").unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
     }
 
     #[test]
     fn bare_numbers_and_nonsense_are_refused_with_a_hint() {
         assert!(parse_duration("30").unwrap_err().contains("no unit"));
-        assert!(parse_duration("3x").unwrap_err().contains("invalid duration"));
+        assert!(
+            parse_duration("3x")
+                .unwrap_err()
+                .contains("invalid duration")
+        );
     }
 }

@@ -45,7 +45,11 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
 
 /// Checks configuration `text` read from `file` (used in messages), interpolating
 /// `${VAR}` from `env`.
-pub fn parse_str(text: &str, file: &str, env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+pub fn parse_str(
+    text: &str,
+    file: &str,
+    env: &HashMap<String, String>,
+) -> Result<Config, ConfigErrors> {
     let mut errors = Errors::new(file);
     for (loc, name) in tree::unset_references(text, env) {
         errors.push(
@@ -97,7 +101,11 @@ fn build(root: &Node, file: &str, errors: &mut Errors) -> Option<Config> {
         Value::Null => &empty,
         Value::Map(_) => root,
         _ => {
-            errors.push(root.loc, "", "the configuration must be a mapping with a `probes` list");
+            errors.push(
+                root.loc,
+                "",
+                "the configuration must be a mapping with a `probes` list",
+            );
             return None;
         }
     };
@@ -107,13 +115,25 @@ fn build(root: &Node, file: &str, errors: &mut Errors) -> Option<Config> {
     let telemetry = section::<TelemetryConfig>(root, "telemetry", errors);
     if let Some(a) = &agent {
         if a.concurrency == 0 {
-            errors.push(kinds::locate(root, "agent.concurrency"), "agent.concurrency", "must be at least 1");
+            errors.push(
+                kinds::locate(root, "agent.concurrency"),
+                "agent.concurrency",
+                "must be at least 1",
+            );
         }
         if a.interval.0.is_zero() {
-            errors.push(kinds::locate(root, "agent.interval"), "agent.interval", "must be more than 0s");
+            errors.push(
+                kinds::locate(root, "agent.interval"),
+                "agent.interval",
+                "must be more than 0s",
+            );
         }
         if a.timeout.0.is_zero() {
-            errors.push(kinds::locate(root, "agent.timeout"), "agent.timeout", "must be more than 0s");
+            errors.push(
+                kinds::locate(root, "agent.timeout"),
+                "agent.timeout",
+                "must be more than 0s",
+            );
         }
     }
 
@@ -124,10 +144,17 @@ fn build(root: &Node, file: &str, errors: &mut Errors) -> Option<Config> {
 
     let probes = match root.get("probes") {
         None => {
-            errors.push(root.loc, "probes", "missing required key `probes` (a list of probes)");
+            errors.push(
+                root.loc,
+                "probes",
+                "missing required key `probes` (a list of probes)",
+            );
             Vec::new()
         }
-        Some(Node { value: Value::Seq(items), .. }) => {
+        Some(Node {
+            value: Value::Seq(items),
+            ..
+        }) => {
             let agent_defaults = agent.clone().unwrap_or_default();
             items
                 .iter()
@@ -136,7 +163,11 @@ fn build(root: &Node, file: &str, errors: &mut Errors) -> Option<Config> {
                 .collect()
         }
         Some(other) => {
-            errors.push(other.loc, "probes", format!("expected a list of probes, found {}", other.type_name()));
+            errors.push(
+                other.loc,
+                "probes",
+                format!("expected a list of probes, found {}", other.type_name()),
+            );
             Vec::new()
         }
     };
@@ -150,9 +181,16 @@ fn build(root: &Node, file: &str, errors: &mut Errors) -> Option<Config> {
     })
 }
 
-fn section<T: for<'de> serde::Deserialize<'de> + Default>(root: &Node, key: &str, errors: &mut Errors) -> Option<T> {
+fn section<T: for<'de> serde::Deserialize<'de> + Default>(
+    root: &Node,
+    key: &str,
+    errors: &mut Errors,
+) -> Option<T> {
     match root.get(key) {
-        None | Some(Node { value: Value::Null, .. }) => Some(T::default()),
+        None
+        | Some(Node {
+            value: Value::Null, ..
+        }) => Some(T::default()),
         Some(node) => match de::from_node::<T>(node, key) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -193,15 +231,29 @@ fn check_defaults(defaults: &Node, errors: &mut Errors) {
 
 /// Reports keys of `node` that are not in `valid`; `elsewhere` are keys valid for
 /// another kind, reported as such.
-fn unknown_keys(node: &Node, path: &str, valid: &[&str], elsewhere: &[(&str, Kind)], errors: &mut Errors) {
+fn unknown_keys(
+    node: &Node,
+    path: &str,
+    valid: &[&str],
+    elsewhere: &[(&str, Kind)],
+    errors: &mut Errors,
+) {
     let Some(entries) = node.as_map() else { return };
     for Entry { key, key_loc, .. } in entries {
         if valid.contains(&key.as_str()) {
             continue;
         }
-        let full = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+        let full = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
         let message = match elsewhere.iter().find(|(k, _)| k == key) {
-            Some((_, other)) if !valid.iter().any(|v| strsim::damerau_levenshtein(v, key) <= 1) => {
+            Some((_, other))
+                if !valid
+                    .iter()
+                    .any(|v| strsim::damerau_levenshtein(v, key) <= 1) =>
+            {
                 format!("key `{key}` belongs to kind `{other}`, not to this probe's kind")
             }
             _ => de::unknown_key_message(key, valid),
@@ -210,10 +262,23 @@ fn unknown_keys(node: &Node, path: &str, valid: &[&str], elsewhere: &[(&str, Kin
     }
 }
 
-fn probe(node: &Node, index: usize, defaults: Option<&Node>, agent: &AgentConfig, errors: &mut Errors) -> Option<ProbeConfig> {
+fn probe(
+    node: &Node,
+    index: usize,
+    defaults: Option<&Node>,
+    agent: &AgentConfig,
+    errors: &mut Errors,
+) -> Option<ProbeConfig> {
     let path = format!("probes[{index}]");
     if node.as_map().is_none() {
-        errors.push(node.loc, path, format!("expected a probe (a mapping with `name` and `kind`), found {}", node.type_name()));
+        errors.push(
+            node.loc,
+            path,
+            format!(
+                "expected a probe (a mapping with `name` and `kind`), found {}",
+                node.type_name()
+            ),
+        );
         return None;
     }
     let kind = match node.get("kind") {
@@ -230,7 +295,11 @@ fn probe(node: &Node, index: usize, defaults: Option<&Node>, agent: &AgentConfig
                     Some(n) => format!("; did you mean `{n}`?"),
                     None => String::new(),
                 };
-                errors.push(k.loc, format!("{path}.kind"), format!("unknown kind `{given}`{hint} (kinds: {})", names.join(", ")));
+                errors.push(
+                    k.loc,
+                    format!("{path}.kind"),
+                    format!("unknown kind `{given}`{hint} (kinds: {})", names.join(", ")),
+                );
                 return None;
             }
         },
@@ -244,7 +313,10 @@ fn probe(node: &Node, index: usize, defaults: Option<&Node>, agent: &AgentConfig
             .as_map()
             .unwrap_or(&[])
             .iter()
-            .filter(|e| own.contains(&e.key.as_str()) || (common.contains(&e.key.as_str()) && e.key != "name" && e.key != "kind"))
+            .filter(|e| {
+                own.contains(&e.key.as_str())
+                    || (common.contains(&e.key.as_str()) && e.key != "name" && e.key != "kind")
+            })
             .cloned()
             .collect();
         merged.merge_defaults(&Node::synthetic(Value::Map(applicable), d.loc));
@@ -270,21 +342,32 @@ fn probe(node: &Node, index: usize, defaults: Option<&Node>, agent: &AgentConfig
             return None;
         }
     };
-    for (phase, _) in &keys.latency_budget {
+    for phase in keys.latency_budget.keys() {
         if !model::BUDGET_PHASES.contains(&phase.as_str()) {
             errors.push(
                 kinds::locate(node, &format!("latency_budget.{phase}")),
                 format!("{path}.latency_budget.{phase}"),
-                format!("unknown phase `{phase}` (phases: {})", model::BUDGET_PHASES.join(", ")),
+                format!(
+                    "unknown phase `{phase}` (phases: {})",
+                    model::BUDGET_PHASES.join(", ")
+                ),
             );
         }
     }
     if keys.name.trim().is_empty() || keys.name.chars().any(char::is_control) {
-        errors.push(kinds::locate(node, "name"), format!("{path}.name"), "a probe name must be non-empty printable text");
+        errors.push(
+            kinds::locate(node, "name"),
+            format!("{path}.name"),
+            "a probe name must be non-empty printable text",
+        );
     }
     for (key, value) in [("interval", keys.interval), ("timeout", keys.timeout)] {
         if value.is_some_and(|d| d.0.is_zero()) {
-            errors.push(kinds::locate(node, key), format!("{path}.{key}"), "must be more than 0s");
+            errors.push(
+                kinds::locate(node, key),
+                format!("{path}.{key}"),
+                "must be more than 0s",
+            );
         }
     }
     let spec = kinds::parse_spec(kind, &kind_node, &path, errors)?;
@@ -300,21 +383,34 @@ fn probe(node: &Node, index: usize, defaults: Option<&Node>, agent: &AgentConfig
 /// Splits a probe mapping into its common keys and its kind's keys.
 fn split(node: &Node, common: &[&str]) -> (Node, Node) {
     let entries = node.as_map().unwrap_or(&[]);
-    let (c, k): (Vec<Entry>, Vec<Entry>) = entries.iter().cloned().partition(|e| common.contains(&e.key.as_str()));
-    (Node::synthetic(Value::Map(c), node.loc), Node::synthetic(Value::Map(k), node.loc))
+    let (c, k): (Vec<Entry>, Vec<Entry>) = entries
+        .iter()
+        .cloned()
+        .partition(|e| common.contains(&e.key.as_str()));
+    (
+        Node::synthetic(Value::Map(c), node.loc),
+        Node::synthetic(Value::Map(k), node.loc),
+    )
 }
 
 fn duplicate_names(root: &Node, errors: &mut Errors) {
-    let Some(Value::Seq(items)) = root.get("probes").map(|n| &n.value) else { return };
+    let Some(Value::Seq(items)) = root.get("probes").map(|n| &n.value) else {
+        return;
+    };
     let mut first_seen: HashMap<&str, Loc> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
-        let Some(name) = item.get("name").and_then(Node::as_str) else { continue };
+        let Some(name) = item.get("name").and_then(Node::as_str) else {
+            continue;
+        };
         let loc = kinds::locate(item, "name");
         match first_seen.get(name) {
             Some(first) => errors.push(
                 loc,
                 format!("probes[{i}].name"),
-                format!("duplicate probe name `{name}` (first used on line {})", first.line),
+                format!(
+                    "duplicate probe name `{name}` (first used on line {})",
+                    first.line
+                ),
             ),
             None => {
                 first_seen.insert(name, loc);
@@ -327,7 +423,10 @@ fn duplicate_names(root: &Node, errors: &mut Errors) {
 pub fn split_host_port(address: &str) -> Option<(String, u16)> {
     let (host, port) = address.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if host.is_empty() || host.contains(':') && !address.starts_with('[') {
         return None;
     }

@@ -21,7 +21,10 @@ mod tests {
         let keys = ["url", "method", "headers", "bearer_token_file", "expect"];
         assert_eq!(nearest("ulr", &keys), Some("url"));
         assert_eq!(nearest("header", &keys), Some("headers"));
-        assert_eq!(nearest("bearer_tokn_file", &keys), Some("bearer_token_file"));
+        assert_eq!(
+            nearest("bearer_tokn_file", &keys),
+            Some("bearer_token_file")
+        );
         assert_eq!(nearest("completely_different", &keys), None);
     }
 }

@@ -366,16 +366,24 @@ mod tests {
 
     #[test]
     fn unset_references_are_found_outside_comments() {
-        let text = "a: ${SET}\nb: \"x ${MISSING}\" # ${IN_COMMENT}\nc: ${OPT:-d}\nd: $$LITERAL $BARE\n";
+        let text =
+            "a: ${SET}\nb: \"x ${MISSING}\" # ${IN_COMMENT}\nc: ${OPT:-d}\nd: $$LITERAL $BARE\n";
         let found = unset_references(text, &env(&[("SET", "1")]));
-        let names: Vec<_> = found.iter().map(|(l, n)| (l.line, l.column, n.as_str())).collect();
+        let names: Vec<_> = found
+            .iter()
+            .map(|(l, n)| (l.line, l.column, n.as_str()))
+            .collect();
         assert_eq!(names, vec![(2, 7, "MISSING"), (4, 14, "BARE")]);
     }
 
     #[test]
     fn defaults_fill_missing_keys_deeply() {
         let mut probe = parse("tls:\n  server_name: a\n", &env(&[])).unwrap();
-        let defaults = parse("tls:\n  server_name: b\n  ca_file: /x\ninterval: 5s\n", &env(&[])).unwrap();
+        let defaults = parse(
+            "tls:\n  server_name: b\n  ca_file: /x\ninterval: 5s\n",
+            &env(&[]),
+        )
+        .unwrap();
         probe.merge_defaults(&defaults);
         let tls = probe.get("tls").unwrap();
         assert_eq!(tls.get("server_name").unwrap().as_str(), Some("a"));

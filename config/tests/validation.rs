@@ -27,16 +27,20 @@ fn one_error(text: &str) -> String {
 
 #[test]
 fn unknown_probe_key_suggests_the_nearest() {
-    let e = one_error(
-        "probes:\n  - name: api\n    kind: http\n    ulr: https://example.com\n",
+    let e = one_error("probes:\n  - name: api\n    kind: http\n    ulr: https://example.com\n");
+    assert_eq!(
+        e,
+        "depprobe.yaml:4:5: probes[0].ulr: unknown key `ulr`; did you mean `url`?"
     );
-    assert_eq!(e, "depprobe.yaml:4:5: probes[0].ulr: unknown key `ulr`; did you mean `url`?");
 }
 
 #[test]
 fn unknown_top_level_key_suggests_the_nearest() {
     let e = one_error("agnet:\n  interval: 10s\nprobes: []\n");
-    assert_eq!(e, "depprobe.yaml:1:1: agnet: unknown key `agnet`; did you mean `agent`?");
+    assert_eq!(
+        e,
+        "depprobe.yaml:1:1: agnet: unknown key `agnet`; did you mean `agent`?"
+    );
 }
 
 #[test]
@@ -52,28 +56,46 @@ fn nested_unknown_key_is_located() {
 
 #[test]
 fn key_of_another_kind_is_named_as_such() {
-    let e = one_error("probes:\n  - name: t\n    kind: tls\n    address: a:443\n    url: https://a\n");
-    assert_eq!(e, "depprobe.yaml:5:5: probes[0].url: key `url` belongs to kind `http`, not to this probe's kind");
+    let e =
+        one_error("probes:\n  - name: t\n    kind: tls\n    address: a:443\n    url: https://a\n");
+    assert_eq!(
+        e,
+        "depprobe.yaml:5:5: probes[0].url: key `url` belongs to kind `http`, not to this probe's kind"
+    );
 }
 
 #[test]
 fn duration_without_unit_is_refused() {
     let e = one_error("agent:\n  interval: 30\nprobes: []\n");
-    assert!(e.starts_with("depprobe.yaml:2:13: agent.interval: `30` has no unit"), "{e}");
+    assert!(
+        e.starts_with("depprobe.yaml:2:13: agent.interval: `30` has no unit"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unknown_kind_suggests_the_nearest() {
     let e = one_error("probes:\n  - name: a\n    kind: htp\n    url: https://a\n");
-    assert!(e.starts_with("depprobe.yaml:3:11: probes[0].kind: unknown kind `htp`; did you mean `http`?"), "{e}");
+    assert!(
+        e.starts_with(
+            "depprobe.yaml:3:11: probes[0].kind: unknown kind `htp`; did you mean `http`?"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn missing_kind_and_missing_key_are_located() {
     let e = one_error("probes:\n  - name: a\n    url: https://a\n");
-    assert_eq!(e, "depprobe.yaml:2:5: probes[0]: missing required key `kind`");
+    assert_eq!(
+        e,
+        "depprobe.yaml:2:5: probes[0]: missing required key `kind`"
+    );
     let e = one_error("probes:\n  - name: a\n    kind: http\n");
-    assert_eq!(e, "depprobe.yaml:2:5: probes[0]: missing required key `url`");
+    assert_eq!(
+        e,
+        "depprobe.yaml:2:5: probes[0]: missing required key `url`"
+    );
 }
 
 #[test]
@@ -81,20 +103,30 @@ fn duplicate_names_point_at_the_second() {
     let e = one_error(
         "probes:\n  - name: a\n    kind: tls\n    address: a:443\n  - name: a\n    kind: tls\n    address: b:443\n",
     );
-    assert_eq!(e, "depprobe.yaml:5:5: probes[1].name: duplicate probe name `a` (first used on line 2)");
+    assert_eq!(
+        e,
+        "depprobe.yaml:5:5: probes[1].name: duplicate probe name `a` (first used on line 2)"
+    );
 }
 
 #[test]
 fn unset_environment_variable_is_an_error_with_its_position() {
-    let e = one_error("probes:\n  - name: a\n    kind: http\n    url: https://a\n    bearer_token: \"${NOPE_UNSET}\"\n");
-    assert!(e.starts_with("depprobe.yaml:5:20: environment variable `NOPE_UNSET` is not set"), "{e}");
+    let e = one_error(
+        "probes:\n  - name: a\n    kind: http\n    url: https://a\n    bearer_token: \"${NOPE_UNSET}\"\n",
+    );
+    assert!(
+        e.starts_with("depprobe.yaml:5:20: environment variable `NOPE_UNSET` is not set"),
+        "{e}"
+    );
 }
 
 #[test]
 fn interpolation_and_defaults_in_variables() {
     let text = "probes:\n  - name: a\n    kind: http\n    url: ${BASE:-https://api.example.com}/health\n    bearer_token: \"${API_TOKEN}\"\n";
     let c = parse_str(text, "f.yaml", &env()).unwrap();
-    let ProbeSpec::Http(h) = &c.probes[0].spec else { panic!() };
+    let ProbeSpec::Http(h) = &c.probes[0].spec else {
+        panic!()
+    };
     assert_eq!(h.url, "https://api.example.com/health");
     assert_eq!(h.bearer_token.as_ref().unwrap().expose(), "tok-123456");
     // The secret never shows in a debug print of the configuration.
@@ -116,9 +148,18 @@ fn bad_values_are_checked_with_their_key() {
     );
     assert_eq!(list.len(), 4, "{list:#?}");
     assert!(list[0].starts_with("depprobe.yaml:4:5: probes[0].url: scheme `ftp` is not supported"));
-    assert!(list[1].starts_with("depprobe.yaml:6:7: probes[0].tls.min_version: unsupported TLS version"));
-    assert!(list[2].starts_with("depprobe.yaml:7:7: probes[0].tls.ca_file: file /nonexistent/ca.pem does not exist"));
-    assert!(list[3].starts_with("depprobe.yaml:9:7: probes[0].expect.body_regex: invalid regular expression"));
+    assert!(
+        list[1]
+            .starts_with("depprobe.yaml:6:7: probes[0].tls.min_version: unsupported TLS version")
+    );
+    assert!(list[2].starts_with(
+        "depprobe.yaml:7:7: probes[0].tls.ca_file: file /nonexistent/ca.pem does not exist"
+    ));
+    assert!(
+        list[3].starts_with(
+            "depprobe.yaml:9:7: probes[0].expect.body_regex: invalid regular expression"
+        )
+    );
 }
 
 #[test]
@@ -131,13 +172,17 @@ fn defaults_are_merged_into_every_probe_that_takes_them() {
         ca.display()
     );
     let c = parse_str(&text, "f.yaml", &env()).unwrap();
-    let ProbeSpec::Tls(a) = &c.probes[0].spec else { panic!() };
+    let ProbeSpec::Tls(a) = &c.probes[0].spec else {
+        panic!()
+    };
     assert_eq!(a.tls.ca_file.as_deref(), Some(ca.as_path()));
     assert_eq!(a.tls.warn_before.0, Duration::from_secs(7 * 86400));
     assert_eq!(a.tls.critical_before.0, Duration::from_secs(3 * 86400));
     assert_eq!(c.probes[0].interval.0, Duration::from_secs(15));
     assert_eq!(c.probes[0].timeout.0, Duration::from_secs(3));
-    let ProbeSpec::Http(b) = &c.probes[1].spec else { panic!() };
+    let ProbeSpec::Http(b) = &c.probes[1].spec else {
+        panic!()
+    };
     assert_eq!(b.tls.warn_before.0, Duration::from_secs(20 * 86400));
     assert_eq!(c.probes[1].interval.0, Duration::from_secs(60));
 }
@@ -145,7 +190,10 @@ fn defaults_are_merged_into_every_probe_that_takes_them() {
 #[test]
 fn unknown_default_key_is_refused() {
     let e = one_error("defaults:\n  tsl: {}\nprobes: []\n");
-    assert_eq!(e, "depprobe.yaml:2:3: defaults.tsl: unknown key `tsl`; did you mean `tls`?");
+    assert_eq!(
+        e,
+        "depprobe.yaml:2:3: defaults.tsl: unknown key `tsl`; did you mean `tls`?"
+    );
 }
 
 #[test]

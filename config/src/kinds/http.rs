@@ -117,7 +117,10 @@ pub(crate) fn check_http_url(check: &mut Check<'_>, key: &str, url: &str) {
     match url::Url::parse(url) {
         Ok(u) if !matches!(u.scheme(), "http" | "https") => check.error(
             key,
-            format!("scheme `{}` is not supported; use https:// or http://", u.scheme()),
+            format!(
+                "scheme `{}` is not supported; use https:// or http://",
+                u.scheme()
+            ),
         ),
         Ok(u) if u.host_str().is_none_or(str::is_empty) => check.error(key, "the URL has no host"),
         Ok(u) if u.password().is_some() => check.error(
@@ -149,18 +152,27 @@ impl Checked for HttpSpec {
                 b.password_file.is_some(),
             );
             if self.bearer_token.is_some() || self.bearer_token_file.is_some() {
-                check.error("basic_auth", "set either a bearer token or `basic_auth`, not both");
+                check.error(
+                    "basic_auth",
+                    "set either a bearer token or `basic_auth`, not both",
+                );
             }
         }
         for code in &self.expect.status {
             if !(100..=599).contains(code) {
-                check.error("expect.status", format!("{code} is not an HTTP status code"));
+                check.error(
+                    "expect.status",
+                    format!("{code} is not an HTTP status code"),
+                );
             }
         }
         if let Some(re) = &self.expect.body_regex
             && let Err(e) = regex::Regex::new(re)
         {
-            check.error("expect.body_regex", format!("invalid regular expression: {e}"));
+            check.error(
+                "expect.body_regex",
+                format!("invalid regular expression: {e}"),
+            );
         }
         for (name, re) in &self.expect.headers {
             if let Err(e) = regex::Regex::new(re) {

@@ -50,6 +50,8 @@ impl std::fmt::Display for Kind {
 }
 
 /// A probe's kind-specific settings.
+// Built once per probe at load time; boxing the variants would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ProbeSpec {
     /// `kind: tls`.
@@ -86,7 +88,12 @@ pub(crate) fn kind_fields(kind: Kind) -> &'static [&'static str] {
 
 /// Types the kind's settings from `node` (the probe's mapping without the common
 /// keys) and checks them.
-pub(crate) fn parse_spec(kind: Kind, node: &Node, path: &str, errors: &mut Errors) -> Option<ProbeSpec> {
+pub(crate) fn parse_spec(
+    kind: Kind,
+    node: &Node,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<ProbeSpec> {
     let mut check = Check { node, path, errors };
     match kind {
         Kind::Tls => check.typed::<tls::TlsProbeSpec>().map(ProbeSpec::Tls),
@@ -139,7 +146,10 @@ impl Check<'_> {
         if let Some(p) = path
             && !p.is_file()
         {
-            self.error(key, format!("file {} does not exist or is not a file", p.display()));
+            self.error(
+                key,
+                format!("file {} does not exist or is not a file", p.display()),
+            );
         }
     }
 
@@ -156,21 +166,37 @@ impl Check<'_> {
             && v != "1.2"
             && v != "1.3"
         {
-            self.error("tls.min_version", format!("unsupported TLS version `{v}`; use \"1.2\" or \"1.3\""));
+            self.error(
+                "tls.min_version",
+                format!("unsupported TLS version `{v}`; use \"1.2\" or \"1.3\""),
+            );
         }
         if tls.cert_file.is_some() != tls.key_file.is_some() {
-            let key = if tls.cert_file.is_some() { "tls.cert_file" } else { "tls.key_file" };
-            self.error(key, "a client certificate needs both `cert_file` and `key_file`");
+            let key = if tls.cert_file.is_some() {
+                "tls.cert_file"
+            } else {
+                "tls.key_file"
+            };
+            self.error(
+                key,
+                "a client certificate needs both `cert_file` and `key_file`",
+            );
         }
         self.file_exists("tls.ca_file", tls.ca_file.as_deref());
         self.file_exists("tls.cert_file", tls.cert_file.as_deref());
         self.file_exists("tls.key_file", tls.key_file.as_deref());
         self.file_exists("tls.crl_file", tls.crl_file.as_deref());
         if tls.critical_before > tls.warn_before {
-            self.error("tls.critical_before", "`critical_before` must not exceed `warn_before`");
+            self.error(
+                "tls.critical_before",
+                "`critical_before` must not exceed `warn_before`",
+            );
         }
         if !tls.system_roots && tls.ca_file.is_none() {
-            self.error("tls.system_roots", "with `system_roots: false`, set `ca_file`: nothing would be trusted");
+            self.error(
+                "tls.system_roots",
+                "with `system_roots: false`, set `ca_file`: nothing would be trusted",
+            );
         }
     }
 }

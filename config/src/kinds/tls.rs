@@ -28,7 +28,10 @@ impl Checked for TlsProbeSpec {
         if self.host_port().is_none() {
             check.error(
                 "address",
-                format!("`{}` is not host:port (e.g. api.example.com:443)", self.address),
+                format!(
+                    "`{}` is not host:port (e.g. api.example.com:443)",
+                    self.address
+                ),
             );
         }
         check.tls(&self.tls);

@@ -1,0 +1,118 @@
+//! `kind: tls`: connect, handshake, report the chain.
+//!
+//! With TLS 1.3 a server that requires a client certificate only says so after the
+//! client has finished its side of the handshake, so when the server asked for one
+//! and none was sent, the probe waits briefly for the server's verdict.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use depprobe_config::ProbeConfig;
+use depprobe_config::kinds::tls::TlsProbeSpec;
+
+use crate::outcome::{Outcome, Target};
+use crate::run::{ProbeError, ProbeMeta, Run};
+use crate::taxonomy::{ErrorType, Phase};
+use crate::transport::tls::TlsClient;
+use crate::transport::{self, Dns};
+use crate::{BuildError, Probe, ProbeEnv};
+
+/// How long to wait for a TLS 1.3 server's verdict on a missing client certificate.
+const CLIENT_CERT_VERDICT_WAIT: Duration = Duration::from_millis(300);
+
+/// A `tls` probe.
+pub struct TlsProbe {
+    meta: ProbeMeta,
+    host: String,
+    port: u16,
+    tls: TlsClient,
+    dns: Dns,
+}
+
+impl TlsProbe {
+    /// Builds the probe.
+    pub fn new(cfg: &ProbeConfig, spec: &TlsProbeSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
+        let (host, port) = spec
+            .host_port()
+            .ok_or_else(|| BuildError::Invalid(format!("`{}` is not host:port", spec.address)))?;
+        let target = Target {
+            address: host.clone(),
+            port,
+        };
+        Ok(TlsProbe {
+            meta: ProbeMeta::new(cfg, target),
+            host,
+            port,
+            tls: TlsClient::from_spec(&spec.tls, &[])?,
+            dns: env.dns.clone(),
+        })
+    }
+
+    async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
+        let tcp = transport::dial(run, &self.dns, &self.host, self.port).await?;
+        let now = run.now();
+        let mut session = run
+            .phase(Phase::Tls, self.tls.handshake(tcp, &self.host, now))
+            .await?;
+        run.tls = Some(session.facts.clone());
+        run.findings.append(&mut session.findings);
+
+        if session.client_auth.asked
+            && !session.client_auth.sent
+            && session.facts.version.as_deref() == Some("1.3")
+        {
+            let wait = CLIENT_CERT_VERDICT_WAIT.min(run.remaining());
+            let mut buf = [0u8; 64];
+            match tokio::time::timeout(wait, session.stream.read(&mut buf)).await {
+                Ok(Ok(0)) => {
+                    return Err(ProbeError::new(
+                        ErrorType::TlsClientCertRequired,
+                        Phase::Tls,
+                        "the server asked for a client certificate and closed the connection when none was sent",
+                    ));
+                }
+                Ok(Err(e)) => {
+                    let mut err = transport::classify_stream(Phase::Tls, &e);
+                    if err.class == ErrorType::TlsHandshakeFailure
+                        || err.class == ErrorType::ConnectionReset
+                    {
+                        err.class = ErrorType::TlsClientCertRequired;
+                    }
+                    return Err(err);
+                }
+                Ok(Ok(_)) | Err(_) => {}
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), session.stream.shutdown()).await;
+        Ok(success_message(&session.facts, now))
+    }
+}
+
+/// "TLS 1.3 OK, certificate CN=x valid for 88 more days".
+pub fn success_message(facts: &crate::outcome::TlsFacts, now: std::time::SystemTime) -> String {
+    let version = facts.version.as_deref().unwrap_or("?");
+    match facts.chain.iter().min_by_key(|c| c.not_after) {
+        Some(c) => format!(
+            "TLS {version} OK; earliest expiry: {} {}",
+            c.short_name(),
+            crate::outcome::human_delta(now, c.not_after)
+        ),
+        None => format!("TLS {version} OK"),
+    }
+}
+
+impl Probe for TlsProbe {
+    fn meta(&self) -> &ProbeMeta {
+        &self.meta
+    }
+
+    fn run(&self) -> BoxFuture<'_, Outcome> {
+        Box::pin(async move {
+            let mut run = Run::start(&self.meta);
+            let result = self.exec(&mut run).await;
+            run.finish(result)
+        })
+    }
+}

@@ -1,0 +1,414 @@
+//! What one run of a probe produced.
+//!
+//! An [`Outcome`] is the only thing that leaves a probe: the agent turns it into
+//! state, spans, metrics and `/status`; `depprobe check` prints it. Its JSON form is
+//! the `check --json` shape of the design.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+use crate::taxonomy::{ErrorType, Phase, Status};
+use depprobe_config::Kind;
+
+/// The network endpoint a probe talks to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct Target {
+    /// Host name or address (`server.address`).
+    pub address: String,
+    /// Port (`server.port`); 0 when the probe has none (a local file).
+    pub port: u16,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    /// The probe's name.
+    pub name: String,
+    /// The probe's kind.
+    #[serde(serialize_with = "ser_kind")]
+    pub kind: Kind,
+    /// What was probed.
+    pub target: Target,
+    /// up / degraded / down.
+    pub status: Status,
+    /// The failure class, when down.
+    pub error_type: Option<ErrorType>,
+    /// Where it failed or hung, when down.
+    pub phase: Option<Phase>,
+    /// One line for a human: what happened, and what to do. Never a secret.
+    pub message: String,
+    /// When the run started.
+    #[serde(serialize_with = "ser_time")]
+    pub started_at: SystemTime,
+    /// Total and per-phase durations.
+    #[serde(rename = "duration_ms", serialize_with = "ser_durations")]
+    pub timings: Timings,
+    /// Warnings that make a working target `degraded`.
+    pub findings: Vec<Finding>,
+    /// Every problem seen, when several hold at once (the class is the first).
+    pub problems: Vec<Problem>,
+    /// What TLS looked like, when a handshake was attempted and the server answered.
+    pub tls: Option<TlsFacts>,
+    /// The last HTTP answer, for HTTP-based kinds.
+    pub http: Option<HttpFacts>,
+    /// Facts specific to the kind (server version, replica-set topology, ...).
+    pub details: BTreeMap<String, serde_json::Value>,
+}
+
+/// Total and per-phase durations of a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timings {
+    /// Wall time of the whole run.
+    pub total: Duration,
+    /// Each phase that ran, in order, with its duration (phases repeated by
+    /// redirects are summed).
+    pub phases: Vec<(Phase, Duration)>,
+}
+
+impl Timings {
+    /// The duration of `phase`, if it ran.
+    pub fn get(&self, phase: Phase) -> Option<Duration> {
+        self.phases
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map(|(_, d)| *d)
+    }
+
+    /// Adds `d` to `phase`.
+    pub fn add(&mut self, phase: Phase, d: Duration) {
+        match self.phases.iter_mut().find(|(p, _)| *p == phase) {
+            Some((_, total)) => *total += d,
+            None => self.phases.push((phase, d)),
+        }
+    }
+}
+
+/// One problem, when a run hit several.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Problem {
+    /// Its class.
+    #[serde(rename = "type")]
+    pub class: ErrorType,
+    /// What it is.
+    pub message: String,
+}
+
+/// A finding: the target works, but something needs attention.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    /// What kind of finding.
+    #[serde(rename = "type")]
+    pub kind: FindingType,
+    /// How urgent.
+    pub severity: Severity,
+    /// What it is and what to do.
+    pub message: String,
+    /// Facts for machines (certificate subject, days left, counts, ...).
+    #[serde(flatten)]
+    pub facts: BTreeMap<String, serde_json::Value>,
+}
+
+/// The kinds of finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingType {
+    /// A certificate of the chain expires within `warn_before`.
+    CertExpiring,
+    /// The leaf certificate differs from the last run.
+    CertChanged,
+    /// The leaf's issuer differs from the last run.
+    IssuerChanged,
+    /// A local credential expires within its window.
+    CredentialExpiring,
+    /// The MongoDB primary changed within the window.
+    Elections,
+    /// The number of primary changes reached the storm threshold.
+    ElectionStorm,
+    /// A replica-set member cannot be reached.
+    MemberUnreachable,
+    /// A database changed role (primary / standby) since the last run.
+    RoleChanged,
+    /// A phase exceeded its latency budget.
+    Slow,
+    /// A receiver accepted only part of what was sent.
+    PartialSuccess,
+}
+
+impl FindingType {
+    /// The stable string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingType::CertExpiring => "cert_expiring",
+            FindingType::CertChanged => "cert_changed",
+            FindingType::IssuerChanged => "issuer_changed",
+            FindingType::CredentialExpiring => "credential_expiring",
+            FindingType::Elections => "elections",
+            FindingType::ElectionStorm => "election_storm",
+            FindingType::MemberUnreachable => "member_unreachable",
+            FindingType::RoleChanged => "role_changed",
+            FindingType::Slow => "slow",
+            FindingType::PartialSuccess => "partial_success",
+        }
+    }
+}
+
+/// How urgent a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Needs attention soon.
+    Warning,
+    /// Needs attention now.
+    Critical,
+}
+
+impl Finding {
+    /// A finding without machine facts.
+    pub fn new(kind: FindingType, severity: Severity, message: impl Into<String>) -> Self {
+        Finding {
+            kind,
+            severity,
+            message: message.into(),
+            facts: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a machine fact.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.facts.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+/// What the TLS session looked like.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TlsFacts {
+    /// Protocol version (`1.2`, `1.3`), once negotiated.
+    pub version: Option<String>,
+    /// Cipher suite, once negotiated.
+    pub cipher: Option<String>,
+    /// Key-exchange group, once negotiated.
+    pub kx_group: Option<String>,
+    /// ALPN protocol, when one was agreed.
+    pub alpn: Option<String>,
+    /// The name that was sent in SNI and verified.
+    pub server_name: String,
+    /// Whether the chain verified.
+    pub verified: bool,
+    /// Every certificate the server presented, leaf first.
+    pub chain: Vec<CertFacts>,
+}
+
+impl TlsFacts {
+    /// The leaf certificate, if any was presented.
+    pub fn leaf(&self) -> Option<&CertFacts> {
+        self.chain.first()
+    }
+
+    /// The earliest `not_after` of the chain.
+    pub fn earliest_not_after(&self) -> Option<SystemTime> {
+        self.chain.iter().map(|c| c.not_after).min()
+    }
+}
+
+/// The facts of one certificate.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CertFacts {
+    /// Subject distinguished name.
+    pub subject: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// Serial number, hex.
+    pub serial: String,
+    /// Start of validity.
+    #[serde(serialize_with = "ser_time")]
+    pub not_before: SystemTime,
+    /// End of validity.
+    #[serde(serialize_with = "ser_time")]
+    pub not_after: SystemTime,
+    /// SHA-256 of the DER, lowercase hex.
+    pub sha256: String,
+    /// Subject alternative names (DNS names and IP addresses).
+    pub sans: Vec<String>,
+    /// Public key type (`EC P-256`, `RSA`, `Ed25519`).
+    pub key_type: String,
+    /// Public key size in bits.
+    pub key_bits: Option<u32>,
+    /// Whether it is a CA certificate.
+    pub is_ca: bool,
+}
+
+impl CertFacts {
+    /// Time left before `not_after` as seen at `now`, negative when expired.
+    pub fn seconds_left(&self, now: SystemTime) -> f64 {
+        seconds_between(now, self.not_after)
+    }
+
+    /// The subject's common name, or the whole subject.
+    pub fn short_name(&self) -> &str {
+        common_name(&self.subject)
+    }
+}
+
+/// The `CN=` part of a distinguished name, or the whole name.
+pub fn common_name(dn: &str) -> &str {
+    dn.split(", ")
+        .find_map(|part| part.strip_prefix("CN="))
+        .unwrap_or(dn)
+}
+
+/// What the last HTTP answer was.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct HttpFacts {
+    /// Status code.
+    pub status_code: u16,
+    /// HTTP version (`HTTP/1.1`, `HTTP/2.0`).
+    pub version: String,
+    /// Body bytes read.
+    pub body_bytes: usize,
+    /// Redirects followed.
+    pub redirects: u32,
+}
+
+impl Outcome {
+    /// The seconds of `d` as f64.
+    pub fn duration_secs(d: Duration) -> f64 {
+        d.as_secs_f64()
+    }
+
+    /// Replaces every occurrence of each secret in every text of the outcome.
+    pub fn scrub(&mut self, secrets: &[&str]) {
+        let secrets: Vec<&str> = secrets.iter().copied().filter(|s| s.len() >= 3).collect();
+        if secrets.is_empty() {
+            return;
+        }
+        let clean = |text: &mut String| {
+            for s in &secrets {
+                if text.contains(s) {
+                    *text = text.replace(s, "***");
+                }
+            }
+        };
+        clean(&mut self.message);
+        for p in &mut self.problems {
+            clean(&mut p.message);
+        }
+        for f in &mut self.findings {
+            clean(&mut f.message);
+            for v in f.facts.values_mut() {
+                scrub_json(v, &secrets);
+            }
+        }
+        for v in self.details.values_mut() {
+            scrub_json(v, &secrets);
+        }
+    }
+}
+
+fn scrub_json(v: &mut serde_json::Value, secrets: &[&str]) {
+    match v {
+        serde_json::Value::String(s) => {
+            for secret in secrets {
+                if s.contains(secret) {
+                    *s = s.replace(secret, "***");
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| scrub_json(i, secrets)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|i| scrub_json(i, secrets)),
+        _ => {}
+    }
+}
+
+/// Seconds from `from` to `to` (negative when `to` is earlier).
+pub fn seconds_between(from: SystemTime, to: SystemTime) -> f64 {
+    match to.duration_since(from) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// RFC 3339, UTC, whole seconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    let dt = time::OffsetDateTime::from(t);
+    let dt = dt.replace_nanosecond(0).unwrap_or(dt);
+    dt.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| format!("{dt}"))
+}
+
+/// "in 9 days", "3 hours ago": a time from `now`, rounded for a human.
+pub fn human_delta(now: SystemTime, then: SystemTime) -> String {
+    let secs = seconds_between(now, then);
+    let abs = secs.abs();
+    let text = if abs >= 2.0 * 86_400.0 {
+        format!("{} days", (abs / 86_400.0).floor())
+    } else if abs >= 2.0 * 3_600.0 {
+        format!("{} hours", (abs / 3_600.0).floor())
+    } else if abs >= 120.0 {
+        format!("{} minutes", (abs / 60.0).floor())
+    } else {
+        format!("{} seconds", abs.floor())
+    };
+    if secs >= 0.0 {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+fn ser_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
+}
+
+fn ser_kind<S: Serializer>(k: &Kind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(k.as_str())
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn ser_durations<S: Serializer>(t: &Timings, s: S) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(Some(1 + t.phases.len()))?;
+    map.serialize_entry("total", &ms(t.total))?;
+    for (phase, d) in &t.phases {
+        map.serialize_entry(phase.as_str(), &ms(*d))?;
+    }
+    map.end()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_deltas_read_naturally() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(
+            human_delta(now, now + Duration::from_secs(10 * 86_400 + 5)),
+            "in 10 days"
+        );
+        assert_eq!(
+            human_delta(now, now - Duration::from_secs(3 * 3_600 + 1)),
+            "3 hours ago"
+        );
+    }
+
+    #[test]
+    fn common_name_is_extracted() {
+        assert_eq!(
+            common_name("CN=api.example.com, O=Example"),
+            "api.example.com"
+        );
+        assert_eq!(common_name("O=Example"), "O=Example");
+    }
+
+    #[test]
+    fn rfc3339_is_utc_whole_seconds() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+    }
+}

@@ -1,0 +1,297 @@
+//! One run of a probe: its deadline, its phase clock, and how it ends as an
+//! [`Outcome`].
+//!
+//! A probe wraps each step in [`Run::phase`], which times it and enforces the run's
+//! single deadline; when the deadline passes, the error names the phase that hung.
+//! [`Run::finish`] turns the result into an outcome: status, class, message,
+//! findings (including `slow` from the latency budgets), with secrets scrubbed.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use depprobe_config::{Kind, ProbeConfig, Secret};
+use tokio::time::Instant;
+
+use crate::outcome::{
+    Finding, FindingType, HttpFacts, Outcome, Problem, Severity, Target, Timings, TlsFacts,
+};
+use crate::taxonomy::{ErrorType, Phase, Status};
+
+/// Why a run failed: a class, the phase, a message, and what was seen on the way.
+#[derive(Clone, Debug)]
+pub struct ProbeError {
+    /// The failure class.
+    pub class: ErrorType,
+    /// Where it failed.
+    pub phase: Phase,
+    /// What happened, for a human (no secrets).
+    pub message: String,
+    /// Every problem, when several hold (TLS).
+    pub problems: Vec<Problem>,
+    /// The TLS facts gathered before the failure (the chain, even unverified).
+    pub tls: Option<Box<TlsFacts>>,
+}
+
+impl ProbeError {
+    /// A failure of class `class` in `phase`.
+    pub fn new(class: ErrorType, phase: Phase, message: impl Into<String>) -> Self {
+        ProbeError {
+            class,
+            phase,
+            message: message.into(),
+            problems: Vec::new(),
+            tls: None,
+        }
+    }
+
+    /// Attaches the TLS facts seen before the failure.
+    pub fn with_tls(mut self, tls: TlsFacts) -> Self {
+        self.tls = Some(Box::new(tls));
+        self
+    }
+
+    /// The error for a deadline that passed during `phase`.
+    pub fn deadline(phase: Phase, budget: Duration) -> Self {
+        let budget = humanize(budget);
+        match phase {
+            Phase::Connect => ProbeError::new(
+                ErrorType::ConnectTimeout,
+                phase,
+                format!("no answer to the TCP connection attempt within {budget}"),
+            ),
+            Phase::Dns => ProbeError::new(
+                ErrorType::Timeout,
+                phase,
+                format!("the DNS lookup did not finish within {budget}"),
+            ),
+            Phase::Tls => ProbeError::new(
+                ErrorType::Timeout,
+                phase,
+                format!(
+                    "the server accepted the connection but did not complete the TLS handshake within {budget}"
+                ),
+            ),
+            _ => ProbeError::new(
+                ErrorType::Timeout,
+                phase,
+                format!("no answer in phase {phase} within {budget}"),
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} in {}: {}", self.class, self.phase, self.message)
+    }
+}
+
+impl std::error::Error for ProbeError {}
+
+/// "10s", "500ms".
+pub fn humanize(d: Duration) -> String {
+    if d.as_millis() < 1000 || d.subsec_millis() != 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
+    }
+}
+
+/// What every run of one probe shares: its identity, target, budgets and secrets.
+#[derive(Clone, Debug)]
+pub struct ProbeMeta {
+    /// The probe's name.
+    pub name: String,
+    /// The probe's kind.
+    pub kind: Kind,
+    /// What it probes.
+    pub target: Target,
+    /// The run's deadline.
+    pub timeout: Duration,
+    /// Latency budgets: `None` is the total.
+    pub budgets: Vec<(Option<Phase>, Duration)>,
+    /// Secrets written in the configuration, scrubbed from every outcome.
+    pub secrets: Vec<Secret>,
+}
+
+impl ProbeMeta {
+    /// The identity of the probe configured by `cfg`, probing `target`.
+    pub fn new(cfg: &ProbeConfig, target: Target) -> Self {
+        let budgets = cfg
+            .latency_budget
+            .iter()
+            .map(|(name, d)| (Phase::ALL.iter().copied().find(|p| p.as_str() == name), d.0))
+            .collect();
+        ProbeMeta {
+            name: cfg.name.clone(),
+            kind: cfg.spec.kind(),
+            target,
+            timeout: cfg.timeout.0.min(cfg.interval.0),
+            budgets,
+            secrets: cfg.spec.inline_secrets(),
+        }
+    }
+}
+
+/// A run in progress.
+pub struct Run<'m> {
+    meta: &'m ProbeMeta,
+    started: Instant,
+    wall: SystemTime,
+    deadline: Instant,
+    timings: Timings,
+    secrets: Vec<Secret>,
+    /// TLS facts, once a handshake was attempted.
+    pub tls: Option<TlsFacts>,
+    /// The last HTTP answer.
+    pub http: Option<HttpFacts>,
+    /// Findings so far.
+    pub findings: Vec<Finding>,
+    /// Kind-specific facts.
+    pub details: BTreeMap<String, serde_json::Value>,
+}
+
+impl<'m> Run<'m> {
+    /// Starts a run now, with the probe's timeout as the deadline.
+    pub fn start(meta: &'m ProbeMeta) -> Self {
+        let started = Instant::now();
+        Run {
+            meta,
+            started,
+            wall: SystemTime::now(),
+            deadline: started + meta.timeout,
+            timings: Timings::default(),
+            secrets: Vec::new(),
+            tls: None,
+            http: None,
+            findings: Vec::new(),
+            details: BTreeMap::new(),
+        }
+    }
+
+    /// Wall-clock time at the start of the run (certificate validity is judged at it).
+    pub fn now(&self) -> SystemTime {
+        self.wall
+    }
+
+    /// Time left before the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The deadline.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Remembers a secret read during this run so that it is scrubbed from the outcome.
+    pub fn secret(&mut self, s: &Secret) {
+        self.secrets.push(s.clone());
+    }
+
+    /// Runs `fut` as `phase`: timed, and cut at the deadline.
+    pub async fn phase<T, F>(&mut self, phase: Phase, fut: F) -> Result<T, ProbeError>
+    where
+        F: Future<Output = Result<T, ProbeError>>,
+    {
+        let start = Instant::now();
+        let r = tokio::time::timeout_at(self.deadline, fut).await;
+        self.timings.add(phase, start.elapsed());
+        match r {
+            Ok(r) => r,
+            Err(_) => Err(ProbeError::deadline(phase, self.meta.timeout)),
+        }
+    }
+
+    /// Records a phase measured elsewhere.
+    pub fn record(&mut self, phase: Phase, d: Duration) {
+        self.timings.add(phase, d);
+    }
+
+    /// Ends the run: `Ok(message)` when the target works, or the error.
+    pub fn finish(mut self, result: Result<String, ProbeError>) -> Outcome {
+        self.timings.total = self.started.elapsed();
+        self.budget_findings();
+        let (status, error_type, phase, mut message, problems) = match result {
+            Ok(msg) => {
+                let worst = self
+                    .findings
+                    .iter()
+                    .max_by_key(|f| f.severity)
+                    .map(|f| f.message.clone());
+                match worst {
+                    Some(w) => (Status::Degraded, None, None, w, Vec::new()),
+                    None => (Status::Up, None, None, msg, Vec::new()),
+                }
+            }
+            Err(e) => {
+                if let Some(tls) = e.tls {
+                    self.tls = Some(*tls);
+                }
+                let msg = format!("{}; {}", e.message, e.class.hint());
+                (Status::Down, Some(e.class), Some(e.phase), msg, e.problems)
+            }
+        };
+        if message.len() > 1000 {
+            let mut cut = 1000;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let mut outcome = Outcome {
+            name: self.meta.name.clone(),
+            kind: self.meta.kind,
+            target: self.meta.target.clone(),
+            status,
+            error_type,
+            phase,
+            message,
+            started_at: self.wall,
+            timings: self.timings,
+            findings: self.findings,
+            problems,
+            tls: self.tls,
+            http: self.http,
+            details: self.details,
+        };
+        let secrets: Vec<&str> = self
+            .meta
+            .secrets
+            .iter()
+            .chain(self.secrets.iter())
+            .map(Secret::expose)
+            .collect();
+        outcome.scrub(&secrets);
+        outcome
+    }
+
+    fn budget_findings(&mut self) {
+        for (phase, budget) in &self.meta.budgets {
+            let took = match phase {
+                None => Some(self.timings.total),
+                Some(p) => self.timings.get(*p),
+            };
+            let Some(took) = took else { continue };
+            if took > *budget {
+                let name = phase.map_or("total", Phase::as_str);
+                self.findings.push(
+                    Finding::new(
+                        FindingType::Slow,
+                        Severity::Warning,
+                        format!(
+                            "{name} took {} ms, over its budget of {}",
+                            took.as_millis(),
+                            humanize(*budget)
+                        ),
+                    )
+                    .with("phase", name)
+                    .with("took_ms", took.as_millis() as u64)
+                    .with("budget_ms", budget.as_millis() as u64),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! From a typed TLS error to a failure class.
+//!
+//! Classification follows the error value, never its text: the `rustls::Error` is
+//! found by walking the error's sources and `io::Error::get_ref()`.
+
+use std::error::Error as StdError;
+use std::io;
+
+use rustls::{AlertDescription, CertificateError, Error as TlsError, InvalidMessage};
+
+use crate::run::ProbeError;
+use crate::taxonomy::{ErrorType, Phase};
+
+/// Whether the server asked for a client certificate and whether one was sent,
+/// as seen during the handshake.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// The server sent a CertificateRequest.
+    pub asked: bool,
+    /// A certificate was sent in reply.
+    pub sent: bool,
+}
+
+/// The `rustls::Error` inside `e`, if any.
+pub fn find_rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a TlsError> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(tls) = err.downcast_ref::<TlsError>() {
+            return Some(tls);
+        }
+        if let Some(ioe) = err.downcast_ref::<io::Error>()
+            && let Some(inner) = ioe.get_ref()
+        {
+            if let Some(tls) = inner.downcast_ref::<TlsError>() {
+                return Some(tls);
+            }
+            cur = Some(inner);
+            continue;
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The TLS failure inside an I/O error met after the handshake (TLS 1.3 servers
+/// reject a client certificate on the first read), if there is one.
+pub fn tls_error_in(e: &io::Error) -> Option<ProbeError> {
+    let tls = find_rustls_error(e)?;
+    let (class, message) = classify(tls, ClientAuth::default());
+    Some(ProbeError::new(class, Phase::Tls, message))
+}
+
+/// The class and message of a failed handshake.
+pub fn classify_handshake(e: &io::Error, auth: ClientAuth) -> (ErrorType, String) {
+    if let Some(tls) = find_rustls_error(e) {
+        return classify(tls, auth);
+    }
+    use io::ErrorKind::*;
+    match e.kind() {
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe if auth.asked && !auth.sent => (
+            ErrorType::TlsClientCertRequired,
+            "the server asked for a client certificate and closed the connection when none was sent".into(),
+        ),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => (
+            ErrorType::TlsHandshakeFailure,
+            format!("the server closed the connection during the TLS handshake ({e})"),
+        ),
+        _ => (ErrorType::TlsProtocolError, format!("TLS handshake failed: {e}")),
+    }
+}
+
+/// The class and message of a rustls error.
+pub fn classify(e: &TlsError, auth: ClientAuth) -> (ErrorType, String) {
+    match e {
+        TlsError::InvalidCertificate(ce) => classify_certificate(ce),
+        TlsError::AlertReceived(alert) => classify_alert(*alert, auth),
+        TlsError::PeerIncompatible(p) => (
+            ErrorType::TlsHandshakeFailure,
+            format!("no common TLS parameters with the server ({p:?})"),
+        ),
+        TlsError::InvalidMessage(InvalidMessage::InvalidContentType)
+        | TlsError::InvalidMessage(InvalidMessage::UnknownProtocolVersion) => (
+            ErrorType::TlsNotOffered,
+            "the server answered with something that is not TLS (a plaintext service?)".into(),
+        ),
+        TlsError::NoCertificatesPresented => (
+            ErrorType::TlsBadCertificate,
+            "the server presented no certificate".into(),
+        ),
+        TlsError::InvalidCertRevocationList(c) => (
+            ErrorType::TlsBadCertificate,
+            format!("the configured CRL is not usable ({c:?})"),
+        ),
+        other => (ErrorType::TlsProtocolError, format!("TLS error: {other}")),
+    }
+}
+
+fn classify_certificate(e: &CertificateError) -> (ErrorType, String) {
+    use CertificateError as C;
+    match e {
+        C::Expired | C::ExpiredContext { .. } => (
+            ErrorType::TlsCertExpired,
+            "a certificate of the chain has expired".into(),
+        ),
+        C::NotValidYet | C::NotValidYetContext { .. } => (
+            ErrorType::TlsCertNotYetValid,
+            "a certificate of the chain is not valid yet".into(),
+        ),
+        C::UnknownIssuer => (
+            ErrorType::TlsUnknownIssuer,
+            "the chain does not lead to a trusted root".into(),
+        ),
+        C::NotValidForName | C::NotValidForNameContext { .. } => (
+            ErrorType::TlsHostnameMismatch,
+            "the certificate is not valid for the name asked".into(),
+        ),
+        C::Revoked => (
+            ErrorType::TlsCertRevoked,
+            "the certificate is revoked".into(),
+        ),
+        C::UnknownRevocationStatus
+        | C::ExpiredRevocationList
+        | C::ExpiredRevocationListContext { .. } => (
+            ErrorType::TlsCertRevoked,
+            format!("the revocation status cannot be established ({e:?})"),
+        ),
+        other => (
+            ErrorType::TlsBadCertificate,
+            format!("the certificate is not acceptable ({other:?})"),
+        ),
+    }
+}
+
+fn classify_alert(alert: AlertDescription, auth: ClientAuth) -> (ErrorType, String) {
+    use AlertDescription as A;
+    let client_cert_alert = matches!(
+        alert,
+        A::CertificateRequired
+            | A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied
+    );
+    if alert == A::CertificateRequired
+        || (auth.asked && (client_cert_alert || (!auth.sent && alert == A::HandshakeFailure)))
+    {
+        let what = if auth.sent {
+            format!("the server rejected the client certificate (alert {alert:?})")
+        } else {
+            format!("the server requires a client certificate and none was sent (alert {alert:?})")
+        };
+        return (ErrorType::TlsClientCertRequired, what);
+    }
+    match alert {
+        A::ProtocolVersion => (
+            ErrorType::TlsHandshakeFailure,
+            "the server does not accept the offered TLS versions (alert protocol_version)".into(),
+        ),
+        A::HandshakeFailure | A::InsufficientSecurity => (
+            ErrorType::TlsHandshakeFailure,
+            format!(
+                "the server refused the handshake (alert {alert:?}): no common version, cipher or group"
+            ),
+        ),
+        other => (
+            ErrorType::TlsHandshakeFailure,
+            format!("the server sent TLS alert {other:?}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rustls_error_is_found_inside_io_error() {
+        let io = io::Error::new(
+            io::ErrorKind::InvalidData,
+            TlsError::InvalidCertificate(CertificateError::UnknownIssuer),
+        );
+        let (class, _) = classify_handshake(&io, ClientAuth::default());
+        assert_eq!(class, ErrorType::TlsUnknownIssuer);
+    }
+
+    #[test]
+    fn certificate_required_alert_is_client_cert_required() {
+        let (class, _) = classify(
+            &TlsError::AlertReceived(AlertDescription::CertificateRequired),
+            ClientAuth::default(),
+        );
+        assert_eq!(class, ErrorType::TlsClientCertRequired);
+        let asked = ClientAuth {
+            asked: true,
+            sent: false,
+        };
+        let (class, _) = classify(
+            &TlsError::AlertReceived(AlertDescription::HandshakeFailure),
+            asked,
+        );
+        assert_eq!(class, ErrorType::TlsClientCertRequired);
+        let (class, _) = classify(
+            &TlsError::AlertReceived(AlertDescription::HandshakeFailure),
+            ClientAuth::default(),
+        );
+        assert_eq!(class, ErrorType::TlsHandshakeFailure);
+    }
+
+    #[test]
+    fn plaintext_reply_is_not_offered() {
+        let (class, _) = classify(
+            &TlsError::InvalidMessage(InvalidMessage::InvalidContentType),
+            ClientAuth::default(),
+        );
+        assert_eq!(class, ErrorType::TlsNotOffered);
+    }
+}

@@ -1,0 +1,73 @@
+//! Running a probe from a few lines of YAML, as the agent would.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use depprobe_config::Config;
+use depprobe_probes::{Outcome, ProbeEnv};
+use tempfile::TempDir;
+
+use crate::certs::{Ca, CertError};
+
+/// A scratch directory for the files a case needs (CA bundles, keys, tokens).
+pub struct Scratch {
+    dir: TempDir,
+}
+
+impl Scratch {
+    /// A new empty directory, removed when dropped.
+    pub fn new() -> Result<Scratch, std::io::Error> {
+        Ok(Scratch {
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    /// The path of `name` inside it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `text` to `name` and returns the path.
+    pub fn write(&self, name: &str, text: &str) -> Result<PathBuf, CertError> {
+        let p = self.path(name);
+        crate::certs::write(&p, text)?;
+        Ok(p)
+    }
+
+    /// Writes the CA's certificate as `<name>.pem` and returns the path.
+    pub fn ca(&self, ca: &Ca) -> Result<PathBuf, CertError> {
+        self.write(&format!("{}.pem", ca.name.replace(' ', "_")), &ca.pem)
+    }
+}
+
+/// Why a case could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(#[from] depprobe_config::ConfigErrors),
+    /// A probe could not be built.
+    #[error("{0}")]
+    Build(#[from] depprobe_probes::BuildError),
+}
+
+/// Parses a whole configuration with the process environment.
+pub fn config(yaml: &str) -> Result<Config, HarnessError> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    Ok(depprobe_config::parse_str(yaml, "test.yaml", &env)?)
+}
+
+/// Runs, once, the single probe described by `probe_yaml` (the keys of one list
+/// item, unindented).
+pub async fn run_once(probe_yaml: &str) -> Result<Outcome, HarnessError> {
+    let mut yaml = String::from("probes:\n");
+    for (i, line) in probe_yaml.trim_end().lines().enumerate() {
+        yaml.push_str(if i == 0 { "  - " } else { "    " });
+        yaml.push_str(line);
+        yaml.push('\n');
+    }
+    let cfg = config(&yaml)?;
+    let env = ProbeEnv::system()?;
+    let probe = depprobe_probes::build(&cfg.probes[0], &env)?;
+    Ok(probe.run().await)
+}

@@ -1,0 +1,405 @@
+//! The TLS failure classes, each against a real local server with certificates made
+//! for the case. Every test asserts the class, the phase and the facts a user sees.
+
+use depprobe_probes::{ErrorType, FindingType, Outcome, Phase, Severity, Status};
+use depprobe_tests::{
+    Ca, HttpServer, RawServer, Scratch, SilentServer, Validity, Versions, closed_port, run_once,
+};
+
+struct Pki {
+    root: Ca,
+    inter: Ca,
+    scratch: Scratch,
+}
+
+fn pki() -> Pki {
+    let root = Ca::root("Test Root CA").unwrap();
+    let inter = root
+        .intermediate("Test Issuing CA", Validity::days(-100, 1000))
+        .unwrap();
+    Pki {
+        root,
+        inter,
+        scratch: Scratch::new().unwrap(),
+    }
+}
+
+async fn probe_tls(p: &Pki, port: u16, extra: &str) -> Outcome {
+    let ca = p.scratch.ca(&p.root).unwrap();
+    run_once(&format!(
+        "name: t\nkind: tls\naddress: localhost:{port}\ntimeout: 2s\ntls:\n  ca_file: {}\n  system_roots: false\n{extra}",
+        ca.display()
+    ))
+    .await
+    .unwrap()
+}
+
+async fn serve(id: &depprobe_tests::Identity) -> HttpServer {
+    HttpServer::builder().tls(id).start().await.unwrap()
+}
+
+fn assert_down(o: &Outcome, class: ErrorType, phase: Phase) {
+    assert_eq!(o.status, Status::Down, "{o:#?}");
+    assert_eq!(o.error_type, Some(class), "{o:#?}");
+    assert_eq!(o.phase, Some(phase), "{o:#?}");
+}
+
+#[tokio::test]
+async fn valid_chain_is_up_with_facts_for_every_certificate() {
+    let p = pki();
+    let leaf = p.inter.leaf(&["localhost"], Validity::current()).unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert_eq!(o.error_type, None);
+    let tls = o.tls.as_ref().unwrap();
+    assert!(tls.verified);
+    assert_eq!(tls.version.as_deref(), Some("1.3"));
+    assert!(
+        tls.cipher.as_deref().unwrap().starts_with("TLS13_"),
+        "{tls:?}"
+    );
+    assert_eq!(tls.chain.len(), 2);
+    assert_eq!(tls.chain[0].subject, "O=depprobe test, CN=localhost");
+    assert_eq!(tls.chain[0].issuer, "O=depprobe test, CN=Test Issuing CA");
+    assert_eq!(tls.chain[0].sans, vec!["localhost".to_string()]);
+    assert_eq!(tls.chain[0].key_type, "EC P-256");
+    assert_eq!(tls.chain[0].sha256.len(), 64);
+    assert!(tls.chain[1].is_ca);
+    assert!(o.timings.get(Phase::Dns).is_some() && o.timings.get(Phase::Tls).is_some());
+}
+
+#[tokio::test]
+async fn expired_leaf_is_cert_expired_with_its_dates() {
+    let p = pki();
+    let leaf = p.inter.leaf(&["localhost"], Validity::expired()).unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_down(&o, ErrorType::TlsCertExpired, Phase::Tls);
+    assert!(
+        o.message.contains("CN=localhost") || o.message.contains("localhost (leaf) expired"),
+        "{}",
+        o.message
+    );
+    assert!(o.message.contains("not after"), "{}", o.message);
+    let tls = o
+        .tls
+        .as_ref()
+        .expect("facts are kept when verification fails");
+    assert!(!tls.verified);
+    assert!(tls.chain[0].not_after < std::time::SystemTime::now());
+}
+
+#[tokio::test]
+async fn expired_intermediate_under_a_valid_leaf_is_cert_expired() {
+    let p = pki();
+    let old_inter = p
+        .root
+        .intermediate("Old Issuing CA", Validity::days(-400, -2))
+        .unwrap();
+    let leaf = old_inter.leaf(&["localhost"], Validity::current()).unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_down(&o, ErrorType::TlsCertExpired, Phase::Tls);
+    assert!(
+        o.message
+            .contains("Old Issuing CA (intermediate #1) expired"),
+        "{}",
+        o.message
+    );
+    assert_eq!(o.tls.as_ref().unwrap().chain.len(), 2);
+}
+
+#[tokio::test]
+async fn not_yet_valid_leaf_is_named() {
+    let p = pki();
+    let leaf = p
+        .inter
+        .leaf(&["localhost"], Validity::not_yet_valid())
+        .unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_down(&o, ErrorType::TlsCertNotYetValid, Phase::Tls);
+    assert!(o.message.contains("not valid before"), "{}", o.message);
+}
+
+#[tokio::test]
+async fn unknown_ca_is_unknown_issuer_with_the_chain_reported() {
+    let p = pki();
+    let other = Ca::root("Internal Fallback CA").unwrap();
+    let leaf = other.leaf(&["localhost"], Validity::current()).unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_down(&o, ErrorType::TlsUnknownIssuer, Phase::Tls);
+    assert!(o.message.contains("Internal Fallback CA"), "{}", o.message);
+    let chain = &o.tls.as_ref().unwrap().chain;
+    assert_eq!(chain[0].issuer, "O=depprobe test, CN=Internal Fallback CA");
+}
+
+#[tokio::test]
+async fn self_signed_leaf_is_unknown_issuer() {
+    let p = pki();
+    let leaf = Ca::self_signed(&["localhost"], Validity::current()).unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_down(&o, ErrorType::TlsUnknownIssuer, Phase::Tls);
+    assert!(o.message.contains("self-signed"), "{}", o.message);
+}
+
+#[tokio::test]
+async fn wrong_name_is_hostname_mismatch() {
+    let p = pki();
+    let leaf = p
+        .inter
+        .leaf(&["other.example"], Validity::current())
+        .unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_down(&o, ErrorType::TlsHostnameMismatch, Phase::Tls);
+    assert!(
+        o.message
+            .contains("not valid for localhost (it covers other.example)"),
+        "{}",
+        o.message
+    );
+}
+
+#[tokio::test]
+async fn wrong_name_and_expired_are_both_reported() {
+    let p = pki();
+    let leaf = p
+        .inter
+        .leaf(&["other.example"], Validity::expired())
+        .unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_down(&o, ErrorType::TlsCertExpired, Phase::Tls);
+    let classes: Vec<ErrorType> = o.problems.iter().map(|p| p.class).collect();
+    assert_eq!(
+        classes,
+        vec![ErrorType::TlsCertExpired, ErrorType::TlsHostnameMismatch]
+    );
+    assert!(
+        o.message
+            .contains("also: the certificate is not valid for localhost"),
+        "{}",
+        o.message
+    );
+}
+
+#[tokio::test]
+async fn expired_and_untrusted_are_both_reported() {
+    let p = pki();
+    let other = Ca::root("Internal Fallback CA").unwrap();
+    let leaf = other.leaf(&["localhost"], Validity::expired()).unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_down(&o, ErrorType::TlsCertExpired, Phase::Tls);
+    let classes: Vec<ErrorType> = o.problems.iter().map(|p| p.class).collect();
+    assert_eq!(
+        classes,
+        vec![ErrorType::TlsCertExpired, ErrorType::TlsUnknownIssuer]
+    );
+}
+
+#[tokio::test]
+async fn server_name_override_is_used_for_sni_and_verification() {
+    let p = pki();
+    let leaf = p
+        .inter
+        .leaf(&["api.internal.example"], Validity::current())
+        .unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(&p, server.port(), "  server_name: api.internal.example\n").await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert_eq!(o.tls.unwrap().server_name, "api.internal.example");
+}
+
+#[tokio::test]
+async fn required_client_certificate_is_named_on_tls13_first_read() {
+    let p = pki();
+    let leaf = p.inter.leaf(&["localhost"], Validity::current()).unwrap();
+    let client_ca = Ca::root("Client CA").unwrap();
+    let server = HttpServer::builder()
+        .tls(&leaf)
+        .versions(Versions::Tls13Only)
+        .require_client_cert(&client_ca.cert)
+        .start()
+        .await
+        .unwrap();
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_down(&o, ErrorType::TlsClientCertRequired, Phase::Tls);
+
+    // With a certificate the server trusts, the same probe is up.
+    let client = client_ca
+        .leaf(&["depprobe-client"], Validity::current())
+        .unwrap();
+    let (cert, key) = client
+        .write(p.scratch.path("").as_path(), "client")
+        .unwrap();
+    let o = probe_tls(
+        &p,
+        server.port(),
+        &format!(
+            "  cert_file: {}\n  key_file: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+}
+
+#[tokio::test]
+async fn required_client_certificate_is_named_on_tls12() {
+    let p = pki();
+    let leaf = p.inter.leaf(&["localhost"], Validity::current()).unwrap();
+    let client_ca = Ca::root("Client CA").unwrap();
+    let server = HttpServer::builder()
+        .tls(&leaf)
+        .versions(Versions::Tls12Only)
+        .require_client_cert(&client_ca.cert)
+        .start()
+        .await
+        .unwrap();
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_down(&o, ErrorType::TlsClientCertRequired, Phase::Tls);
+}
+
+#[tokio::test]
+async fn tls12_only_server_fails_a_probe_that_requires_tls13() {
+    let p = pki();
+    let leaf = p.inter.leaf(&["localhost"], Validity::current()).unwrap();
+    let server = HttpServer::builder()
+        .tls(&leaf)
+        .versions(Versions::Tls12Only)
+        .start()
+        .await
+        .unwrap();
+    let o = probe_tls(&p, server.port(), "  min_version: \"1.3\"\n").await;
+    assert_down(&o, ErrorType::TlsHandshakeFailure, Phase::Tls);
+    // Without the requirement the same server is up over 1.2.
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_eq!(o.tls.unwrap().version.as_deref(), Some("1.2"));
+}
+
+#[tokio::test]
+async fn plaintext_server_is_tls_not_offered() {
+    let p = pki();
+    let server = RawServer::start(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let o = probe_tls(&p, server.addr().port(), "").await;
+    assert_down(&o, ErrorType::TlsNotOffered, Phase::Tls);
+    assert!(o.tls.is_none());
+}
+
+#[tokio::test]
+async fn silent_server_is_a_timeout_in_phase_tls() {
+    let p = pki();
+    let server = SilentServer::start().await.unwrap();
+    let ca = p.scratch.ca(&p.root).unwrap();
+    let o = run_once(&format!(
+        "name: t\nkind: tls\naddress: 127.0.0.1:{}\ntimeout: 300ms\ntls:\n  ca_file: {}\n",
+        server.addr().port(),
+        ca.display()
+    ))
+    .await
+    .unwrap();
+    assert_down(&o, ErrorType::Timeout, Phase::Tls);
+    assert!(
+        o.message
+            .contains("did not complete the TLS handshake within 300ms"),
+        "{}",
+        o.message
+    );
+}
+
+#[tokio::test]
+async fn closed_port_is_connect_refused() {
+    let p = pki();
+    let port = closed_port().await.unwrap();
+    let o = probe_tls(&p, port, "").await;
+    assert_down(&o, ErrorType::ConnectRefused, Phase::Connect);
+    assert!(o.tls.is_none());
+}
+
+#[tokio::test]
+async fn unresolvable_name_is_dns_not_found() {
+    let o = run_once("name: t\nkind: tls\naddress: nothing-here.invalid:443\ntimeout: 5s\n")
+        .await
+        .unwrap();
+    assert_down(&o, ErrorType::DnsNotFound, Phase::Dns);
+    assert!(o.message.contains("nothing-here.invalid"), "{}", o.message);
+}
+
+#[tokio::test]
+async fn certificate_ten_days_from_expiry_is_a_warning() {
+    let p = pki();
+    let leaf = p
+        .inter
+        .leaf(&["localhost"], Validity::expiring_in(10))
+        .unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_eq!(o.status, Status::Degraded, "{o:#?}");
+    assert_eq!(o.findings.len(), 1);
+    let f = &o.findings[0];
+    assert_eq!(f.kind, FindingType::CertExpiring);
+    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(f.facts["days_left"].as_f64().map(f64::floor), Some(10.0));
+    assert!(o.message.contains("expires in 10 days"), "{}", o.message);
+}
+
+#[tokio::test]
+async fn certificate_two_days_from_expiry_is_critical() {
+    let p = pki();
+    let leaf = p
+        .inter
+        .leaf(&["localhost"], Validity::expiring_in(2))
+        .unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(&p, server.port(), "").await;
+    assert_eq!(o.status, Status::Degraded);
+    assert_eq!(o.findings[0].severity, Severity::Critical);
+}
+
+#[tokio::test]
+async fn expiring_intermediate_is_a_finding_too() {
+    let p = pki();
+    let inter = p
+        .root
+        .intermediate("Short Issuing CA", Validity::days(-300, 5))
+        .unwrap();
+    let leaf = inter.leaf(&["localhost"], Validity::days(-10, 4)).unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(
+        &p,
+        server.port(),
+        "  warn_before: 30d\n  critical_before: 1d\n",
+    )
+    .await;
+    assert_eq!(o.status, Status::Degraded);
+    let positions: Vec<_> = o
+        .findings
+        .iter()
+        .map(|f| f.facts["position"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(positions, vec!["leaf", "intermediate #1"]);
+}
+
+#[tokio::test]
+async fn revoked_certificate_is_cert_revoked() {
+    let p = pki();
+    let leaf = p.inter.leaf(&["localhost"], Validity::current()).unwrap();
+    let crl = p.inter.crl(&[&leaf]).unwrap();
+    let crl_path = p.scratch.write("revoked.crl", &crl).unwrap();
+    let server = serve(&leaf).await;
+    let o = probe_tls(
+        &p,
+        server.port(),
+        &format!("  crl_file: {}\n", crl_path.display()),
+    )
+    .await;
+    assert_down(&o, ErrorType::TlsCertRevoked, Phase::Tls);
+}
