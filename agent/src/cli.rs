@@ -1,0 +1,160 @@
+//! The command line: `run`, `check`, `validate`, `demo`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use depprobe_probes::ProbeEnv;
+
+use crate::check::{self, EXIT_CONFIG};
+use crate::{setup, table};
+
+/// depprobe: synthetic probes for an application's dependencies.
+#[derive(Debug, Parser)]
+#[command(name = "depprobe", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every probe once, print a table, exit 0 (all up), 1 (degraded), 2 (down), 3 (bad config).
+    Check {
+        /// Configuration file.
+        #[arg(short, long, env = "DEPPROBE_CONFIG", default_value = "depprobe.yaml")]
+        config: PathBuf,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Exit 0 when targets are degraded but none is down.
+        #[arg(long)]
+        allow_degraded: bool,
+    },
+    /// Check a configuration file and report every error with file, line and column.
+    Validate {
+        /// Configuration file.
+        #[arg(short, long, env = "DEPPROBE_CONFIG", default_value = "depprobe.yaml")]
+        config: PathBuf,
+    },
+    /// Start local demo dependencies (healthy, expiring, expired, untrusted, ...) and probe them.
+    Demo {
+        /// Print the table once and exit.
+        #[arg(long)]
+        once: bool,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Address of /metrics and /status while the demo runs.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: String,
+        /// Print the demo's configuration file and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(
+        cli.command,
+        Command::Check { .. } | Command::Validate { .. }
+    ));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("depprobe: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    ExitCode::from(runtime.block_on(dispatch(cli.command)))
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DEPPROBE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(command: Command) -> u8 {
+    match command {
+        Command::Check {
+            config,
+            json,
+            allow_degraded,
+        } => cmd_check(&config, json, allow_degraded).await,
+        Command::Validate { config } => cmd_validate(&config).await,
+        Command::Demo {
+            once,
+            json,
+            listen,
+            print_config,
+        } => crate::demo::run(once, json, &listen, print_config).await,
+    }
+}
+
+fn env() -> Result<ProbeEnv, u8> {
+    ProbeEnv::system().map_err(|e| {
+        eprintln!("depprobe: {e}");
+        EXIT_CONFIG
+    })
+}
+
+/// `check`: the probes of `config` once.
+pub async fn cmd_check(config: &std::path::Path, json: bool, allow_degraded: bool) -> u8 {
+    let env = match env() {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let (cfg, probes) = match setup::load_and_build(config, &env) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let outcomes = check::run_all(&probes, cfg.agent.concurrency).await;
+    if json {
+        println!("{}", check::to_json(&outcomes));
+    } else {
+        print!("{}", table::render(&outcomes));
+        eprintln!("{}", check::summary(&outcomes));
+    }
+    check::exit_code(&outcomes, allow_degraded)
+}
+
+async fn cmd_validate(config: &std::path::Path) -> u8 {
+    let env = match env() {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    match setup::load_and_build(config, &env) {
+        Ok((cfg, probes)) => {
+            let mut kinds: Vec<&str> = cfg.probes.iter().map(|p| p.spec.kind().as_str()).collect();
+            kinds.sort_unstable();
+            kinds.dedup();
+            println!(
+                "{}: OK, {} probe{} ({})",
+                config.display(),
+                probes.len(),
+                if probes.len() == 1 { "" } else { "s" },
+                kinds.join(", ")
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            EXIT_CONFIG
+        }
+    }
+}

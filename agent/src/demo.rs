@@ -1,0 +1,50 @@
+//! `depprobe demo`: local dependencies that fail in every way the incidents did,
+//! probed and shown, with nothing to set up.
+
+use depprobe_probes::ProbeEnv;
+use depprobe_tests::demo::Demo;
+
+use crate::check::{self, EXIT_CONFIG};
+use crate::{setup, table};
+
+/// Runs the demo; returns the exit code.
+pub async fn run(once: bool, json: bool, listen: &str, print_config: bool) -> u8 {
+    let demo = match Demo::start(listen).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("depprobe demo: cannot start the demo servers: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    if print_config {
+        print!("{}", demo.config_yaml);
+        return 0;
+    }
+    let env = match ProbeEnv::system() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("depprobe demo: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let (cfg, probes) = match setup::load_and_build(&demo.config_path, &env) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("depprobe demo: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let outcomes = check::run_all(&probes, cfg.agent.concurrency).await;
+    if json {
+        println!("{}", check::to_json(&outcomes));
+    } else {
+        println!(
+            "depprobe demo: {} local dependencies, each broken the way a real one was.\n",
+            demo.cases.len()
+        );
+        print!("{}", table::render(&outcomes));
+        println!("\n{}", check::summary(&outcomes));
+    }
+    let _ = (once, env);
+    0
+}

@@ -1,0 +1,51 @@
+//! From a configuration file to probes ready to run.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use depprobe_config::Config;
+use depprobe_probes::{Probe, ProbeEnv};
+
+/// Why the agent cannot start on a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The file is missing or invalid; the text has one located error per line.
+    #[error("{0}")]
+    Config(String),
+    /// A probe could not be built from valid-looking settings (a PEM file that
+    /// holds no certificate, say).
+    #[error("{0}")]
+    Build(String),
+}
+
+/// Loads the configuration at `path`.
+pub fn load(path: &Path) -> Result<Config, SetupError> {
+    depprobe_config::load(path).map_err(|e| SetupError::Config(e.to_string()))
+}
+
+/// Builds every probe of `config`, in order. Each failure names the file and probe.
+pub fn build(config: &Config, env: &ProbeEnv) -> Result<Vec<Arc<dyn Probe>>, SetupError> {
+    let mut probes = Vec::with_capacity(config.probes.len());
+    let mut errors = Vec::new();
+    for (i, p) in config.probes.iter().enumerate() {
+        match depprobe_probes::build(p, env) {
+            Ok(probe) => probes.push(Arc::from(probe)),
+            Err(e) => errors.push(format!("{}: probes[{i}] ({}): {e}", config.source, p.name)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(probes)
+    } else {
+        Err(SetupError::Build(errors.join("\n")))
+    }
+}
+
+/// Loads and builds in one step.
+pub fn load_and_build(
+    path: &Path,
+    env: &ProbeEnv,
+) -> Result<(Config, Vec<Arc<dyn Probe>>), SetupError> {
+    let config = load(path)?;
+    let probes = build(&config, env)?;
+    Ok((config, probes))
+}
