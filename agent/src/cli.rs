@@ -21,6 +21,15 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the agent: every probe on its interval, exported over OTLP and on /metrics.
+    Run {
+        /// Configuration file (reloaded on SIGHUP and when it changes).
+        #[arg(short, long, env = "DEPPROBE_CONFIG", default_value = "depprobe.yaml")]
+        config: PathBuf,
+        /// Run only this shard of the probes: i/n, by a stable hash of each name.
+        #[arg(long)]
+        shard: Option<crate::setup::Shard>,
+    },
     /// Run every probe once, print a table, exit 0 (all up), 1 (degraded), 2 (down), 3 (bad config).
     Check {
         /// Configuration file.
@@ -32,6 +41,9 @@ pub enum Command {
         /// Exit 0 when targets are degraded but none is down.
         #[arg(long)]
         allow_degraded: bool,
+        /// Check only this shard of the probes: i/n.
+        #[arg(long)]
+        shard: Option<crate::setup::Shard>,
     },
     /// Check a configuration file and report every error with file, line and column.
     Validate {
@@ -83,16 +95,19 @@ fn init_logging(quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
 async fn dispatch(command: Command) -> u8 {
     match command {
+        Command::Run { config, shard } => crate::agent::run_file(&config, shard).await,
         Command::Check {
             config,
             json,
             allow_degraded,
-        } => cmd_check(&config, json, allow_degraded).await,
+            shard,
+        } => cmd_check(&config, json, allow_degraded, shard).await,
         Command::Validate { config } => cmd_validate(&config).await,
         Command::Demo {
             once,
@@ -111,12 +126,17 @@ fn env() -> Result<ProbeEnv, u8> {
 }
 
 /// `check`: the probes of `config` once.
-pub async fn cmd_check(config: &std::path::Path, json: bool, allow_degraded: bool) -> u8 {
+pub async fn cmd_check(
+    config: &std::path::Path,
+    json: bool,
+    allow_degraded: bool,
+    shard: Option<crate::setup::Shard>,
+) -> u8 {
     let env = match env() {
         Ok(e) => e,
         Err(code) => return code,
     };
-    let (cfg, probes) = match setup::load_and_build(config, &env) {
+    let (cfg, probes) = match setup::load_and_build_shard(config, &env, shard) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("{e}");

@@ -45,6 +45,11 @@ pub async fn run(once: bool, json: bool, listen: &str, print_config: bool) -> u8
         print!("{}", table::render(&outcomes));
         println!("\n{}", check::summary(&outcomes));
     }
-    let _ = (once, env);
-    0
+    if once {
+        return 0;
+    }
+    println!(
+        "\nServing /metrics and /status on http://{listen}; the probes keep running. Ctrl-C to stop."
+    );
+    crate::agent::run_config(cfg, probes, env, None, None).await
 }

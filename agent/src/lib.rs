@@ -6,8 +6,14 @@
 //! dependencies. Data flows one way: config -> scheduler -> probe -> outcome ->
 //! state -> telemetry.
 
+pub mod agent;
+pub mod api;
 pub mod check;
 pub mod cli;
 pub mod demo;
+pub mod reload;
+pub mod scheduler;
 pub mod setup;
+pub mod state;
 pub mod table;
+pub mod telemetry;

@@ -134,6 +134,20 @@ pub struct ProbeConfig {
     pub spec: ProbeSpec,
 }
 
+impl ProbeConfig {
+    /// A fingerprint of every setting, secrets included: a probe whose fingerprint
+    /// did not change across a reload keeps its state.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        format!("{self:?}").hash(&mut h);
+        for s in self.spec.inline_secrets() {
+            s.expose().hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
 /// Keys every probe accepts, whatever its kind.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,186 @@
+//! `depprobe run`: the agent.
+//!
+//! Wires config -> scheduler -> probe -> outcome -> state -> telemetry, serves the
+//! HTTP endpoints, reloads on SIGHUP or a change of the file, and on SIGINT/SIGTERM
+//! stops the probes and flushes the exporters.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use depprobe_config::Config;
+use depprobe_probes::{Probe, ProbeEnv};
+use tokio::sync::mpsc;
+
+use crate::check::EXIT_CONFIG;
+use crate::scheduler::{Scheduled, Scheduler, Sink};
+use crate::setup::{self, Shard};
+use crate::state::State;
+use crate::telemetry::Telemetry;
+
+/// How long exporters get to flush when the agent stops.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn scheduled(config: &Config, probes: Vec<Arc<dyn Probe>>) -> Vec<Scheduled> {
+    config
+        .probes
+        .iter()
+        .zip(probes)
+        .map(|(cfg, probe)| Scheduled {
+            probe,
+            interval: cfg.interval.0,
+            fingerprint: cfg.fingerprint(),
+        })
+        .collect()
+}
+
+/// Loads `path`, then runs the agent until SIGINT/SIGTERM. Returns the exit code.
+pub async fn run_file(path: &Path, shard: Option<Shard>) -> u8 {
+    let env = match ProbeEnv::system() {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    match setup::load_and_build_shard(path, &env, shard) {
+        Ok((cfg, probes)) => run_config(cfg, probes, env, Some(path.to_owned()), shard).await,
+        Err(e) => {
+            tracing::error!("cannot start:\n{e}");
+            EXIT_CONFIG
+        }
+    }
+}
+
+/// Runs the agent on an already built configuration; `path`, when given, is
+/// watched for reloads.
+pub async fn run_config(
+    cfg: Config,
+    probes: Vec<Arc<dyn Probe>>,
+    env: ProbeEnv,
+    path: Option<PathBuf>,
+    shard: Option<Shard>,
+) -> u8 {
+    let state = State::new();
+    let telemetry = match Telemetry::start(&cfg.telemetry, state.clone()) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            tracing::error!("cannot start telemetry: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let api = match cfg.agent.listen {
+        Some(addr) => match crate::api::serve(addr, telemetry.clone()).await {
+            Ok((bound, task)) => {
+                tracing::info!("serving /metrics /status /healthz /readyz on http://{bound}");
+                Some(task)
+            }
+            Err(e) => {
+                tracing::error!("cannot listen on {addr}: {e}");
+                return EXIT_CONFIG;
+            }
+        },
+        None => None,
+    };
+    let sink = Arc::new(Sink {
+        state: state.clone(),
+        telemetry: telemetry.clone(),
+    });
+    let mut scheduler = Scheduler::new(cfg.agent.concurrency, sink);
+    let n = probes.len();
+    scheduler.apply(scheduled(&cfg, probes));
+    tracing::info!(
+        "depprobe {} running {n} probe{}{}",
+        crate::telemetry::VERSION,
+        if n == 1 { "" } else { "s" },
+        shard.map(|s| format!(" (shard {s})")).unwrap_or_default()
+    );
+
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
+    let watcher = path.clone().map(|p| crate::reload::watch(p, reload_tx));
+    let mut current = cfg;
+    loop {
+        tokio::select! {
+            why = reload_rx.recv() => {
+                let (Some(why), Some(p)) = (why, path.as_ref()) else { continue };
+                reload(p, why, &env, shard, &mut current, &mut scheduler, &state);
+            }
+            sig = stop_signal() => {
+                tracing::info!("{sig}: stopping");
+                break;
+            }
+        }
+    }
+
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    scheduler.stop().await;
+    if let Some(api) = api {
+        api.abort();
+    }
+    telemetry.shutdown(FLUSH_TIMEOUT).await;
+    0
+}
+
+fn reload(
+    path: &Path,
+    why: &str,
+    env: &ProbeEnv,
+    shard: Option<Shard>,
+    current: &mut Config,
+    scheduler: &mut Scheduler,
+    state: &Arc<State>,
+) {
+    match setup::load_and_build_shard(path, env, shard) {
+        Ok((cfg, probes)) => {
+            warn_restart_only(current, &cfg);
+            let changes = scheduler.apply(scheduled(&cfg, probes));
+            state.last_reload_success.store(true, Ordering::Relaxed);
+            tracing::info!(
+                "reloaded {} ({why}): {} added, {} changed, {} removed, {} unchanged",
+                path.display(),
+                changes.added,
+                changes.changed,
+                changes.removed,
+                changes.kept
+            );
+            *current = cfg;
+        }
+        Err(e) => {
+            state.last_reload_success.store(false, Ordering::Relaxed);
+            tracing::error!(
+                "reload of {} ({why}) failed; the previous configuration keeps running:\n{e}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Settings that only take effect at start.
+fn warn_restart_only(old: &Config, new: &Config) {
+    if old.agent.listen != new.agent.listen
+        || old.agent.concurrency != new.agent.concurrency
+        || old.telemetry != new.telemetry
+    {
+        tracing::warn!(
+            "agent.listen, agent.concurrency and telemetry changes take effect at the next restart"
+        );
+    }
+}
+
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}

@@ -1,0 +1,94 @@
+//! The agent's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, `/status`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::telemetry::Telemetry;
+
+/// Binds `addr` and serves until the returned task is aborted. Binding errors are
+/// returned (the agent does not start without its endpoints).
+pub async fn serve(
+    addr: SocketAddr,
+    telemetry: Arc<Telemetry>,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!("accept on the API port failed: {e}");
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let t = telemetry.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let t = t.clone();
+                    async move { Ok::<_, Infallible>(route(&req, &t)) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    Ok((bound, task))
+}
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn route<B>(req: &Request<B>, t: &Telemetry) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+    }
+    match req.uri().path() {
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            t.prometheus_text(),
+        ),
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" => {
+            let state = t.state();
+            if state.is_ready() {
+                reply(StatusCode::OK, "text/plain", "ready\n")
+            } else {
+                let ran = state.outcomes().len();
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("not ready: {ran} of {} targets have run\n", state.len()),
+                )
+            }
+        }
+        "/status" => {
+            let body = crate::check::to_json(&t.state().outcomes());
+            reply(StatusCode::OK, "application/json", body)
+        }
+        "/" => reply(
+            StatusCode::OK,
+            "text/plain",
+            "depprobe: /metrics (Prometheus), /status (JSON), /healthz, /readyz\n",
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}

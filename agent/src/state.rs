@@ -1,0 +1,237 @@
+//! What the agent remembers about each target between runs.
+//!
+//! The latest outcome, failure counters by class, and the leaf certificate last
+//! seen: a different fingerprint is a `cert_changed` finding, a different issuer an
+//! `issuer_changed` one (incident 02: a renewal silently fell back to an internal CA).
+//! Everything exported (gauges, `/status`) is derived from this state, so a target
+//! removed by a reload simply stops being reported.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use depprobe_probes::outcome::common_name;
+use depprobe_probes::{ErrorType, Finding, FindingType, Outcome, ProbeMeta, Severity, Status};
+use opentelemetry::KeyValue;
+
+/// The leaf certificate of the last run that reached TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeenLeaf {
+    /// SHA-256 fingerprint.
+    pub sha256: String,
+    /// Issuer DN.
+    pub issuer: String,
+    /// Subject DN.
+    pub subject: String,
+}
+
+/// One target's memory.
+#[derive(Debug)]
+pub struct TargetState {
+    /// Position in the configuration (for `/status` order).
+    pub order: usize,
+    /// Fingerprint of the probe's configuration: unchanged probes keep their state
+    /// across reloads.
+    pub fingerprint: u64,
+    /// The attributes every series of this target carries.
+    pub attributes: Arc<[KeyValue]>,
+    /// The latest outcome.
+    pub last: Option<Outcome>,
+    /// Runs so far.
+    pub runs: u64,
+    /// Failures so far, by class.
+    pub failures: BTreeMap<ErrorType, u64>,
+    /// Leaf certificate changes seen.
+    pub cert_changes: u64,
+    /// The leaf seen last.
+    pub leaf: Option<SeenLeaf>,
+}
+
+impl TargetState {
+    /// A target that has not run yet.
+    pub fn new(meta: &ProbeMeta, order: usize, fingerprint: u64) -> Self {
+        TargetState {
+            order,
+            fingerprint,
+            attributes: target_attributes(meta),
+            last: None,
+            runs: 0,
+            failures: BTreeMap::new(),
+            cert_changes: 0,
+            leaf: None,
+        }
+    }
+
+    /// Records a run; adds the findings that need memory (certificate changes) to
+    /// `outcome` and returns it.
+    pub fn record(&mut self, mut outcome: Outcome) -> Outcome {
+        self.runs += 1;
+        if let Some(class) = outcome.error_type {
+            *self.failures.entry(class).or_default() += 1;
+        }
+        if let Some(leaf) = outcome.tls.as_ref().and_then(|t| t.leaf()) {
+            let seen = SeenLeaf {
+                sha256: leaf.sha256.clone(),
+                issuer: leaf.issuer.clone(),
+                subject: leaf.subject.clone(),
+            };
+            if let Some(before) = &self.leaf
+                && before.sha256 != seen.sha256
+            {
+                self.cert_changes += 1;
+                if before.issuer != seen.issuer {
+                    outcome.findings.push(
+                        Finding::new(
+                            FindingType::IssuerChanged,
+                            Severity::Critical,
+                            format!(
+                                "the certificate's issuer changed from {} to {}: check the renewal (did it fall back to another CA?)",
+                                common_name(&before.issuer),
+                                common_name(&seen.issuer)
+                            ),
+                        )
+                        .with("old_issuer", before.issuer.clone())
+                        .with("new_issuer", seen.issuer.clone()),
+                    );
+                }
+                outcome.findings.push(
+                    Finding::new(
+                        FindingType::CertChanged,
+                        Severity::Warning,
+                        format!(
+                            "the certificate changed (sha256 {}… -> {}…, issued by {})",
+                            &before.sha256[..12.min(before.sha256.len())],
+                            &seen.sha256[..12.min(seen.sha256.len())],
+                            common_name(&seen.issuer)
+                        ),
+                    )
+                    .with("old_sha256", before.sha256.clone())
+                    .with("new_sha256", seen.sha256.clone()),
+                );
+                if outcome.status == Status::Up {
+                    outcome.status = Status::Degraded;
+                }
+                if outcome.status == Status::Degraded
+                    && let Some(worst) = outcome.findings.iter().max_by_key(|f| f.severity)
+                {
+                    outcome.message = worst.message.clone();
+                }
+            }
+            self.leaf = Some(seen);
+        }
+        self.last = Some(outcome.clone());
+        outcome
+    }
+}
+
+/// `probe.name`, `probe.kind`, `server.address`, `server.port`.
+pub fn target_attributes(meta: &ProbeMeta) -> Arc<[KeyValue]> {
+    Arc::from(vec![
+        KeyValue::new("probe.name", meta.name.clone()),
+        KeyValue::new("probe.kind", meta.kind.as_str()),
+        KeyValue::new("server.address", meta.target.address.clone()),
+        KeyValue::new("server.port", i64::from(meta.target.port)),
+    ])
+}
+
+/// Every target's state, shared by the scheduler (writer) and the exporters and
+/// HTTP endpoints (readers).
+#[derive(Debug, Default)]
+pub struct State {
+    targets: RwLock<BTreeMap<String, TargetState>>,
+    ready: AtomicBool,
+    /// 1 when the last reload succeeded (or there was none), 0 when it failed.
+    pub last_reload_success: AtomicBool,
+    /// Spans dropped because the export queue was full.
+    pub dropped_spans: AtomicU64,
+    /// Failed exports, traces.
+    pub trace_export_failures: AtomicU64,
+    /// Failed exports, metrics.
+    pub metric_export_failures: AtomicU64,
+}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> Arc<State> {
+        let s = State::default();
+        s.last_reload_success.store(true, Ordering::Relaxed);
+        Arc::new(s)
+    }
+
+    /// Makes the set of targets match `wanted` (name -> (meta, order, fingerprint)):
+    /// targets whose fingerprint is unchanged keep their state, others start afresh,
+    /// removed ones are forgotten.
+    pub fn reconcile(&self, wanted: &[(ProbeMeta, u64)]) {
+        let Ok(mut targets) = self.targets.write() else {
+            return;
+        };
+        let mut next = BTreeMap::new();
+        for (order, (meta, fp)) in wanted.iter().enumerate() {
+            let kept = targets.remove(&meta.name).filter(|t| t.fingerprint == *fp);
+            let mut t = kept.unwrap_or_else(|| TargetState::new(meta, order, *fp));
+            t.order = order;
+            next.insert(meta.name.clone(), t);
+        }
+        *targets = next;
+        let all_ran = targets.values().all(|t| t.last.is_some());
+        self.ready
+            .store(all_ran && !targets.is_empty(), Ordering::Relaxed);
+    }
+
+    /// Records an outcome of target `outcome.name`; returns it with memory-based
+    /// findings added, or `None` if the target is no longer configured.
+    pub fn record(&self, outcome: Outcome) -> Option<(Outcome, Arc<[KeyValue]>)> {
+        let Ok(mut targets) = self.targets.write() else {
+            return None;
+        };
+        let t = targets.get_mut(&outcome.name)?;
+        let attrs = t.attributes.clone();
+        let recorded = t.record(outcome);
+        if !self.ready.load(Ordering::Relaxed) && targets.values().all(|t| t.last.is_some()) {
+            self.ready.store(true, Ordering::Relaxed);
+        }
+        Some((recorded, attrs))
+    }
+
+    /// The status of the latest outcome of `name`.
+    pub fn last_status(&self, name: &str) -> Option<depprobe_probes::Status> {
+        let targets = self.targets.read().ok()?;
+        targets.get(name)?.last.as_ref().map(|o| o.status)
+    }
+
+    /// Whether every target has run at least once.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The latest outcomes, in configuration order (targets that have not run yet
+    /// are left out).
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        let Ok(targets) = self.targets.read() else {
+            return Vec::new();
+        };
+        let mut v: Vec<(usize, Outcome)> = targets
+            .values()
+            .filter_map(|t| t.last.clone().map(|o| (t.order, o)))
+            .collect();
+        v.sort_by_key(|(order, _)| *order);
+        v.into_iter().map(|(_, o)| o).collect()
+    }
+
+    /// Calls `f` on every target (read-locked).
+    pub fn each(&self, mut f: impl FnMut(&TargetState)) {
+        if let Ok(targets) = self.targets.read() {
+            targets.values().for_each(&mut f);
+        }
+    }
+
+    /// The number of configured targets.
+    pub fn len(&self) -> usize {
+        self.targets.read().map(|t| t.len()).unwrap_or(0)
+    }
+
+    /// Whether no target is configured.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,316 @@
+//! Telemetry: where outcomes go after the state has seen them.
+//!
+//! One OpenTelemetry meter provider feeds two readers: the Prometheus registry behind
+//! `/metrics`, and (when OTLP is configured) a reader collected on a timer by an
+//! export task. Spans are built from outcomes and exported through a bounded queue.
+//! Exporters run in their own tasks: a down or slow collector never stops or delays
+//! probing, and memory stays bounded.
+
+pub mod metrics;
+pub mod otlp;
+pub mod traces;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use depprobe_config::TelemetryConfig;
+use depprobe_probes::Outcome;
+use opentelemetry::metrics::MeterProvider;
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{
+    InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Stream, Temporality,
+};
+use opentelemetry_sdk::trace::{RandomIdGenerator, SpanExporter};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::state::State;
+use metrics::Instruments;
+use traces::{FailureLog, SpanQueue};
+
+/// The agent's version, reported as `service.version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Series per instrument at most (OpenTelemetry's default, 2000, is too low for an
+/// agent with thousands of targets).
+const CARDINALITY_LIMIT: usize = 1_000_000;
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP settings are unusable.
+    #[error(transparent)]
+    Otlp(#[from] otlp::OtlpError),
+    /// The Prometheus exporter could not be built.
+    #[error("Prometheus exporter: {0}")]
+    Prometheus(String),
+}
+
+/// The running telemetry pipeline.
+pub struct Telemetry {
+    state: Arc<State>,
+    instruments: Instruments,
+    provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+    spans: Mutex<Option<SpanQueue>>,
+    span_task: Mutex<Option<JoinHandle<()>>>,
+    metrics_task: Mutex<Option<(JoinHandle<()>, watch::Sender<bool>)>>,
+    scope: InstrumentationScope,
+    ids: RandomIdGenerator,
+    /// The OTLP settings, when OTLP export is on.
+    pub otlp: Option<otlp::OtlpSettings>,
+}
+
+/// The resource: `service.name=depprobe` (unless `OTEL_SERVICE_NAME` says
+/// otherwise), `service.version`, `service.instance.id`, `host.name`, the
+/// `OTEL_RESOURCE_ATTRIBUTES`, and the configured attributes (which win).
+pub fn resource(cfg: &TelemetryConfig) -> Resource {
+    let env_attrs = std::env::var("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default();
+    let mut b = Resource::builder();
+    if std::env::var("OTEL_SERVICE_NAME").is_err() && !env_attrs.contains("service.name=") {
+        b = b.with_service_name("depprobe");
+    }
+    b = b.with_attribute(KeyValue::new("service.version", VERSION));
+    if !env_attrs.contains("service.instance.id=")
+        && !cfg.resource.contains_key("service.instance.id")
+    {
+        b = b.with_attribute(KeyValue::new("service.instance.id", instance_id()));
+    }
+    if let Some(host) = host_name() {
+        b = b.with_attribute(KeyValue::new("host.name", host));
+    }
+    for (k, v) in &cfg.resource {
+        b = b.with_attribute(KeyValue::new(k.clone(), v.clone()));
+    }
+    b.build()
+}
+
+fn instance_id() -> String {
+    use opentelemetry_sdk::trace::IdGenerator;
+    let hex = format!(
+        "{:032x}",
+        u128::from_be_bytes(RandomIdGenerator::default().new_trace_id().to_bytes())
+    );
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn host_name() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+}
+
+/// Lets the meter provider own a reader that an export task also holds.
+#[derive(Debug, Clone)]
+struct SharedReader(Arc<ManualReader>);
+
+impl MetricReader for SharedReader {
+    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline)
+    }
+    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn temporality(&self, kind: InstrumentKind) -> Temporality {
+        self.0.temporality(kind)
+    }
+}
+
+impl Telemetry {
+    /// Starts the pipeline for `cfg`, observing `state`.
+    pub fn start(cfg: &TelemetryConfig, state: Arc<State>) -> Result<Telemetry, TelemetryError> {
+        let resource = resource(cfg);
+        let registry = prometheus::Registry::new();
+        let prom = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .scope_info_enabled(false)
+            .build()
+            .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(resource.clone())
+            .with_reader(prom)
+            .with_view(|_: &opentelemetry_sdk::metrics::Instrument| {
+                Stream::builder()
+                    .with_cardinality_limit(CARDINALITY_LIMIT)
+                    .build()
+                    .ok()
+            });
+
+        let otlp = otlp::settings(cfg)?;
+        let mut metrics_task = None;
+        let mut spans = None;
+        let mut span_task = None;
+        if let Some(s) = &otlp {
+            let reader = Arc::new(
+                ManualReader::builder()
+                    .with_temporality(Temporality::Cumulative)
+                    .build(),
+            );
+            builder = builder.with_reader(SharedReader(reader.clone()));
+            let exporter = s.metric_exporter()?;
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(metrics_loop(
+                reader,
+                exporter,
+                state.clone(),
+                s.metrics_interval,
+                s.timeout,
+                s.display_endpoint("metrics"),
+                stop_rx,
+            ));
+            metrics_task = Some((task, stop_tx));
+
+            let mut span_exporter = s.span_exporter()?;
+            span_exporter.set_resource(&resource);
+            let (queue, task) = traces::start(
+                span_exporter,
+                state.clone(),
+                s.timeout,
+                s.display_endpoint("traces"),
+            );
+            spans = Some(queue);
+            span_task = Some(task);
+            tracing::info!(
+                "exporting OTLP ({}) to {}",
+                match s.protocol {
+                    depprobe_config::OtlpProtocol::Grpc => "grpc",
+                    depprobe_config::OtlpProtocol::HttpProtobuf => "http/protobuf",
+                },
+                s.display_endpoint("traces")
+            );
+        }
+        let provider = builder.build();
+        let meter = provider.meter_with_scope(
+            InstrumentationScope::builder("depprobe")
+                .with_version(VERSION)
+                .build(),
+        );
+        let instruments = Instruments::install(&meter, state.clone());
+        Ok(Telemetry {
+            state,
+            instruments,
+            provider,
+            registry,
+            spans: Mutex::new(spans),
+            span_task: Mutex::new(span_task),
+            metrics_task: Mutex::new(metrics_task),
+            scope: InstrumentationScope::builder("depprobe")
+                .with_version(VERSION)
+                .build(),
+            ids: RandomIdGenerator::default(),
+            otlp,
+        })
+    }
+
+    /// Records a finished run (after the state has added its findings).
+    pub fn record(&self, outcome: &Outcome, target: &[KeyValue]) {
+        self.instruments.record(outcome, target);
+        if let Ok(q) = self.spans.lock()
+            && let Some(q) = q.as_ref()
+        {
+            q.push(traces::spans(outcome, target, &self.scope, &self.ids));
+        }
+    }
+
+    /// Records how late a run started against its schedule.
+    pub fn record_lateness(&self, late: Duration) {
+        self.instruments.record_lateness(late.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn prometheus_text(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!("cannot encode /metrics: {e}");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Exports what is pending (last metrics, queued spans), within `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) {
+        if let Ok(mut q) = self.spans.lock() {
+            q.take();
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let span_task = self.span_task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = span_task {
+            let _ = tokio::time::timeout_at(deadline, task).await;
+        }
+        let metrics_task = self.metrics_task.lock().ok().and_then(|mut t| t.take());
+        if let Some((task, stop)) = metrics_task {
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout_at(deadline, task).await;
+        }
+        let _ = self.provider.shutdown();
+        let dropped = self.state.dropped_spans.load(Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::info!("{dropped} spans were dropped in total");
+        }
+    }
+}
+
+async fn metrics_loop<E: PushMetricExporter>(
+    reader: Arc<ManualReader>,
+    exporter: E,
+    state: Arc<State>,
+    every: Duration,
+    timeout: Duration,
+    endpoint: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut log = FailureLog::new("metrics", endpoint);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+        };
+        let mut rm = ResourceMetrics::default();
+        match reader.collect(&mut rm) {
+            Err(e) => tracing::debug!("metrics collection failed: {e}"),
+            Ok(()) => match tokio::time::timeout(timeout, exporter.export(&rm)).await {
+                Ok(Ok(())) => log.success(),
+                Ok(Err(e)) => {
+                    state.metric_export_failures.fetch_add(1, Ordering::Relaxed);
+                    log.failure(&e.to_string(), 0);
+                }
+                Err(_) => {
+                    state.metric_export_failures.fetch_add(1, Ordering::Relaxed);
+                    log.failure(&format!("no answer within {}s", timeout.as_secs()), 0);
+                }
+            },
+        }
+        if last {
+            break;
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! One span per run: a root `probe <kind>` with a child per phase.
+//!
+//! A run is over before its span is made, so spans are built directly from the
+//! outcome with the run's own timestamps, then pass through a bounded queue to an
+//! export task. A full queue drops spans and counts them; a failing collector never
+//! blocks or delays probing, is logged once per minute, and export resumes by itself.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use depprobe_probes::outcome::rfc3339;
+use depprobe_probes::{Outcome, Status as ProbeStatus};
+use opentelemetry::trace::{Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanExporter, SpanLinks,
+};
+use tokio::sync::mpsc;
+
+use crate::state::State;
+
+/// Spans waiting for export at most; past this, new spans are dropped and counted.
+pub const QUEUE_CAPACITY: usize = 8192;
+/// Spans per export request at most.
+pub const BATCH: usize = 512;
+/// How often a partial batch is exported.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
+
+/// The database system of a kind, for `db.system.name`.
+fn db_system(kind: &str) -> Option<&'static str> {
+    match kind {
+        "postgres" => Some("postgresql"),
+        "mongodb" => Some("mongodb"),
+        _ => None,
+    }
+}
+
+/// The spans of one run.
+pub fn spans(
+    outcome: &Outcome,
+    target: &[KeyValue],
+    scope: &InstrumentationScope,
+    ids: &RandomIdGenerator,
+) -> Vec<SpanData> {
+    let trace_id = ids.new_trace_id();
+    let root_id = ids.new_span_id();
+    let start = outcome.started_at;
+    let end = start + outcome.timings.total;
+    let context = |id| {
+        SpanContext::new(
+            trace_id,
+            id,
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        )
+    };
+
+    let mut attributes: Vec<KeyValue> = target.to_vec();
+    attributes.push(KeyValue::new("probe.status", outcome.status.as_str()));
+    if let Some(class) = outcome.error_type {
+        attributes.push(KeyValue::new("error.type", class.as_str()));
+    }
+    if let Some(phase) = outcome.phase {
+        attributes.push(KeyValue::new("probe.phase", phase.as_str()));
+    }
+    if let Some(tls) = &outcome.tls {
+        if let Some(v) = &tls.version {
+            attributes.push(KeyValue::new("tls.protocol.name", "tls"));
+            attributes.push(KeyValue::new("tls.protocol.version", v.clone()));
+        }
+        if let Some(c) = &tls.cipher {
+            attributes.push(KeyValue::new("tls.cipher", c.clone()));
+        }
+        if let Some(leaf) = tls.leaf() {
+            attributes.push(KeyValue::new("tls.server.subject", leaf.subject.clone()));
+            attributes.push(KeyValue::new("tls.server.issuer", leaf.issuer.clone()));
+            attributes.push(KeyValue::new(
+                "tls.server.not_after",
+                rfc3339(leaf.not_after),
+            ));
+            attributes.push(KeyValue::new(
+                "tls.server.not_before",
+                rfc3339(leaf.not_before),
+            ));
+            attributes.push(KeyValue::new(
+                "tls.server.hash.sha256",
+                leaf.sha256.to_uppercase(),
+            ));
+        }
+    }
+    if let Some(http) = &outcome.http {
+        attributes.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(http.status_code),
+        ));
+    }
+    if let Some(db) = db_system(outcome.kind.as_str()) {
+        attributes.push(KeyValue::new("db.system.name", db));
+    }
+
+    let mut events = Vec::new();
+    for f in &outcome.findings {
+        let severity = match f.severity {
+            depprobe_probes::Severity::Warning => "warning",
+            depprobe_probes::Severity::Critical => "critical",
+        };
+        events.push(Event::new(
+            f.kind.as_str(),
+            end,
+            vec![
+                KeyValue::new("severity", severity),
+                KeyValue::new("message", f.message.clone()),
+            ],
+            0,
+        ));
+    }
+    for p in &outcome.problems {
+        events.push(Event::new(
+            "problem",
+            end,
+            vec![
+                KeyValue::new("error.type", p.class.as_str()),
+                KeyValue::new("message", p.message.clone()),
+            ],
+            0,
+        ));
+    }
+
+    let down = outcome.status == ProbeStatus::Down;
+    let status = if down {
+        Status::error(outcome.message.clone())
+    } else {
+        Status::Ok
+    };
+    let mut out = Vec::with_capacity(1 + outcome.timings.phases.len());
+    out.push(SpanData {
+        span_context: context(root_id),
+        parent_span_id: SpanId::INVALID,
+        parent_span_is_remote: false,
+        span_kind: SpanKind::Client,
+        name: Cow::Owned(format!("probe {}", outcome.kind.as_str())),
+        start_time: start,
+        end_time: end,
+        attributes,
+        dropped_attributes_count: 0,
+        events: span_events(events),
+        links: SpanLinks::default(),
+        status,
+        instrumentation_scope: scope.clone(),
+    });
+
+    let mut at = start;
+    for (phase, d) in &outcome.timings.phases {
+        let failed_here = down && outcome.phase == Some(*phase);
+        let mut attrs = vec![KeyValue::new("probe.phase", phase.as_str())];
+        if failed_here && let Some(class) = outcome.error_type {
+            attrs.push(KeyValue::new("error.type", class.as_str()));
+        }
+        out.push(SpanData {
+            span_context: context(ids.new_span_id()),
+            parent_span_id: root_id,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: Cow::Borrowed(phase.as_str()),
+            start_time: at,
+            end_time: at + *d,
+            attributes: attrs,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: if failed_here {
+                Status::error(outcome.message.clone())
+            } else {
+                Status::Unset
+            },
+            instrumentation_scope: scope.clone(),
+        });
+        at += *d;
+    }
+    out
+}
+
+fn span_events(events: Vec<Event>) -> SpanEvents {
+    let mut e = SpanEvents::default();
+    e.events = events;
+    e
+}
+
+/// The sending side of the span queue.
+#[derive(Clone)]
+pub struct SpanQueue {
+    tx: mpsc::Sender<SpanData>,
+    state: Arc<State>,
+}
+
+impl SpanQueue {
+    /// Queues `spans`, dropping (and counting) those that do not fit.
+    pub fn push(&self, spans: Vec<SpanData>) {
+        for s in spans {
+            if self.tx.try_send(s).is_err() {
+                self.state.dropped_spans.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Starts the export task; it ends, after a last export, when every queue handle
+/// is dropped.
+pub fn start<E: SpanExporter + 'static>(
+    exporter: E,
+    state: Arc<State>,
+    timeout: Duration,
+    endpoint: String,
+) -> (SpanQueue, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let task = tokio::spawn(export_loop(exporter, rx, state.clone(), timeout, endpoint));
+    (SpanQueue { tx, state }, task)
+}
+
+async fn export_loop<E: SpanExporter>(
+    exporter: E,
+    mut rx: mpsc::Receiver<SpanData>,
+    state: Arc<State>,
+    timeout: Duration,
+    endpoint: String,
+) {
+    let mut batch: Vec<SpanData> = Vec::with_capacity(BATCH);
+    let mut log = FailureLog::new("traces", endpoint);
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let closed = tokio::select! {
+            got = rx.recv() => match got {
+                Some(s) => {
+                    batch.push(s);
+                    if batch.len() < BATCH {
+                        continue;
+                    }
+                    false
+                }
+                None => true,
+            },
+            _ = tick.tick() => false,
+        };
+        if !batch.is_empty() {
+            let sent = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            let n = sent.len() as u64;
+            let result = tokio::time::timeout(timeout, exporter.export(sent)).await;
+            let error = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no answer within {}s", timeout.as_secs())),
+            };
+            match error {
+                None => log.success(),
+                Some(e) => {
+                    state.trace_export_failures.fetch_add(1, Ordering::Relaxed);
+                    state.dropped_spans.fetch_add(n, Ordering::Relaxed);
+                    log.failure(&e, state.dropped_spans.load(Ordering::Relaxed));
+                }
+            }
+        }
+        if closed {
+            break;
+        }
+    }
+}
+
+/// One log line per failing exporter per minute, and one when it recovers.
+pub struct FailureLog {
+    signal: &'static str,
+    endpoint: String,
+    failing_since: Option<Instant>,
+    last_line: Option<Instant>,
+    failures: u64,
+}
+
+/// How often a still-failing exporter is logged.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+impl FailureLog {
+    /// A log for `signal` exports to `endpoint`.
+    pub fn new(signal: &'static str, endpoint: String) -> Self {
+        FailureLog {
+            signal,
+            endpoint,
+            failing_since: None,
+            last_line: None,
+            failures: 0,
+        }
+    }
+
+    /// An export failed with `error`.
+    pub fn failure(&mut self, error: &str, dropped: u64) {
+        self.failures += 1;
+        let now = Instant::now();
+        self.failing_since.get_or_insert(now);
+        if self
+            .last_line
+            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
+            self.last_line = Some(now);
+            tracing::warn!(
+                "OTLP {} export to {} failing: {error} ({} failures so far, {dropped} items dropped); probing continues",
+                self.signal,
+                self.endpoint,
+                self.failures
+            );
+        }
+    }
+
+    /// An export succeeded.
+    pub fn success(&mut self) {
+        if let Some(since) = self.failing_since.take() {
+            self.last_line = None;
+            tracing::info!(
+                "OTLP {} export to {} resumed after {}s",
+                self.signal,
+                self.endpoint,
+                since.elapsed().as_secs()
+            );
+        }
+    }
+}
