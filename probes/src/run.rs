@@ -127,7 +127,7 @@ impl ProbeMeta {
             name: cfg.name.clone(),
             kind: cfg.spec.kind(),
             target,
-            timeout: cfg.timeout.0.min(cfg.interval.0),
+            timeout: cfg.timeout.0,
             budgets,
             secrets: cfg.spec.inline_secrets(),
         }

@@ -5,9 +5,11 @@
 //! constructor returns. The same code serves the tests and the demo, so the demo
 //! shows exactly what the tests prove.
 
+pub mod agent_process;
 pub mod certs;
 pub mod demo;
 pub mod harness;
+pub mod otlp;
 pub mod servers;
 
 pub use certs::{Ca, CertError, Identity, Validity};

@@ -100,11 +100,36 @@ pub type Responder = Arc<dyn Fn(&Req) -> Reply + Send + Sync>;
 
 /// Aborts a background task when dropped.
 #[derive(Debug)]
-pub struct Task(JoinHandle<()>);
+pub struct Task(Option<JoinHandle<()>>);
+
+impl Task {
+    /// Owns `handle`.
+    pub fn new(handle: JoinHandle<()>) -> Task {
+        Task(Some(handle))
+    }
+
+    /// Waits for the task to end by itself.
+    pub async fn join(mut self) {
+        if let Some(h) = self.0.as_mut() {
+            let _ = h.await;
+            self.0 = None;
+        }
+    }
+
+    /// Aborts the task and waits until it is gone (and what it held is closed).
+    pub async fn stop(mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+            let _ = h.await;
+        }
+    }
+}
 
 impl Drop for Task {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
     }
 }
 
@@ -282,7 +307,7 @@ impl HttpServerBuilder {
             addr,
             tls,
             state,
-            _task: Task(task),
+            _task: Task::new(task),
         })
     }
 }
@@ -390,7 +415,7 @@ impl SilentServer {
         });
         Ok(SilentServer {
             addr,
-            _task: Task(task),
+            _task: Task::new(task),
         })
     }
 
@@ -423,7 +448,7 @@ impl RawServer {
         });
         Ok(RawServer {
             addr,
-            _task: Task(task),
+            _task: Task::new(task),
         })
     }
 

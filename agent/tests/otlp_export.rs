@@ -1,0 +1,368 @@
+//! `depprobe run` exports a span per run and the metrics of the design over OTLP,
+//! gRPC and HTTP/protobuf, to a receiver that decodes the official protobufs; and
+//! keeps probing while the collector is down, resuming export when it returns.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{World, entry, sample, wait_status};
+use depprobe_tests::otlp::{OtlpReceiver, Received, ReceivedSpan, attr};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn telemetry(endpoint: &str, protocol: &str, extra: &str) -> String {
+    format!(
+        "{}telemetry:\n  otlp:\n    endpoint: {endpoint}\n    protocol: {protocol}\n    metrics_interval: 500ms\n    timeout: 2s\n{extra}  resource:\n    deployment.environment: test\n",
+        common::FAST_AGENT
+    )
+}
+
+fn root<'a>(spans: &'a [ReceivedSpan], probe: &str) -> Option<&'a ReceivedSpan> {
+    spans.iter().find(|s| {
+        s.span.parent_span_id.is_empty() && s.attr("probe.name").as_deref() == Some(probe)
+    })
+}
+
+fn children<'a>(spans: &'a [ReceivedSpan], parent: &ReceivedSpan) -> Vec<&'a ReceivedSpan> {
+    spans
+        .iter()
+        .filter(|s| s.span.parent_span_id == parent.span.span_id)
+        .collect()
+}
+
+fn has_both_roots(r: &Received) -> bool {
+    let spans = r.spans();
+    root(&spans, "healthy-api").is_some() && root(&spans, "expired-tls").is_some()
+}
+
+fn metric_names(r: &Received) -> Vec<String> {
+    r.metrics().into_iter().map(|(m, _)| m.name).collect()
+}
+
+const EXPECTED_METRICS: &[&str] = &[
+    "probe.success",
+    "probe.duration",
+    "probe.phase.duration",
+    "probe.status",
+    "probe.error.info",
+    "probe.failures",
+    "probe.ssl.earliest_cert_expiry",
+    "probe.tls.cert.time_left",
+    "probe.tls.version_info",
+    "probe.http.status_code",
+];
+
+#[tokio::test]
+async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
+    let world = World::new().await;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let config = world.config(
+        "grpc.yaml",
+        &telemetry(&receiver.grpc_endpoint(), "grpc", ""),
+    );
+    let agent = world.start(&config, "grpc.log").await;
+    let got = receiver.received();
+
+    assert!(
+        got.wait_for(WAIT, has_both_roots).await,
+        "no spans; log:\n{}",
+        agent.log_text()
+    );
+    let spans = got.spans();
+
+    let ok = root(&spans, "healthy-api").unwrap();
+    assert_eq!(ok.span.name, "probe http");
+    assert_eq!(ok.attr("probe.kind").as_deref(), Some("http"));
+    assert_eq!(ok.attr("server.address").as_deref(), Some("localhost"));
+    assert_eq!(
+        ok.attr("server.port"),
+        Some(world.healthy.port().to_string())
+    );
+    assert_eq!(ok.attr("tls.protocol.version").as_deref(), Some("1.3"));
+    assert_eq!(ok.attr("http.response.status_code").as_deref(), Some("200"));
+    assert!(
+        ok.attr("tls.server.issuer")
+            .unwrap()
+            .contains("Agent Test CA")
+    );
+    assert!(ok.attr("tls.server.subject").unwrap().contains("localhost"));
+    assert!(ok.attr("tls.server.not_after").unwrap().ends_with('Z'));
+    assert_eq!(ok.attr("tls.server.hash.sha256").unwrap().len(), 64);
+    assert!(ok.attr("error.type").is_none());
+    let phases: Vec<String> = children(&spans, ok)
+        .iter()
+        .map(|s| s.span.name.clone())
+        .collect();
+    assert_eq!(phases, vec!["dns", "connect", "tls", "request"]);
+    for c in children(&spans, ok) {
+        assert_eq!(c.span.trace_id, ok.span.trace_id);
+        assert!(c.span.start_time_unix_nano >= ok.span.start_time_unix_nano);
+        assert!(c.span.end_time_unix_nano <= ok.span.end_time_unix_nano);
+    }
+
+    let bad = root(&spans, "expired-tls").unwrap();
+    assert_eq!(bad.span.name, "probe tls");
+    assert_eq!(bad.attr("error.type").as_deref(), Some("tls_cert_expired"));
+    let status = bad.span.status.as_ref().unwrap();
+    assert_eq!(status.code, StatusCode::Error as i32);
+    assert!(status.message.contains("expired"), "{}", status.message);
+    assert!(
+        bad.attr("tls.server.not_after").is_some(),
+        "certificate facts are kept on failure"
+    );
+    let tls_child = children(&spans, bad)
+        .into_iter()
+        .find(|c| c.span.name == "tls")
+        .unwrap();
+    assert_eq!(
+        tls_child.attr("error.type").as_deref(),
+        Some("tls_cert_expired")
+    );
+
+    let resource = &ok.resource;
+    let res = |k: &str| {
+        resource
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(res("service.name").as_deref(), Some("depprobe"));
+    assert!(res("service.version").is_some());
+    assert_eq!(res("service.instance.id").map(|v| v.len()), Some(36));
+    assert!(res("host.name").is_some());
+    assert_eq!(res("deployment.environment").as_deref(), Some("test"));
+
+    let all_present = |r: &Received| {
+        let names = metric_names(r);
+        EXPECTED_METRICS
+            .iter()
+            .all(|m| names.iter().any(|n| n == m))
+    };
+    assert!(
+        got.wait_for(WAIT, all_present).await,
+        "metrics missing: {:?}",
+        metric_names(&got)
+    );
+    let metrics = got.metrics();
+    let find = |name: &str| {
+        metrics
+            .iter()
+            .rev()
+            .find(|(m, _)| m.name == name)
+            .map(|(m, _)| m.clone())
+            .unwrap()
+    };
+
+    let success = find("probe.success");
+    let Some(Data::Gauge(g)) = &success.data else {
+        panic!("probe.success is not a gauge: {success:?}")
+    };
+    let value_of = |probe: &str| {
+        g.data_points
+            .iter()
+            .find(|p| attr(&p.attributes, "probe.name").as_deref() == Some(probe))
+            .map(|p| format!("{:?}", p.value))
+            .unwrap()
+    };
+    assert!(
+        value_of("healthy-api").contains("AsInt(1)"),
+        "{}",
+        value_of("healthy-api")
+    );
+    assert!(
+        value_of("expired-tls").contains("AsInt(0)"),
+        "{}",
+        value_of("expired-tls")
+    );
+    let p = &g.data_points[0];
+    for key in ["probe.name", "probe.kind", "server.address", "server.port"] {
+        assert!(
+            attr(&p.attributes, key).is_some(),
+            "{key} missing on probe.success"
+        );
+    }
+
+    assert_eq!(find("probe.duration").unit, "s");
+    let hist = find("probe.phase.duration");
+    assert_eq!(hist.unit, "s");
+    let Some(Data::Histogram(h)) = &hist.data else {
+        panic!("not a histogram")
+    };
+    let phases: std::collections::BTreeSet<String> = h
+        .data_points
+        .iter()
+        .filter_map(|p| attr(&p.attributes, "probe.phase"))
+        .collect();
+    assert!(
+        phases.contains("tls") && phases.contains("request"),
+        "{phases:?}"
+    );
+
+    let Some(Data::Sum(failures)) = &find("probe.failures").data else {
+        panic!("probe.failures is not a sum")
+    };
+    assert!(failures.is_monotonic);
+    assert!(
+        failures
+            .data_points
+            .iter()
+            .any(|p| attr(&p.attributes, "error.type").as_deref() == Some("tls_cert_expired"))
+    );
+
+    let Some(Data::Gauge(left)) = &find("probe.tls.cert.time_left").data else {
+        panic!()
+    };
+    assert!(
+        left.data_points
+            .iter()
+            .any(|p| attr(&p.attributes, "tls.cert.subject")
+                .is_some_and(|s| s.contains("localhost")))
+    );
+    assert_eq!(find("probe.tls.cert.time_left").unit, "s");
+}
+
+#[tokio::test]
+async fn http_protobuf_export_with_gzip_and_headers() {
+    let world = World::new().await;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    receiver.require_header("x-tenant", "team-a");
+    let extra = "    compression: gzip\n    headers:\n      x-tenant: team-a\n";
+    let config = world.config(
+        "http.yaml",
+        &telemetry(&receiver.http_endpoint(), "http/protobuf", extra),
+    );
+    let agent = world.start(&config, "http.log").await;
+    let got = receiver.received();
+    assert!(
+        got.wait_for(WAIT, has_both_roots).await,
+        "no spans; log:\n{}",
+        agent.log_text()
+    );
+    assert!(
+        got.wait_for(WAIT, |r| metric_names(r)
+            .iter()
+            .any(|n| n == "probe.success"))
+            .await,
+        "no metrics; log:\n{}",
+        agent.log_text()
+    );
+    let headers = got.headers();
+    assert!(headers.iter().all(|h| {
+        h.iter()
+            .any(|(k, v)| k == "content-encoding" && v == "gzip")
+    }));
+    assert!(
+        headers
+            .iter()
+            .all(|h| h.iter().any(|(k, v)| k == "x-tenant" && v == "team-a"))
+    );
+    let spans = got.spans();
+    let bad = root(&spans, "expired-tls").unwrap();
+    assert_eq!(bad.attr("error.type").as_deref(), Some("tls_cert_expired"));
+}
+
+#[tokio::test]
+async fn collector_outage_neither_stops_probing_nor_grows_memory_and_export_resumes() {
+    let world = World::new().await;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let config = world.config(
+        "outage.yaml",
+        &telemetry(&receiver.grpc_endpoint(), "grpc", ""),
+    );
+    let agent = world.start(&config, "outage.log").await;
+    let got = receiver.received();
+    assert!(
+        got.wait_for(WAIT, has_both_roots).await,
+        "no spans; log:\n{}",
+        agent.log_text()
+    );
+
+    let (grpc, http) = receiver.stop().await;
+    let before = agent.rss_kib().unwrap();
+    let started = |s: &serde_json::Value| {
+        entry(s, "healthy-api").map(|e| e["started_at"].as_str().unwrap_or("").to_owned())
+    };
+    let first = started(&agent.status().await.unwrap()).unwrap();
+    // Probing goes on: the healthy target is probed again and again while export
+    // fails, and what cannot be exported is dropped and counted.
+    wait_status(&agent, WAIT, |s| started(s).is_some_and(|t| t > first)).await;
+    let dropped = loop {
+        let (_, text) = agent.get("/metrics").await.unwrap();
+        let dropped = sample(
+            &text,
+            "depprobe_telemetry_dropped_total",
+            &[("signal", "traces")],
+        )
+        .unwrap_or(0.0);
+        let failures = sample(
+            &text,
+            "depprobe_telemetry_export_failures_total",
+            &[("signal", "traces")],
+        )
+        .unwrap_or(0.0);
+        if dropped >= 100.0 && failures >= 2.0 {
+            break dropped;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let after = agent.rss_kib().unwrap();
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB while {dropped} spans were dropped"
+    );
+    let log = agent.log_text();
+    let failing_lines = log
+        .lines()
+        .filter(|l| l.contains("OTLP traces export") && l.contains("failing"))
+        .count();
+    assert_eq!(
+        failing_lines, 1,
+        "one log line per failing exporter per minute:\n{log}"
+    );
+
+    let seen = got.requests().0;
+    let _receiver = OtlpReceiver::restart(grpc, http, got.clone())
+        .await
+        .unwrap();
+    assert!(
+        got.wait_for(WAIT, |r| r.requests().0 > seen).await,
+        "export did not resume; log:\n{}",
+        agent.log_text()
+    );
+    common::wait_for_log_line(&agent, &["OTLP traces export", "resumed"]).await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_flushes_pending_metrics() {
+    let world = World::new().await;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    // Metrics are exported hourly: any that arrive came from the flush at exit.
+    let tele = format!(
+        "{}telemetry:\n  otlp:\n    endpoint: {}\n    metrics_interval: 1h\n",
+        common::FAST_AGENT,
+        receiver.grpc_endpoint()
+    );
+    let config = world.config("flush.yaml", &tele);
+    let mut agent = world.start(&config, "flush.log").await;
+    wait_status(&agent, WAIT, |s| {
+        entry(s, "healthy-api").is_some() && entry(s, "expired-tls").is_some()
+    })
+    .await;
+    assert_eq!(receiver.received().requests().1, 0);
+    agent.signal("TERM").unwrap();
+    assert_eq!(
+        agent.wait_exit(WAIT).await,
+        Some(0),
+        "log:\n{}",
+        agent.log_text()
+    );
+    assert!(
+        metric_names(&receiver.received())
+            .iter()
+            .any(|n| n == "probe.success")
+    );
+    assert!(agent.log_text().contains("SIGTERM: stopping"));
+}
