@@ -6,6 +6,7 @@
 //! with chain capture) is in [`transport`]; each probe kind is one module in
 //! [`kinds`]. Nothing here knows how outcomes are exported.
 
+pub mod credentials;
 pub mod kinds;
 pub mod outcome;
 pub mod run;
@@ -68,5 +69,8 @@ pub fn build(
     Ok(match &cfg.spec {
         ProbeSpec::Tls(spec) => Box::new(kinds::tls::TlsProbe::new(cfg, spec, env)?),
         ProbeSpec::Http(spec) => Box::new(kinds::http::HttpProbe::new(cfg, spec, env)?),
+        ProbeSpec::Credential(spec) => {
+            Box::new(kinds::credential::CredentialProbe::new(cfg, spec, env)?)
+        }
     })
 }

@@ -71,3 +71,25 @@ pub async fn run_once(probe_yaml: &str) -> Result<Outcome, HarnessError> {
     let probe = depprobe_probes::build(&cfg.probes[0], &env)?;
     Ok(probe.run().await)
 }
+
+/// A JWT with these claims (JSON) and a dummy signature: enough for a probe, which
+/// reads a token's times and never its signature.
+pub fn jwt(claims_json: &str) -> String {
+    use base64::Engine;
+    let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!(
+        "{}.{}.{}",
+        b(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b(claims_json),
+        b("not-a-real-signature")
+    )
+}
+
+/// Unix seconds, now plus `offset` seconds.
+pub fn unix_in(offset: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    now + offset
+}

@@ -29,8 +29,6 @@ const LATENESS_BOUNDARIES: &[f64] = &[
     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
-/// Detail key (unix seconds) from which `probe.credential.time_left` is derived.
-pub const CREDENTIAL_NOT_AFTER: &str = "credential_not_after";
 /// Detail key (cumulative count) exported as `probe.mongodb.primary_changes`.
 pub const PRIMARY_CHANGES_TOTAL: &str = "primary_changes_total";
 /// Detail key (`{state: count}`) exported as `probe.mongodb.members`.
@@ -289,7 +287,10 @@ fn observe_targets(meter: &Meter, state: &Arc<State>) {
                 if let Some(at) = t
                     .last
                     .as_ref()
-                    .and_then(|l| l.details.get(CREDENTIAL_NOT_AFTER))
+                    .and_then(|l| {
+                        l.details
+                            .get(depprobe_probes::credentials::NOT_AFTER_DETAIL)
+                    })
                     .and_then(|v| v.as_f64())
                 {
                     let now_s = seconds_between(SystemTime::UNIX_EPOCH, now);

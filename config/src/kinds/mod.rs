@@ -13,6 +13,7 @@ use crate::error::Errors;
 use crate::model::TlsSpec;
 use crate::tree::{Loc, Node};
 
+pub mod credential;
 pub mod http;
 pub mod tls;
 
@@ -23,17 +24,20 @@ pub enum Kind {
     Tls,
     /// An HTTP(S) request.
     Http,
+    /// A local secret: token file, certificate and key, environment variable.
+    Credential,
 }
 
 impl Kind {
     /// Every kind, in documentation order.
-    pub const ALL: &'static [Kind] = &[Kind::Tls, Kind::Http];
+    pub const ALL: &'static [Kind] = &[Kind::Tls, Kind::Http, Kind::Credential];
 
     /// The name used in `kind:` and in the `probe.kind` attribute.
     pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Tls => "tls",
             Kind::Http => "http",
+            Kind::Credential => "credential",
         }
     }
 
@@ -58,6 +62,8 @@ pub enum ProbeSpec {
     Tls(tls::TlsProbeSpec),
     /// `kind: http`.
     Http(http::HttpSpec),
+    /// `kind: credential`.
+    Credential(credential::CredentialSpec),
 }
 
 impl ProbeSpec {
@@ -66,6 +72,7 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Tls(_) => Kind::Tls,
             ProbeSpec::Http(_) => Kind::Http,
+            ProbeSpec::Credential(_) => Kind::Credential,
         }
     }
 
@@ -74,6 +81,7 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Tls(_) => Vec::new(),
             ProbeSpec::Http(h) => h.inline_secrets(),
+            ProbeSpec::Credential(_) => Vec::new(),
         }
     }
 }
@@ -83,6 +91,7 @@ pub(crate) fn kind_fields(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Tls => fields_of::<tls::TlsProbeSpec>(),
         Kind::Http => fields_of::<http::HttpSpec>(),
+        Kind::Credential => fields_of::<credential::CredentialSpec>(),
     }
 }
 
@@ -98,6 +107,9 @@ pub(crate) fn parse_spec(
     match kind {
         Kind::Tls => check.typed::<tls::TlsProbeSpec>().map(ProbeSpec::Tls),
         Kind::Http => check.typed::<http::HttpSpec>().map(ProbeSpec::Http),
+        Kind::Credential => check
+            .typed::<credential::CredentialSpec>()
+            .map(ProbeSpec::Credential),
     }
 }
 

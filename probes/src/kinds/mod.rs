@@ -1,5 +1,6 @@
 //! One module per probe kind. Each reads top to bottom: dial, handshake, request,
 //! judge; the shared steps live in [`crate::transport`].
 
+pub mod credential;
 pub mod http;
 pub mod tls;
