@@ -6,6 +6,7 @@
 //! shows exactly what the tests prove.
 
 pub mod certs;
+pub mod contract;
 pub mod demo;
 pub mod harness;
 pub mod servers;
