@@ -7,6 +7,7 @@
 
 pub mod agent_process;
 pub mod certs;
+pub mod contract;
 pub mod demo;
 pub mod harness;
 pub mod otlp;

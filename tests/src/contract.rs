@@ -1,0 +1,178 @@
+//! The metric contract: every series name and label the agent's `/metrics` carries,
+//! as Prometheus sees it, in one place.
+//!
+//! The deployment files under `deploy/` (alert rules, the Grafana dashboard) may
+//! only use what is listed here; `tests/tests/stack.rs` holds them to it. The same
+//! list can be checked against a live agent's `/metrics`, so a rename on either side
+//! breaks a test instead of an alert. Names are those of the OpenTelemetry SDK's
+//! Prometheus exporter; the core series carry blackbox_exporter's names so existing
+//! dashboards and alerts keep working.
+
+use depprobe_probes::{ErrorType, Phase};
+
+/// How a metric is exposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    /// One sample per label set.
+    Gauge,
+    /// Monotonic; its name ends in `_total`.
+    Counter,
+    /// `_bucket` (with `le`), `_sum` and `_count` series.
+    Histogram,
+}
+
+/// One metric of the contract.
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    /// The Prometheus name (a counter's includes `_total`, a histogram's has no suffix).
+    pub name: &'static str,
+    /// Gauge, counter or histogram.
+    pub kind: MetricKind,
+    /// Whether it carries [`PROBE_LABELS`] (every per-probe series does).
+    pub per_probe: bool,
+    /// Its own labels, beyond [`PROBE_LABELS`] and [`SCRAPE_LABELS`].
+    pub labels: &'static [&'static str],
+}
+
+/// Labels every per-probe series carries: which target it is about.
+pub const PROBE_LABELS: &[&str] = &["probe_name", "probe_kind", "server_address", "server_port"];
+
+/// Labels Prometheus adds to every scraped series.
+pub const SCRAPE_LABELS: &[&str] = &["job", "instance"];
+
+const fn probe(name: &'static str, kind: MetricKind, labels: &'static [&'static str]) -> Metric {
+    Metric {
+        name,
+        kind,
+        per_probe: true,
+        labels,
+    }
+}
+
+const fn agent(name: &'static str, kind: MetricKind, labels: &'static [&'static str]) -> Metric {
+    Metric {
+        name,
+        kind,
+        per_probe: false,
+        labels,
+    }
+}
+
+use MetricKind::{Counter, Gauge, Histogram};
+
+/// Every metric of the agent's `/metrics`.
+pub const METRICS: &[Metric] = &[
+    probe("probe_success", Gauge, &[]),
+    probe("probe_duration_seconds", Gauge, &[]),
+    probe("probe_phase_duration_seconds", Histogram, &["probe_phase"]),
+    probe("probe_status", Gauge, &["probe_status"]),
+    probe("probe_error_info", Gauge, &["error_type", "probe_phase"]),
+    probe("probe_failures_total", Counter, &["error_type"]),
+    probe("probe_findings", Gauge, &["finding_type", "severity"]),
+    probe("probe_ssl_earliest_cert_expiry", Gauge, &[]),
+    probe(
+        "probe_tls_cert_time_left_seconds",
+        Gauge,
+        &[
+            "tls_cert_position",
+            "tls_cert_subject",
+            "tls_cert_issuer",
+            "tls_cert_sha256",
+        ],
+    ),
+    probe("probe_tls_cert_changes_total", Counter, &[]),
+    probe("probe_tls_version_info", Gauge, &["version"]),
+    probe("probe_http_status_code", Gauge, &[]),
+    probe("probe_credential_time_left_seconds", Gauge, &[]),
+    probe("probe_mongodb_primary_changes_total", Counter, &[]),
+    probe("probe_mongodb_members", Gauge, &["member_state"]),
+    agent("depprobe_config_last_reload_success", Gauge, &[]),
+    agent("depprobe_telemetry_dropped_total", Counter, &["signal"]),
+    agent(
+        "depprobe_telemetry_export_failures_total",
+        Counter,
+        &["signal"],
+    ),
+    // The resource (service.name, service.instance.id, host.name, ...), one series.
+    agent(
+        "target_info",
+        Gauge,
+        &[
+            "service_name",
+            "service_version",
+            "service_instance_id",
+            "host_name",
+        ],
+    ),
+];
+
+/// Values of `probe_status`.
+pub const STATUSES: &[&str] = &["up", "degraded", "down"];
+
+/// Values of `finding_type`.
+pub const FINDING_TYPES: &[&str] = &[
+    "cert_expiring",
+    "cert_changed",
+    "issuer_changed",
+    "credential_expiring",
+    "elections",
+    "election_storm",
+    "member_unreachable",
+    "role_changed",
+    "slow",
+    "cert_invalid",
+    "partial_success",
+];
+
+/// Values of `severity`.
+pub const SEVERITIES: &[&str] = &["warning", "critical"];
+
+/// Values of `tls_version_info`'s `version`.
+pub const TLS_VERSIONS: &[&str] = &["TLS 1.2", "TLS 1.3"];
+
+/// Values of `signal`.
+pub const SIGNALS: &[&str] = &["traces", "metrics"];
+
+/// The values a label may take, for labels with a closed vocabulary; `None` for
+/// open ones (names, addresses, subjects).
+pub fn label_values(label: &str) -> Option<Vec<&'static str>> {
+    Some(match label {
+        "error_type" => ErrorType::ALL.iter().map(|e| e.as_str()).collect(),
+        "probe_phase" => Phase::ALL.iter().map(|p| p.as_str()).collect(),
+        "probe_status" => STATUSES.to_vec(),
+        "finding_type" => FINDING_TYPES.to_vec(),
+        "severity" => SEVERITIES.to_vec(),
+        "version" => TLS_VERSIONS.to_vec(),
+        "signal" => SIGNALS.to_vec(),
+        _ => return None,
+    })
+}
+
+impl Metric {
+    /// The sample names it produces: its name, or a histogram's three series.
+    pub fn series_names(&self) -> Vec<String> {
+        match self.kind {
+            MetricKind::Histogram => ["_bucket", "_sum", "_count"]
+                .iter()
+                .map(|s| format!("{}{s}", self.name))
+                .collect(),
+            _ => vec![self.name.to_string()],
+        }
+    }
+
+    /// Whether the series `series` (one of [`Metric::series_names`]) carries `label`.
+    pub fn has_label(&self, series: &str, label: &str) -> bool {
+        SCRAPE_LABELS.contains(&label)
+            || (self.per_probe && PROBE_LABELS.contains(&label))
+            || self.labels.contains(&label)
+            || (label == "le" && series.ends_with("_bucket"))
+    }
+}
+
+/// The metric a sample name belongs to (`probe_phase_duration_seconds_bucket` belongs
+/// to `probe_phase_duration_seconds`).
+pub fn metric_of_series(series: &str) -> Option<&'static Metric> {
+    METRICS
+        .iter()
+        .find(|m| m.series_names().iter().any(|s| s == series))
+}
