@@ -14,6 +14,7 @@ use crate::model::TlsSpec;
 use crate::tree::{Loc, Node};
 
 pub mod http;
+pub mod postgres;
 pub mod tls;
 
 /// The kinds of probe.
@@ -23,17 +24,20 @@ pub enum Kind {
     Tls,
     /// An HTTP(S) request.
     Http,
+    /// A PostgreSQL session: TLS, login, query.
+    Postgres,
 }
 
 impl Kind {
     /// Every kind, in documentation order.
-    pub const ALL: &'static [Kind] = &[Kind::Tls, Kind::Http];
+    pub const ALL: &'static [Kind] = &[Kind::Tls, Kind::Http, Kind::Postgres];
 
     /// The name used in `kind:` and in the `probe.kind` attribute.
     pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Tls => "tls",
             Kind::Http => "http",
+            Kind::Postgres => "postgres",
         }
     }
 
@@ -58,6 +62,8 @@ pub enum ProbeSpec {
     Tls(tls::TlsProbeSpec),
     /// `kind: http`.
     Http(http::HttpSpec),
+    /// `kind: postgres`.
+    Postgres(postgres::PostgresSpec),
 }
 
 impl ProbeSpec {
@@ -66,6 +72,7 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Tls(_) => Kind::Tls,
             ProbeSpec::Http(_) => Kind::Http,
+            ProbeSpec::Postgres(_) => Kind::Postgres,
         }
     }
 
@@ -74,6 +81,7 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Tls(_) => Vec::new(),
             ProbeSpec::Http(h) => h.inline_secrets(),
+            ProbeSpec::Postgres(p) => p.inline_secrets(),
         }
     }
 }
@@ -83,6 +91,7 @@ pub(crate) fn kind_fields(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Tls => fields_of::<tls::TlsProbeSpec>(),
         Kind::Http => fields_of::<http::HttpSpec>(),
+        Kind::Postgres => fields_of::<postgres::PostgresSpec>(),
     }
 }
 
@@ -98,6 +107,9 @@ pub(crate) fn parse_spec(
     match kind {
         Kind::Tls => check.typed::<tls::TlsProbeSpec>().map(ProbeSpec::Tls),
         Kind::Http => check.typed::<http::HttpSpec>().map(ProbeSpec::Http),
+        Kind::Postgres => check
+            .typed::<postgres::PostgresSpec>()
+            .map(ProbeSpec::Postgres),
     }
 }
 
