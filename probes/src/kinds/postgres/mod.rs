@@ -188,10 +188,6 @@ impl PostgresProbe {
             }
         };
 
-        if let Some(v) = &answer.server_version {
-            run.details
-                .insert("server_version".into(), v.clone().into());
-        }
         run.details
             .insert("role".into(), answer.role.as_str().into());
         self.note_role(run, answer.role);
@@ -329,6 +325,10 @@ impl PostgresProbe {
         };
         let (client, connection) = self.establishing(run, limit, Phase::Auth, login).await?;
         let server_version = connection.parameter("server_version").map(str::to_owned);
+        if let Some(v) = &server_version {
+            run.details
+                .insert("server_version".into(), v.clone().into());
+        }
 
         // The connection is driven here, beside the queries, so that nothing outlives
         // the run.
@@ -477,7 +477,7 @@ impl PostgresProbe {
             (None, None) => "over TLS".to_owned(),
         };
         format!(
-            "PostgreSQL {version} ({}): login as {} and query OK {how}",
+            "PostgreSQL {version}, {}: login as {} and query OK {how}",
             answer.role.as_str(),
             self.target.user
         )
