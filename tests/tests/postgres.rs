@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use depprobe_probes::{ErrorType, FindingType, Outcome, Phase, Probe, ProbeEnv, Severity, Status};
 use depprobe_tests::{
-    Ca, Cluster, ClusterSpec, DirectTlsFront, Identity, Scratch, SilentServer, Validity,
+    Ca, Cluster, ClusterSpec, DirectTlsFront, Identity, RawServer, Scratch, SilentServer, Validity,
     closed_port, run_once,
 };
 
@@ -632,6 +632,43 @@ async fn direct_tls_to_postgresql_15_fails_in_tls_and_says_why() {
     assert!(
         o.message
             .contains("PostgreSQL before 17 closes the connection"),
+        "{}",
+        o.message
+    );
+}
+
+#[tokio::test]
+async fn ssl_request_to_a_tls_only_port_says_to_use_direct_tls() {
+    let front = DirectTlsFront::start(&leaf(Validity::current()), plain_addr())
+        .await
+        .unwrap();
+    let o = probe(
+        &format!("postgres://probe@localhost:{}/postgres", front.port()),
+        "",
+    )
+    .await;
+    assert_down(&o, ErrorType::UnexpectedResponse, Phase::Tls);
+    assert!(o.message.contains("0x15"), "{}", o.message);
+    assert!(o.message.contains("sslnegotiation=direct"), "{}", o.message);
+}
+
+#[tokio::test]
+async fn ssl_request_to_a_non_postgresql_port_is_unexpected_response() {
+    let server = RawServer::start(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        .await
+        .unwrap();
+    let o = probe(
+        &format!(
+            "postgres://probe@127.0.0.1:{}/postgres",
+            server.addr().port()
+        ),
+        "",
+    )
+    .await;
+    assert_down(&o, ErrorType::UnexpectedResponse, Phase::Tls);
+    assert!(
+        o.message
+            .contains("with 0x48 ('H') instead of S or N: is this a PostgreSQL port?"),
         "{}",
         o.message
     );

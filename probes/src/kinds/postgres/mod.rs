@@ -11,6 +11,7 @@
 //! verifying. The role is kept between runs of the probe; a change is a
 //! `role_changed` finding (a failover happened).
 
+mod answer;
 mod classify;
 mod tls;
 
@@ -23,14 +24,13 @@ use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::config::{SslMode as WireSslMode, SslNegotiation as WireNegotiation};
 use tokio_postgres::tls::{NoTls, TlsConnect};
 
 use depprobe_config::kinds::postgres::{PgTarget, PostgresSpec, SslMode, SslNegotiation};
 use depprobe_config::{ProbeConfig, Secret};
 
-use crate::outcome::{Finding, FindingType, Outcome, Severity, Target, TlsFacts, human_delta};
+use crate::outcome::{Outcome, Target};
 use crate::run::{ProbeError, ProbeMeta, Run, humanize};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::classify::ClientAuth;
@@ -38,6 +38,7 @@ use crate::transport::tls::{Enforcement, TlsClient};
 use crate::transport::{self, Dns};
 use crate::{BuildError, Probe, ProbeEnv};
 
+use answer::{Answer, Role, first_value};
 use classify::LoginContext;
 use tls::{Established, PgTlsStream, SslAnswer};
 
@@ -47,25 +48,6 @@ const ALPN: &str = "postgresql";
 /// How long a finished run waits for the session's orderly close (Terminate,
 /// close_notify), so that the server does not log an abrupt disconnect.
 const CLOSE_WAIT: Duration = Duration::from_millis(500);
-
-/// Whether the server is a primary or a standby.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Accepts writes (`pg_is_in_recovery()` is false).
-    Primary,
-    /// In recovery: a hot standby (`pg_is_in_recovery()` is true).
-    Standby,
-}
-
-impl Role {
-    /// `primary` / `standby`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Standby => "standby",
-        }
-    }
-}
 
 /// A `postgres` probe.
 pub struct PostgresProbe {
@@ -88,24 +70,6 @@ enum Channel {
     Tls(Box<PgTlsStream<TcpStream>>, ClientAuth),
     /// In plaintext, and why.
     Plain(TcpStream, &'static str),
-}
-
-/// What the query phase found.
-struct Answer {
-    server_version: Option<String>,
-    role: Role,
-    first_value: FirstValue,
-}
-
-/// The first column of the first row of the query's answer.
-#[derive(Debug, PartialEq, Eq)]
-enum FirstValue {
-    /// The query returned no row.
-    NoRow,
-    /// The first column was NULL.
-    Null,
-    /// Its text.
-    Text(String),
 }
 
 impl PostgresProbe {
@@ -190,9 +154,17 @@ impl PostgresProbe {
 
         run.details
             .insert("role".into(), answer.role.as_str().into());
-        self.note_role(run, answer.role);
-        self.judge(&answer.first_value)?;
-        Ok(self.success_message(run, &answer, plain_because))
+        run.findings
+            .extend(answer::role_change(&self.last_role, answer.role));
+        answer::judge(self.expect.as_deref(), &answer.first_value)?;
+        let how = plain_because.map(|why| format!("{why} (sslmode={})", self.sslmode));
+        Ok(answer::summary(
+            &answer,
+            &self.target.user,
+            how,
+            run.tls.as_ref(),
+            run.now(),
+        ))
     }
 
     /// Resolves the host (phase `dns`, skipped for an address) and connects (phase
@@ -223,7 +195,7 @@ impl PostgresProbe {
         mut tcp: TcpStream,
     ) -> Result<Channel, ProbeError> {
         let Some(client) = &self.tls else {
-            return Ok(Channel::Plain(tcp, "in plaintext (sslmode=disable)"));
+            return Ok(Channel::Plain(tcp, "in plaintext"));
         };
         let direct = self.target.sslnegotiation == SslNegotiation::Direct;
         if !direct {
@@ -255,11 +227,17 @@ impl PostgresProbe {
                     ));
                 }
                 SslAnswer::Other(byte) => {
+                    // 0x15 / 0x16: a TLS alert or handshake record.
+                    let hint = if byte == 0x15 || byte == 0x16 {
+                        "a TLS record: the port expects TLS right away (a TLS proxy, or PostgreSQL 17 direct TLS: set sslnegotiation=direct)"
+                    } else {
+                        "is this a PostgreSQL port?"
+                    };
                     return Err(ProbeError::new(
                         ErrorType::UnexpectedResponse,
                         Phase::Tls,
                         format!(
-                            "the server answered the SSLRequest with {} instead of S or N: is this a PostgreSQL port?",
+                            "the server answered the SSLRequest with {} instead of S or N: {hint}",
                             describe_byte(byte)
                         ),
                     ));
@@ -344,17 +322,7 @@ impl PostgresProbe {
                 .simple_query("SELECT pg_is_in_recovery()")
                 .await
                 .map_err(|e| classify::query_error(&e))?;
-            let role = match first_value(&recovery) {
-                FirstValue::Text(t) if t == "t" => Role::Standby,
-                FirstValue::Text(t) if t == "f" => Role::Primary,
-                other => {
-                    return Err(ProbeError::new(
-                        ErrorType::UnexpectedResponse,
-                        Phase::Query,
-                        format!("pg_is_in_recovery() answered {other:?}"),
-                    ));
-                }
-            };
+            let role = Role::from_recovery(&recovery)?;
             Ok((first, role))
         };
         let result = run
@@ -420,81 +388,6 @@ impl PostgresProbe {
         }
         e
     }
-
-    /// Remembers the role; a change since the last run is a `role_changed` finding.
-    fn note_role(&self, run: &mut Run<'_>, role: Role) {
-        let Ok(mut last) = self.last_role.lock() else {
-            return;
-        };
-        if let Some(before) = *last
-            && before != role
-        {
-            run.findings.push(
-                Finding::new(
-                    FindingType::RoleChanged,
-                    Severity::Warning,
-                    format!(
-                        "the server was a {} at the last run and is now a {}: a failover or switchover happened",
-                        before.as_str(),
-                        role.as_str()
-                    ),
-                )
-                .with("from", before.as_str())
-                .with("to", role.as_str()),
-            );
-        }
-        *last = Some(role);
-    }
-
-    /// Checks the query's answer against `expect.value`.
-    fn judge(&self, first: &FirstValue) -> Result<(), ProbeError> {
-        let Some(want) = &self.expect else {
-            return Ok(());
-        };
-        let got = match first {
-            FirstValue::Text(t) if t == want => return Ok(()),
-            FirstValue::Text(t) => format!("`{}`", snippet(t)),
-            FirstValue::Null => "NULL".to_owned(),
-            FirstValue::NoRow => "no row".to_owned(),
-        };
-        Err(ProbeError::new(
-            ErrorType::UnexpectedResponse,
-            Phase::Query,
-            format!("the query returned {got} where `{want}` was expected"),
-        ))
-    }
-
-    fn success_message(
-        &self,
-        run: &Run<'_>,
-        answer: &Answer,
-        plain_because: Option<&str>,
-    ) -> String {
-        let version = answer.server_version.as_deref().unwrap_or("?");
-        let how = match (plain_because, &run.tls) {
-            (Some(why), _) => format!("{why} (sslmode={})", self.sslmode),
-            (None, Some(facts)) => tls_summary(facts, run.now()),
-            (None, None) => "over TLS".to_owned(),
-        };
-        format!(
-            "PostgreSQL {version}, {}: login as {} and query OK {how}",
-            answer.role.as_str(),
-            self.target.user
-        )
-    }
-}
-
-/// "over TLS 1.3; earliest expiry: localhost in 89 days".
-fn tls_summary(facts: &TlsFacts, now: std::time::SystemTime) -> String {
-    let version = facts.version.as_deref().unwrap_or("?");
-    match facts.chain.iter().min_by_key(|c| c.not_after) {
-        Some(c) => format!(
-            "over TLS {version}; earliest expiry: {} {}",
-            c.short_name(),
-            human_delta(now, c.not_after)
-        ),
-        None => format!("over TLS {version}"),
-    }
 }
 
 /// A failed direct handshake mentions what usually causes it.
@@ -513,29 +406,6 @@ fn describe_byte(b: u8) -> String {
         format!("0x{b:02x} ('{}')", b as char)
     } else {
         format!("0x{b:02x}")
-    }
-}
-
-/// The first column of the first row among `messages` (a row without columns counts
-/// as no row).
-fn first_value(messages: &[SimpleQueryMessage]) -> FirstValue {
-    for m in messages {
-        if let SimpleQueryMessage::Row(row) = m {
-            return match row.try_get(0) {
-                Ok(Some(text)) => FirstValue::Text(text.to_owned()),
-                Ok(None) => FirstValue::Null,
-                Err(_) => FirstValue::NoRow,
-            };
-        }
-    }
-    FirstValue::NoRow
-}
-
-/// At most 100 characters of `text`.
-fn snippet(text: &str) -> String {
-    match text.char_indices().nth(100) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
     }
 }
 
