@@ -298,6 +298,17 @@ async fn unknown_ca_is_unknown_issuer_and_require_with_sslrootcert_verifies_the_
     let o = probe(&format!("{url}?sslmode=require"), "").await;
     assert_down(&o, ErrorType::TlsUnknownIssuer, Phase::Tls);
     assert_eq!(detail(&o, "sslmode"), "verify-ca");
+    // `prefer` does not enforce the chain: the session works, the issuer is flagged.
+    let o = probe(&format!("{url}?sslmode=prefer"), "").await;
+    assert_eq!(o.status, Status::Degraded, "{o:#?}");
+    assert_eq!(o.findings.len(), 1, "{o:#?}");
+    assert_eq!(o.findings[0].kind, FindingType::CertInvalid);
+    assert_eq!(o.findings[0].facts["error_type"], "tls_unknown_issuer");
+    assert_eq!(
+        o.findings[0].facts["issuer"],
+        "O=depprobe test, CN=Internal Fallback CA"
+    );
+    assert_eq!(detail(&o, "tls_used"), true);
 }
 
 #[tokio::test]
