@@ -72,5 +72,6 @@ pub fn build(
         ProbeSpec::Credential(spec) => {
             Box::new(kinds::credential::CredentialProbe::new(cfg, spec, env)?)
         }
+        ProbeSpec::Postgres(spec) => Box::new(kinds::postgres::PostgresProbe::new(cfg, spec, env)?),
     })
 }

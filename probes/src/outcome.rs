@@ -121,6 +121,9 @@ pub enum FindingType {
     CertChanged,
     /// The leaf's issuer differs from the last run.
     IssuerChanged,
+    /// The certificate fails verification, but the probe's mode does not enforce it
+    /// (PostgreSQL `sslmode=require`): the connection works, verifying clients fail.
+    CertInvalid,
     /// A local credential expires within its window.
     CredentialExpiring,
     /// The MongoDB primary changed within the window.
@@ -144,6 +147,7 @@ impl FindingType {
             FindingType::CertExpiring => "cert_expiring",
             FindingType::CertChanged => "cert_changed",
             FindingType::IssuerChanged => "issuer_changed",
+            FindingType::CertInvalid => "cert_invalid",
             FindingType::CredentialExpiring => "credential_expiring",
             FindingType::Elections => "elections",
             FindingType::ElectionStorm => "election_storm",

@@ -15,6 +15,7 @@ use crate::tree::{Loc, Node};
 
 pub mod credential;
 pub mod http;
+pub mod postgres;
 pub mod tls;
 
 /// The kinds of probe.
@@ -26,11 +27,13 @@ pub enum Kind {
     Http,
     /// A local secret: token file, certificate and key, environment variable.
     Credential,
+    /// A PostgreSQL session: TLS, login, query.
+    Postgres,
 }
 
 impl Kind {
     /// Every kind, in documentation order.
-    pub const ALL: &'static [Kind] = &[Kind::Tls, Kind::Http, Kind::Credential];
+    pub const ALL: &'static [Kind] = &[Kind::Tls, Kind::Http, Kind::Postgres, Kind::Credential];
 
     /// The name used in `kind:` and in the `probe.kind` attribute.
     pub const fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl Kind {
             Kind::Tls => "tls",
             Kind::Http => "http",
             Kind::Credential => "credential",
+            Kind::Postgres => "postgres",
         }
     }
 
@@ -64,6 +68,8 @@ pub enum ProbeSpec {
     Http(http::HttpSpec),
     /// `kind: credential`.
     Credential(credential::CredentialSpec),
+    /// `kind: postgres`.
+    Postgres(postgres::PostgresSpec),
 }
 
 impl ProbeSpec {
@@ -73,6 +79,7 @@ impl ProbeSpec {
             ProbeSpec::Tls(_) => Kind::Tls,
             ProbeSpec::Http(_) => Kind::Http,
             ProbeSpec::Credential(_) => Kind::Credential,
+            ProbeSpec::Postgres(_) => Kind::Postgres,
         }
     }
 
@@ -82,6 +89,7 @@ impl ProbeSpec {
             ProbeSpec::Tls(_) => Vec::new(),
             ProbeSpec::Http(h) => h.inline_secrets(),
             ProbeSpec::Credential(_) => Vec::new(),
+            ProbeSpec::Postgres(p) => p.inline_secrets(),
         }
     }
 }
@@ -92,6 +100,7 @@ pub(crate) fn kind_fields(kind: Kind) -> &'static [&'static str] {
         Kind::Tls => fields_of::<tls::TlsProbeSpec>(),
         Kind::Http => fields_of::<http::HttpSpec>(),
         Kind::Credential => fields_of::<credential::CredentialSpec>(),
+        Kind::Postgres => fields_of::<postgres::PostgresSpec>(),
     }
 }
 
@@ -110,6 +119,9 @@ pub(crate) fn parse_spec(
         Kind::Credential => check
             .typed::<credential::CredentialSpec>()
             .map(ProbeSpec::Credential),
+        Kind::Postgres => check
+            .typed::<postgres::PostgresSpec>()
+            .map(ProbeSpec::Postgres),
     }
 }
 

@@ -3,4 +3,5 @@
 
 pub mod credential;
 pub mod http;
+pub mod postgres;
 pub mod tls;

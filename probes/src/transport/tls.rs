@@ -5,6 +5,11 @@
 //! and then delegates to rustls' WebPKI verifier, whose verdict stands. Session
 //! resumption is off, since a resumed session skips the verifier (and the point of a
 //! probe is to see the certificate served today).
+//!
+//! Some protocols let a client connect without enforcing the verdict (libpq's
+//! `sslmode=require`). For them a client can be set to an [`Enforcement`] weaker than
+//! [`Enforcement::Full`]: verification still runs in full, and every problem a
+//! tolerated verdict holds is reported as a `cert_invalid` finding.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,8 +33,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::chain;
-use super::classify::{ClientAuth, classify_handshake};
-use crate::outcome::{Finding, Problem, TlsFacts};
+use super::classify::{ClientAuth, classify, classify_handshake};
+use crate::outcome::{Finding, FindingType, Problem, Severity, TlsFacts, rfc3339};
 use crate::run::ProbeError;
 use crate::taxonomy::{ErrorType, Phase};
 
@@ -211,6 +216,22 @@ pub fn client_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsSetup
     Ok(Arc::new(ck))
 }
 
+/// Which part of the WebPKI verdict stops a handshake. Verification always runs in
+/// full; a weaker enforcement only lets the handshake go on despite some problems,
+/// which are then reported as `cert_invalid` findings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Enforcement {
+    /// Chain and name must verify (every kind's default; libpq's `verify-full`).
+    #[default]
+    Full,
+    /// The chain must verify; a name the certificate does not cover is accepted
+    /// without a finding (libpq's `verify-ca`).
+    ChainOnly,
+    /// Nothing stops the handshake; every problem is a `cert_invalid` finding (libpq's
+    /// `require`, `prefer`, `allow`).
+    ReportOnly,
+}
+
 /// How one probe speaks TLS; built once, used by every run.
 #[derive(Clone)]
 pub struct TlsClient {
@@ -219,6 +240,7 @@ pub struct TlsClient {
     alpn: Vec<Vec<u8>>,
     client_key: Option<Arc<CertifiedKey>>,
     server_name: Option<String>,
+    enforcement: Enforcement,
     /// A certificate that expires within this is a `cert_expiring` finding.
     pub warn_before: Duration,
     /// Within this, the finding is critical.
@@ -271,6 +293,7 @@ impl TlsClient {
             alpn,
             client_key,
             server_name: spec.server_name.clone(),
+            enforcement: Enforcement::Full,
             warn_before: spec.warn_before.0,
             critical_before: spec.critical_before.0,
         })
@@ -279,6 +302,12 @@ impl TlsClient {
     /// The same client offering other ALPN protocols.
     pub fn with_alpn(mut self, alpn: &[&str]) -> Self {
         self.alpn = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        self
+    }
+
+    /// The same client enforcing only part of the verdict (see [`Enforcement`]).
+    pub fn with_enforcement(mut self, enforcement: Enforcement) -> Self {
+        self.enforcement = enforcement;
         self
     }
 
@@ -312,6 +341,8 @@ impl TlsClient {
         let capture = Arc::new(CaptureVerifier {
             inner: self.verifier.clone(),
             seen: Mutex::new(Vec::new()),
+            enforcement: self.enforcement,
+            tolerated: Mutex::new(None),
         });
         let recorder = Arc::new(AskRecorder {
             key: self.client_key.clone(),
@@ -339,6 +370,7 @@ impl TlsClient {
             sent: self.client_key.is_some(),
         };
         let captured = capture.take();
+        let tolerated = capture.take_tolerated();
         match result {
             Ok(stream) => {
                 let conn = stream.get_ref().1;
@@ -346,7 +378,7 @@ impl TlsClient {
                     Some(c) => c.iter().map(|c| c.clone().into_owned()).collect(),
                     None => captured,
                 };
-                let facts = TlsFacts {
+                let mut facts = TlsFacts {
                     version: conn.protocol_version().map(version_text),
                     cipher: conn
                         .negotiated_cipher_suite()
@@ -361,12 +393,17 @@ impl TlsClient {
                     verified: true,
                     chain: chain::facts(&chain_der),
                 };
-                let findings = chain::expiry_findings(
+                let mut findings = chain::expiry_findings(
                     &facts.chain,
                     now,
                     self.warn_before,
                     self.critical_before,
                 );
+                if let Some(verdict) = tolerated {
+                    let invalid = self.tolerated_problems(&verdict, &chain_der, &facts, &name, now);
+                    facts.verified = invalid.is_empty();
+                    findings.extend(invalid.iter().map(|p| cert_invalid(p, &facts)));
+                }
                 Ok(TlsSession {
                     stream,
                     facts,
@@ -416,6 +453,51 @@ impl TlsClient {
             }
         }
     }
+
+    /// Every problem of a verdict the enforcement let through, in table order; under
+    /// [`Enforcement::ChainOnly`] the name is not one.
+    fn tolerated_problems(
+        &self,
+        verdict: &rustls::Error,
+        chain_der: &[CertificateDer<'static>],
+        facts: &TlsFacts,
+        name: &ServerName<'static>,
+        now: SystemTime,
+    ) -> Vec<Problem> {
+        let mut problems = chain::problems(chain_der, &facts.chain, name, &self.verifier, now);
+        if problems.is_empty() {
+            let (class, message) = classify(verdict, ClientAuth::default());
+            problems.push(Problem { class, message });
+        }
+        if self.enforcement == Enforcement::ChainOnly {
+            problems.retain(|p| p.class != ErrorType::TlsHostnameMismatch);
+        }
+        problems.sort_by_key(|p| p.class);
+        problems.dedup_by_key(|p| p.class);
+        problems
+    }
+}
+
+/// The `cert_invalid` finding for a problem the handshake was allowed to ignore.
+fn cert_invalid(problem: &Problem, facts: &TlsFacts) -> Finding {
+    let mut finding = Finding::new(
+        FindingType::CertInvalid,
+        Severity::Critical,
+        format!(
+            "{} [{}]: verification is not enforced here, so the connection went ahead, but a client that verifies the certificate would refuse it",
+            problem.message, problem.class
+        ),
+    )
+    .with("error_type", problem.class.as_str());
+    if let Some(leaf) = facts.leaf() {
+        finding = finding
+            .with("subject", leaf.subject.clone())
+            .with("issuer", leaf.issuer.clone())
+            .with("not_before", rfc3339(leaf.not_before))
+            .with("not_after", rfc3339(leaf.not_after))
+            .with("sha256", leaf.sha256.clone());
+    }
+    finding
 }
 
 /// `1.2`, `1.3`.
@@ -430,10 +512,14 @@ fn version_text(v: rustls::ProtocolVersion) -> String {
 /// Records the chain the server presented, then lets the WebPKI verifier decide.
 /// This is the one deliberate custom verifier: it never accepts anything the
 /// WebPKI verifier rejects.
+/// Under a weaker [`Enforcement`], a failed verdict the mode tolerates is kept (and
+/// reported by the client) instead of stopping the handshake.
 #[derive(Debug)]
 struct CaptureVerifier {
     inner: Arc<WebPkiServerVerifier>,
     seen: Mutex<Vec<CertificateDer<'static>>>,
+    enforcement: Enforcement,
+    tolerated: Mutex<Option<rustls::Error>>,
 }
 
 impl CaptureVerifier {
@@ -441,6 +527,25 @@ impl CaptureVerifier {
         match self.seen.lock() {
             Ok(mut s) => std::mem::take(&mut *s),
             Err(_) => Vec::new(),
+        }
+    }
+
+    fn take_tolerated(&self) -> Option<rustls::Error> {
+        self.tolerated.lock().ok().and_then(|mut t| t.take())
+    }
+
+    /// Whether the enforcement lets the handshake go on despite `error`.
+    fn tolerates(&self, error: &rustls::Error) -> bool {
+        use rustls::CertificateError as C;
+        match self.enforcement {
+            Enforcement::Full => false,
+            Enforcement::ChainOnly => matches!(
+                error,
+                rustls::Error::InvalidCertificate(
+                    C::NotValidForName | C::NotValidForNameContext { .. }
+                )
+            ),
+            Enforcement::ReportOnly => true,
         }
     }
 }
@@ -459,8 +564,22 @@ impl ServerCertVerifier for CaptureVerifier {
             seen.push(end_entity.clone().into_owned());
             seen.extend(intermediates.iter().map(|c| c.clone().into_owned()));
         }
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        let verdict = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match verdict {
+            Err(e) if self.tolerates(&e) => {
+                if let Ok(mut t) = self.tolerated.lock() {
+                    *t = Some(e);
+                }
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(

@@ -1,0 +1,258 @@
+//! Resolving a `postgres` probe's URL and fields into one [`PgTarget`]: libpq's
+//! defaults, and an error for a setting given twice rather than a precedence rule.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::uri::{UrlParts, parse_url};
+use super::{DEFAULT_PORT, PostgresSpec, SslMode, SslNegotiation};
+use crate::model::TlsSpec;
+use crate::secret::{Secret, SecretSource};
+
+/// Where the trusted CAs come from when `sslrootcert` is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootCert {
+    /// Only the CAs of this PEM file.
+    File(PathBuf),
+    /// The system's roots (`sslrootcert=system`).
+    System,
+}
+
+/// A `postgres` probe's settings once the URL and the fields are resolved.
+#[derive(Clone, Debug)]
+pub struct PgTarget {
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Role.
+    pub user: String,
+    /// Database.
+    pub dbname: String,
+    /// Where the password comes from, if one is configured.
+    pub password: Option<SecretSource>,
+    /// The sslmode as written (default `verify-full`).
+    pub sslmode: SslMode,
+    /// `sslrootcert`.
+    pub sslrootcert: Option<RootCert>,
+    /// `sslcert`.
+    pub sslcert: Option<PathBuf>,
+    /// `sslkey`.
+    pub sslkey: Option<PathBuf>,
+    /// `sslnegotiation`.
+    pub sslnegotiation: SslNegotiation,
+    /// `connect_timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `application_name`.
+    pub application_name: String,
+}
+
+impl PgTarget {
+    /// The mode in force: libpq's `require` with a root CA file behaves as `verify-ca`.
+    pub fn effective_sslmode(&self) -> SslMode {
+        match (self.sslmode, &self.sslrootcert) {
+            (SslMode::Require, Some(RootCert::File(_))) => SslMode::VerifyCa,
+            (mode, _) => mode,
+        }
+    }
+}
+
+/// A problem found while resolving: the key it belongs to, and what is wrong.
+type KeyError = (&'static str, String);
+
+/// One setting that may come from the URL or from a key: both is an error.
+fn one_of<T>(
+    errors: &mut Vec<KeyError>,
+    key: &'static str,
+    from_url: Option<T>,
+    from_key: Option<T>,
+) -> Option<T> {
+    match (from_url, from_key) {
+        (Some(u), Some(_)) => {
+            errors.push((
+                key,
+                format!("`{key}` is also set in `url`; set it in one place"),
+            ));
+            Some(u)
+        }
+        (u, k) => u.or(k),
+    }
+}
+
+impl PostgresSpec {
+    /// What the URL says (nothing when there is no URL).
+    fn url_parts(&self) -> Result<UrlParts, String> {
+        match &self.url {
+            Some(url) => parse_url(url.expose()),
+            None => Ok(UrlParts::default()),
+        }
+    }
+
+    /// Resolves the URL and the fields into one target, or every problem found.
+    pub fn target(&self) -> Result<PgTarget, Vec<(&'static str, String)>> {
+        let mut errors: Vec<KeyError> = Vec::new();
+        let url = match self.url_parts() {
+            Ok(parts) => parts,
+            Err(e) => return Err(vec![("url", e)]),
+        };
+        let host = one_of(&mut errors, "host", url.host, self.host.clone());
+        let port = one_of(&mut errors, "port", url.port, self.port).unwrap_or(DEFAULT_PORT);
+        let user = one_of(&mut errors, "user", url.user, self.user.clone());
+        let dbname = one_of(&mut errors, "dbname", url.dbname, self.dbname.clone());
+        let sslmode = one_of(&mut errors, "sslmode", url.sslmode, self.sslmode)
+            .unwrap_or(SslMode::VerifyFull);
+        let sslrootcert = one_of(
+            &mut errors,
+            "sslrootcert",
+            url.sslrootcert,
+            self.sslrootcert.clone(),
+        );
+        let sslcert = one_of(&mut errors, "sslcert", url.sslcert, self.sslcert.clone());
+        let sslkey = one_of(&mut errors, "sslkey", url.sslkey, self.sslkey.clone());
+        let sslnegotiation = one_of(
+            &mut errors,
+            "sslnegotiation",
+            url.sslnegotiation,
+            self.sslnegotiation,
+        )
+        .unwrap_or_default();
+        let connect_timeout = one_of(
+            &mut errors,
+            "connect_timeout",
+            url.connect_timeout,
+            self.connect_timeout.map(|d| Some(d.0)),
+        )
+        .flatten();
+        let application_name = one_of(
+            &mut errors,
+            "application_name",
+            url.application_name,
+            self.application_name.clone(),
+        )
+        .unwrap_or_else(|| "depprobe".into());
+
+        let password = match (url.password, &self.password, &self.password_file) {
+            (Some(_), Some(_), _) => {
+                errors.push((
+                    "password",
+                    "the URL already holds a password; set it in one place".into(),
+                ));
+                None
+            }
+            (Some(_), None, Some(_)) => {
+                errors.push((
+                    "password_file",
+                    "the URL already holds a password; remove it from the URL to use `password_file`"
+                        .into(),
+                ));
+                None
+            }
+            (Some(p), None, None) => Some(SecretSource::Value(Secret::new(p))),
+            (None, p, f) => SecretSource::from_pair(p.clone(), f.clone()),
+        };
+
+        let Some(host) = host.filter(|h| !h.trim().is_empty()) else {
+            errors.push((
+                "",
+                "set `url` (postgres://user@host:5432/db) or `host`".into(),
+            ));
+            return Err(errors);
+        };
+        let Some(user) = user.filter(|u| !u.is_empty()) else {
+            errors.push((
+                "user",
+                "set the role to log in as: in `url` (postgres://USER@host/db) or with `user`"
+                    .into(),
+            ));
+            return Err(errors);
+        };
+        let sslrootcert = sslrootcert.map(|r| match r.as_str() {
+            "system" => RootCert::System,
+            _ => RootCert::File(PathBuf::from(r)),
+        });
+
+        let ssl_key = if self.url.as_ref().is_some_and(|_| self.sslmode.is_none()) {
+            "url"
+        } else {
+            "sslmode"
+        };
+        if sslnegotiation == SslNegotiation::Direct && !sslmode.needs_tls() {
+            errors.push((
+                ssl_key,
+                format!(
+                    "sslnegotiation=direct needs sslmode=require or stronger (sslmode={sslmode} could fall back to plaintext)"
+                ),
+            ));
+        }
+        if sslrootcert == Some(RootCert::System) && sslmode != SslMode::VerifyFull {
+            errors.push((
+                ssl_key,
+                format!(
+                    "sslrootcert=system needs sslmode=verify-full (as libpq): sslmode={sslmode} would not check the name"
+                ),
+            ));
+        }
+        if sslcert.is_some() != sslkey.is_some() {
+            // Reported where the half that is set was written.
+            let key = if self.sslcert.is_some() {
+                "sslcert"
+            } else if self.sslkey.is_some() {
+                "sslkey"
+            } else {
+                "url"
+            };
+            errors.push((
+                key,
+                "a client certificate needs both `sslcert` and `sslkey`".into(),
+            ));
+        }
+        if sslrootcert.is_some() && self.tls.ca_file.is_some() {
+            errors.push((
+                "tls.ca_file",
+                "set either `sslrootcert` (only these CAs) or `tls.ca_file` (added to the system roots), not both".into(),
+            ));
+        }
+        if sslcert.is_some() && self.tls.cert_file.is_some() {
+            errors.push((
+                "tls.cert_file",
+                "set either `sslcert`/`sslkey` or `tls.cert_file`/`tls.key_file`, not both".into(),
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(PgTarget {
+            dbname: dbname.unwrap_or_else(|| user.clone()),
+            host,
+            port,
+            user,
+            password,
+            sslmode,
+            sslrootcert,
+            sslcert,
+            sslkey,
+            sslnegotiation,
+            connect_timeout,
+            application_name,
+        })
+    }
+
+    /// The TLS settings in force: `tls:` with `sslrootcert`, `sslcert` and `sslkey`
+    /// applied (`sslrootcert=FILE` trusts only that file, as libpq does).
+    pub fn tls_spec(&self, target: &PgTarget) -> TlsSpec {
+        let mut tls = self.tls.clone();
+        match &target.sslrootcert {
+            Some(RootCert::File(path)) => {
+                tls.ca_file = Some(path.clone());
+                tls.system_roots = false;
+            }
+            Some(RootCert::System) => tls.system_roots = true,
+            None => {}
+        }
+        if let (Some(cert), Some(key)) = (&target.sslcert, &target.sslkey) {
+            tls.cert_file = Some(cert.clone());
+            tls.key_file = Some(key.clone());
+        }
+        tls
+    }
+}

@@ -1,0 +1,121 @@
+//! Parsing of `postgres://` and `postgresql://` URLs into their parts, with libpq's
+//! names for the parameters.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+
+use super::{SslMode, SslNegotiation, URL_PARAMETERS};
+
+/// What the URL says, before it is merged with the fields.
+#[derive(Default)]
+pub(super) struct UrlParts {
+    pub(super) host: Option<String>,
+    pub(super) port: Option<u16>,
+    pub(super) user: Option<String>,
+    pub(super) password: Option<String>,
+    pub(super) dbname: Option<String>,
+    pub(super) sslmode: Option<SslMode>,
+    pub(super) sslrootcert: Option<String>,
+    pub(super) sslcert: Option<PathBuf>,
+    pub(super) sslkey: Option<PathBuf>,
+    pub(super) sslnegotiation: Option<SslNegotiation>,
+    pub(super) connect_timeout: Option<Option<Duration>>,
+    pub(super) application_name: Option<String>,
+}
+
+pub(super) fn decode(text: &str) -> String {
+    percent_decode_str(text).decode_utf8_lossy().into_owned()
+}
+
+/// Parses a `postgres://` or `postgresql://` URL.
+pub(super) fn parse_url(url: &str) -> Result<UrlParts, String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .ok_or_else(|| {
+            "the URL must start with postgres:// or postgresql:// (e.g. postgres://probe@db.example.com:5432/app)".to_owned()
+        })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let hosts = authority.rsplit('@').next().unwrap_or("");
+    if hosts.contains(',') {
+        return Err(
+            "the URL names several hosts; depprobe probes one server per probe: write one probe per host"
+                .into(),
+        );
+    }
+    let parsed = url::Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
+    let mut parts = UrlParts {
+        host: parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .map(|h| decode(h.trim_start_matches('[').trim_end_matches(']'))),
+        port: parsed.port(),
+        user: Some(decode(parsed.username())).filter(|u| !u.is_empty()),
+        password: parsed.password().map(decode),
+        dbname: Some(decode(parsed.path().trim_start_matches('/'))).filter(|d| !d.is_empty()),
+        ..UrlParts::default()
+    };
+    if parts.host.is_none() {
+        return Err(
+            "the URL has no host; depprobe probes over TCP (postgres://user@host:5432/db)".into(),
+        );
+    }
+    if parsed.fragment().is_some() {
+        return Err("the URL must not have a #fragment".into());
+    }
+    for (key, value) in parsed.query_pairs() {
+        let value = value.into_owned();
+        match key.as_ref() {
+            "sslmode" => {
+                parts.sslmode =
+                    Some(SslMode::from_name(&value).ok_or_else(|| {
+                        format!("sslmode `{value}` is not one of {}", mode_names())
+                    })?);
+            }
+            "sslnegotiation" => {
+                parts.sslnegotiation = Some(match value.as_str() {
+                    "postgres" => SslNegotiation::Postgres,
+                    "direct" => SslNegotiation::Direct,
+                    other => {
+                        return Err(format!(
+                            "sslnegotiation `{other}` is not `postgres` or `direct`"
+                        ));
+                    }
+                });
+            }
+            "sslrootcert" => parts.sslrootcert = Some(value),
+            "sslcert" => parts.sslcert = Some(PathBuf::from(value)),
+            "sslkey" => parts.sslkey = Some(PathBuf::from(value)),
+            "application_name" => parts.application_name = Some(value),
+            "connect_timeout" => {
+                // libpq: whole seconds; zero or less means no limit.
+                let secs: i64 = value.trim().parse().map_err(|_| {
+                    format!("connect_timeout `{value}` is not a whole number of seconds")
+                })?;
+                parts.connect_timeout = Some(
+                    u64::try_from(secs)
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .map(Duration::from_secs),
+                );
+            }
+            other => {
+                return Err(format!(
+                    "URL parameter `{other}` is not supported (supported: {})",
+                    URL_PARAMETERS.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(parts)
+}
+
+fn mode_names() -> String {
+    SslMode::ALL
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,185 @@
+//! What a session's answers mean: the query's first value against `expect.value`, the
+//! server's role from `pg_is_in_recovery()` and its change between runs, and the
+//! one-line summary of a good run.
+
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::outcome::{Finding, FindingType, Severity, TlsFacts, human_delta};
+use crate::run::ProbeError;
+use crate::taxonomy::{ErrorType, Phase};
+
+/// Whether the server is a primary or a standby.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts writes (`pg_is_in_recovery()` is false).
+    Primary,
+    /// In recovery: a hot standby (`pg_is_in_recovery()` is true).
+    Standby,
+}
+
+impl Role {
+    /// `primary` / `standby`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Standby => "standby",
+        }
+    }
+
+    /// The role `pg_is_in_recovery()` answered.
+    pub fn from_recovery(answer: &[SimpleQueryMessage]) -> Result<Role, ProbeError> {
+        match first_value(answer) {
+            FirstValue::Text(t) if t == "t" => Ok(Role::Standby),
+            FirstValue::Text(t) if t == "f" => Ok(Role::Primary),
+            other => Err(ProbeError::new(
+                ErrorType::UnexpectedResponse,
+                Phase::Query,
+                format!("pg_is_in_recovery() answered {other:?}"),
+            )),
+        }
+    }
+}
+
+/// What a session found.
+pub struct Answer {
+    /// As the server reports it at login.
+    pub server_version: Option<String>,
+    /// Primary or standby.
+    pub role: Role,
+    /// The first value of the configured query.
+    pub first_value: FirstValue,
+}
+
+/// The first column of the first row of a query's answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FirstValue {
+    /// The query returned no row (or a row without columns).
+    NoRow,
+    /// The first column was NULL.
+    Null,
+    /// Its text.
+    Text(String),
+}
+
+/// The first column of the first row among `messages`.
+pub fn first_value(messages: &[SimpleQueryMessage]) -> FirstValue {
+    for m in messages {
+        if let SimpleQueryMessage::Row(row) = m {
+            return match row.try_get(0) {
+                Ok(Some(text)) => FirstValue::Text(text.to_owned()),
+                Ok(None) => FirstValue::Null,
+                Err(_) => FirstValue::NoRow,
+            };
+        }
+    }
+    FirstValue::NoRow
+}
+
+/// Checks the query's first value against `expect.value`.
+pub fn judge(expect: Option<&str>, first: &FirstValue) -> Result<(), ProbeError> {
+    let Some(want) = expect else {
+        return Ok(());
+    };
+    let got = match first {
+        FirstValue::Text(t) if t == want => return Ok(()),
+        FirstValue::Text(t) => format!("`{}`", snippet(t)),
+        FirstValue::Null => "NULL".to_owned(),
+        FirstValue::NoRow => "no row".to_owned(),
+    };
+    Err(ProbeError::new(
+        ErrorType::UnexpectedResponse,
+        Phase::Query,
+        format!("the query returned {got} where `{want}` was expected"),
+    ))
+}
+
+/// Remembers `role` in `last`; a change since the last run is a `role_changed`
+/// finding.
+pub fn role_change(last: &Mutex<Option<Role>>, role: Role) -> Option<Finding> {
+    let mut last = last.lock().ok()?;
+    let before = last.replace(role)?;
+    (before != role).then(|| {
+        Finding::new(
+            FindingType::RoleChanged,
+            Severity::Warning,
+            format!(
+                "the server was a {} at the last run and is now a {}: a failover or switchover happened",
+                before.as_str(),
+                role.as_str()
+            ),
+        )
+        .with("from", before.as_str())
+        .with("to", role.as_str())
+    })
+}
+
+/// "PostgreSQL 15.8, primary: login as probe and query OK over TLS 1.3; earliest
+/// expiry: db.example.com in 89 days". `how` says how the session went when it is
+/// not TLS.
+pub fn summary(
+    answer: &Answer,
+    user: &str,
+    how: Option<String>,
+    tls: Option<&TlsFacts>,
+    now: SystemTime,
+) -> String {
+    let version = answer.server_version.as_deref().unwrap_or("?");
+    let how = match (how, tls) {
+        (Some(how), _) => how,
+        (None, Some(facts)) => tls_summary(facts, now),
+        (None, None) => "over TLS".to_owned(),
+    };
+    format!(
+        "PostgreSQL {version}, {}: login as {user} and query OK {how}",
+        answer.role.as_str()
+    )
+}
+
+/// "over TLS 1.3; earliest expiry: localhost in 89 days".
+fn tls_summary(facts: &TlsFacts, now: SystemTime) -> String {
+    let version = facts.version.as_deref().unwrap_or("?");
+    match facts.chain.iter().min_by_key(|c| c.not_after) {
+        Some(c) => format!(
+            "over TLS {version}; earliest expiry: {} {}",
+            c.short_name(),
+            human_delta(now, c.not_after)
+        ),
+        None => format!("over TLS {version}"),
+    }
+}
+
+/// At most 100 characters of `text`.
+fn snippet(text: &str) -> String {
+    match text.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_change_is_reported_once() {
+        let last = Mutex::new(None);
+        assert!(role_change(&last, Role::Standby).is_none(), "first run");
+        assert!(role_change(&last, Role::Standby).is_none());
+        let f = role_change(&last, Role::Primary).unwrap();
+        assert_eq!(f.kind, FindingType::RoleChanged);
+        assert_eq!(f.facts["from"], "standby");
+        assert!(role_change(&last, Role::Primary).is_none());
+    }
+
+    #[test]
+    fn expected_value_mismatch_names_both_values() {
+        let e = judge(Some("1"), &FirstValue::Null).unwrap_err();
+        assert_eq!(e.class, ErrorType::UnexpectedResponse);
+        assert_eq!(e.message, "the query returned NULL where `1` was expected");
+        assert!(judge(Some("1"), &FirstValue::Text("1".into())).is_ok());
+        assert!(judge(None, &FirstValue::NoRow).is_ok());
+    }
+}
