@@ -14,6 +14,7 @@ use crate::model::TlsSpec;
 use crate::tree::{Loc, Node};
 
 pub mod http;
+pub mod mongodb;
 pub mod tls;
 
 /// The kinds of probe.
@@ -23,17 +24,20 @@ pub enum Kind {
     Tls,
     /// An HTTP(S) request.
     Http,
+    /// A MongoDB deployment: TLS, login, `ping`, replica-set watch.
+    Mongodb,
 }
 
 impl Kind {
     /// Every kind, in documentation order.
-    pub const ALL: &'static [Kind] = &[Kind::Tls, Kind::Http];
+    pub const ALL: &'static [Kind] = &[Kind::Tls, Kind::Http, Kind::Mongodb];
 
     /// The name used in `kind:` and in the `probe.kind` attribute.
     pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Tls => "tls",
             Kind::Http => "http",
+            Kind::Mongodb => "mongodb",
         }
     }
 
@@ -58,6 +62,8 @@ pub enum ProbeSpec {
     Tls(tls::TlsProbeSpec),
     /// `kind: http`.
     Http(http::HttpSpec),
+    /// `kind: mongodb`.
+    Mongodb(mongodb::MongoSpec),
 }
 
 impl ProbeSpec {
@@ -66,6 +72,7 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Tls(_) => Kind::Tls,
             ProbeSpec::Http(_) => Kind::Http,
+            ProbeSpec::Mongodb(_) => Kind::Mongodb,
         }
     }
 
@@ -74,6 +81,7 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Tls(_) => Vec::new(),
             ProbeSpec::Http(h) => h.inline_secrets(),
+            ProbeSpec::Mongodb(m) => m.inline_secrets(),
         }
     }
 }
@@ -83,6 +91,7 @@ pub(crate) fn kind_fields(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Tls => fields_of::<tls::TlsProbeSpec>(),
         Kind::Http => fields_of::<http::HttpSpec>(),
+        Kind::Mongodb => fields_of::<mongodb::MongoSpec>(),
     }
 }
 
@@ -98,6 +107,7 @@ pub(crate) fn parse_spec(
     match kind {
         Kind::Tls => check.typed::<tls::TlsProbeSpec>().map(ProbeSpec::Tls),
         Kind::Http => check.typed::<http::HttpSpec>().map(ProbeSpec::Http),
+        Kind::Mongodb => check.typed::<mongodb::MongoSpec>().map(ProbeSpec::Mongodb),
     }
 }
 
