@@ -68,5 +68,6 @@ pub fn build(
     Ok(match &cfg.spec {
         ProbeSpec::Tls(spec) => Box::new(kinds::tls::TlsProbe::new(cfg, spec, env)?),
         ProbeSpec::Http(spec) => Box::new(kinds::http::HttpProbe::new(cfg, spec, env)?),
+        ProbeSpec::Mongodb(spec) => Box::new(kinds::mongodb::MongoProbe::new(cfg, spec, env)?),
     })
 }
