@@ -8,6 +8,7 @@
 pub mod certs;
 pub mod demo;
 pub mod harness;
+pub mod mongo;
 pub mod servers;
 
 pub use certs::{Ca, CertError, Identity, Validity};

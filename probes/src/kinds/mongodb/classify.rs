@@ -77,11 +77,25 @@ pub fn driver_error(e: &DriverError) -> Option<(ErrorType, String)> {
 }
 
 /// The error and its sources, outermost first.
-fn chain(e: &DriverError) -> impl Iterator<Item = &DriverError> {
-    std::iter::successors(Some(e), |err: &&DriverError| {
-        let err: &DriverError = err;
-        err.source().and_then(|s| s.downcast_ref::<DriverError>())
-    })
+fn chain(e: &DriverError) -> Vec<&DriverError> {
+    let mut out = vec![e];
+    let mut cur: &DriverError = e;
+    while let Some(source) = cur.source() {
+        // The driver keeps its cause as a `Box<Error>`, and that box is what
+        // `source()` returns.
+        let next = source
+            .downcast_ref::<Box<DriverError>>()
+            .map(|b| &**b)
+            .or_else(|| source.downcast_ref::<DriverError>());
+        match next {
+            Some(n) => {
+                out.push(n);
+                cur = n;
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 /// The class of an I/O error met by the driver (TLS inside it first).

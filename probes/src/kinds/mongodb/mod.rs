@@ -11,8 +11,9 @@
 //!
 //! The driver client lives as long as the probe (it is rebuilt when the password
 //! changes), so its monitors see every primary change between runs; see
-//! [`watch`]. Its pool closes idle connections after a second, so each run logs in
-//! afresh and a refused password is seen on the next run, not at the next reconnect.
+//! [`watch`]. Its pool closes connections idle for half the interval, so each run
+//! logs in afresh and a refused password is seen on the next run, not at the next
+//! reconnect.
 
 mod classify;
 mod members;
@@ -49,8 +50,10 @@ use classify::{driver_error, from_topology};
 use members::{MemberDial, dial_all, srv_seeds};
 pub use watch::{MemberState, MemberView, PrimaryChange, ReplicaSetWatch, TopologyView};
 
-/// Idle pooled connections are closed after this, so that each run authenticates.
-const POOL_IDLE: Duration = Duration::from_secs(1);
+/// Idle pooled connections are closed after half the interval (within these
+/// bounds), so that each run logs in afresh.
+const POOL_IDLE_MIN: Duration = Duration::from_millis(100);
+const POOL_IDLE_MAX: Duration = Duration::from_secs(10);
 
 /// Most primary changes listed in `details.primary_changes`.
 const CHANGES_LISTED: usize = 20;
@@ -68,6 +71,7 @@ pub struct MongoProbe {
     server_selection_timeout: Duration,
     connect_timeout: Duration,
     heartbeat_frequency: Duration,
+    pool_idle: Duration,
     window: Duration,
     threshold: u32,
     dns: Dns,
@@ -175,6 +179,7 @@ impl MongoProbe {
                 DEFAULT_HEARTBEAT_FREQUENCY,
             )
             .max(MIN_HEARTBEAT_FREQUENCY.0),
+            pool_idle: (cfg.interval.0 / 2).clamp(POOL_IDLE_MIN, POOL_IDLE_MAX),
             window: spec.elections.window.0,
             threshold: spec.elections.threshold.max(1),
             dns: env.dns.clone(),
@@ -382,7 +387,7 @@ impl MongoProbe {
         opts.connect_timeout = Some(self.connect_timeout);
         opts.server_selection_timeout = Some(self.server_selection_timeout);
         opts.heartbeat_freq = Some(self.heartbeat_frequency);
-        opts.max_idle_time = Some(POOL_IDLE);
+        opts.max_idle_time = Some(self.pool_idle);
         if self.username.is_some() || password.is_some() {
             let mut cred = opts.credential.take().unwrap_or_default();
             if let Some(u) = &self.username {
@@ -499,7 +504,11 @@ impl MongoProbe {
 
         let mut down: Vec<String> = Vec::new();
         for (address, _, _, error) in &members {
-            if let Some((class, message)) = error {
+            // A refused login marks the member unknown to the driver, but the member
+            // answered: the run's own class says it, not an "unreachable" finding.
+            if let Some((class, message)) = error
+                && *class != ErrorType::AuthRejected
+            {
                 let name = names.get(address);
                 down.push(format!("{name} unreachable ({class})"));
                 run.findings.push(
