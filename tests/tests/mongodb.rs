@@ -348,3 +348,204 @@ async fn wire_server_answers_a_legacy_op_query_is_master() {
     assert_eq!(reply.get_str("me").unwrap(), set.host(1));
     assert_eq!(reply.get_bool("helloOk").unwrap(), true);
 }
+
+struct TlsSet {
+    set: ReplicaSet,
+    scratch: Scratch,
+    ca_file: std::path::PathBuf,
+}
+
+/// A TLS replica set whose members present `leaves` (made by `ca` for `localhost`),
+/// and the probe's CA file trusting `trusted`.
+async fn tls_set(ca: &Ca, validities: &[Validity], trusted: &Ca) -> TlsSet {
+    let leaves: Vec<_> = validities
+        .iter()
+        .map(|v| ca.leaf(&["localhost"], *v).unwrap())
+        .collect();
+    let set = ReplicaSet::builder()
+        .user("probe", "s3cret")
+        .tls(&leaves)
+        .start()
+        .await
+        .unwrap();
+    let scratch = Scratch::new().unwrap();
+    let ca_file = scratch.ca(trusted).unwrap();
+    TlsSet {
+        set,
+        scratch,
+        ca_file,
+    }
+}
+
+fn tls_probe(t: &TlsSet) -> MongoProbe {
+    probe(&format!(
+        "name: sessions\nkind: mongodb\nurl: mongodb://probe@{}/?replicaSet=rs0&tls=true\npassword_file: {}\ntls:\n  ca_file: {}\n  system_roots: false\n{FAST}",
+        t.set.seed_list(),
+        t.scratch.write("password", "s3cret\n").unwrap().display(),
+        t.ca_file.display(),
+    ))
+}
+
+#[tokio::test]
+async fn tls_set_is_up_with_the_certificate_facts() {
+    let ca = Ca::root("Mongo Test CA").unwrap();
+    let t = tls_set(&ca, &[Validity::current()], &ca).await;
+    let o = tls_probe(&t).run().await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    let tls = o.tls.as_ref().expect("TLS facts");
+    assert!(tls.verified);
+    assert_eq!(tls.version.as_deref(), Some("1.3"));
+    assert_eq!(tls.chain[0].subject, "O=depprobe test, CN=localhost");
+    assert_eq!(tls.chain[0].issuer, "O=depprobe test, CN=Mongo Test CA");
+    assert!(o.timings.get(Phase::Tls).is_some());
+    assert_eq!(o.details["members_by_state"]["secondary"], 2, "{o:#?}");
+}
+
+#[tokio::test]
+async fn expired_certificate_on_one_member_is_cert_expired_naming_it() {
+    let ca = Ca::root("Mongo Test CA").unwrap();
+    let t = tls_set(
+        &ca,
+        &[
+            Validity::current(),
+            Validity::current(),
+            Validity::expired(),
+        ],
+        &ca,
+    )
+    .await;
+    let o = tls_probe(&t).run().await;
+    assert_down(&o, ErrorType::TlsCertExpired, Phase::Tls);
+    let expired = t.set.host(2);
+    assert!(
+        o.message.starts_with(&format!("member {expired}: ")),
+        "{}",
+        o.message
+    );
+    let tls = o.tls.as_ref().expect("the expired chain is reported");
+    assert!(!tls.verified);
+    assert!(tls.chain[0].not_after < std::time::SystemTime::now());
+    assert_eq!(tls.chain[0].issuer, "O=depprobe test, CN=Mongo Test CA");
+}
+
+#[tokio::test]
+async fn certificate_from_an_unknown_ca_is_unknown_issuer() {
+    let ca = Ca::root("Mongo Test CA").unwrap();
+    let other = Ca::root("Some Other CA").unwrap();
+    let t = tls_set(&ca, &[Validity::current()], &other).await;
+    let o = tls_probe(&t).run().await;
+    assert_down(&o, ErrorType::TlsUnknownIssuer, Phase::Tls);
+    let tls = o.tls.as_ref().expect("the untrusted chain is reported");
+    assert!(!tls.verified);
+    assert_eq!(tls.chain[0].issuer, "O=depprobe test, CN=Mongo Test CA");
+}
+
+#[tokio::test]
+async fn certificate_expiring_soon_is_a_finding_on_a_working_set() {
+    let ca = Ca::root("Mongo Test CA").unwrap();
+    let t = tls_set(
+        &ca,
+        &[
+            Validity::current(),
+            Validity::expiring_in(5),
+            Validity::current(),
+        ],
+        &ca,
+    )
+    .await;
+    let o = tls_probe(&t).run().await;
+    assert_eq!(o.status, Status::Degraded, "{o:#?}");
+    assert_eq!(o.findings.len(), 1, "{o:#?}");
+    assert_eq!(o.findings[0].kind, FindingType::CertExpiring);
+}
+
+#[tokio::test]
+async fn member_certificate_renewed_from_the_wrong_ca_fails_the_next_run() {
+    let ca = Ca::root("Mongo Test CA").unwrap();
+    let t = tls_set(&ca, &[Validity::current()], &ca).await;
+    let p = tls_probe(&t);
+    assert_eq!(p.run().await.status, Status::Up);
+    let internal = Ca::root("Internal Fallback CA").unwrap();
+    t.set
+        .set_identity(
+            1,
+            &internal.leaf(&["localhost"], Validity::current()).unwrap(),
+        )
+        .unwrap();
+    let o = p.run().await;
+    assert_down(&o, ErrorType::TlsUnknownIssuer, Phase::Tls);
+    assert!(
+        o.message
+            .starts_with(&format!("member {}: ", t.set.host(1))),
+        "{}",
+        o.message
+    );
+}
+
+#[tokio::test]
+async fn member_learnt_from_the_set_is_checked_on_the_first_run() {
+    let ca = Ca::root("Mongo Test CA").unwrap();
+    let t = tls_set(
+        &ca,
+        &[
+            Validity::current(),
+            Validity::current(),
+            Validity::expired(),
+        ],
+        &ca,
+    )
+    .await;
+    // Only the first member is a seed; the driver learns the others from `hosts`.
+    let p = probe(&format!(
+        "name: sessions\nkind: mongodb\nurl: mongodb://probe:s3cret@{}/?replicaSet=rs0&tls=true\ntls:\n  ca_file: {}\n  system_roots: false\n{FAST}",
+        t.set.host(0),
+        t.ca_file.display(),
+    ));
+    let o = p.run().await;
+    assert_down(&o, ErrorType::TlsCertExpired, Phase::Tls);
+    assert!(
+        o.message
+            .starts_with(&format!("member {}: ", t.set.host(2))),
+        "{}",
+        o.message
+    );
+    assert!(
+        !format!("{o:?}").contains("s3cret"),
+        "the URL's password is a secret"
+    );
+}
+
+#[tokio::test]
+async fn driver_tls_failure_is_classified_from_its_monitoring_events() {
+    // depprobe's own dial checks the certificate against `tls.server_name`; the driver
+    // checks each member against its own host name, and fails. The class comes from
+    // the driver's monitoring errors, down to the rustls error.
+    let ca = Ca::root("Mongo Test CA").unwrap();
+    let leaf = ca.leaf(&["mongo.internal"], Validity::current()).unwrap();
+    let set = ReplicaSet::builder()
+        .user("probe", "s3cret")
+        .tls(&[leaf])
+        .start()
+        .await
+        .unwrap();
+    let scratch = Scratch::new().unwrap();
+    let p = probe(&format!(
+        "name: sessions\nkind: mongodb\nurl: mongodb://probe@{}/?replicaSet=rs0&tls=true\npassword: s3cret\ntls:\n  ca_file: {}\n  system_roots: false\n  server_name: mongo.internal\n{FAST}",
+        set.seed_list(),
+        scratch.ca(&ca).unwrap().display(),
+    ));
+    let o = p.run().await;
+    assert_down(&o, ErrorType::TlsHostnameMismatch, Phase::Tls);
+    assert!(
+        o.message.contains("no member of the deployment is usable"),
+        "{}",
+        o.message
+    );
+    assert_eq!(
+        member(&o, &set.host(0))["error_type"],
+        "tls_hostname_mismatch",
+        "{o:#?}"
+    );
+    // What depprobe itself saw verified: the facts are there.
+    assert!(o.tls.as_ref().is_some_and(|t| t.verified), "{o:#?}");
+}

@@ -211,7 +211,18 @@ impl MongoProbe {
             (true, Some((name, _))) => run.phase(Phase::Dns, srv_seeds(name)).await?,
             _ => self.seeds.clone(),
         };
-        let dials = self.dial_members(run, &seeds).await;
+        // The seeds, and every member the driver has seen.
+        let mut targets = seeds;
+        for address in self.watch.snapshot().members.keys() {
+            if let Some(hp) = split_host_port(address)
+                && !targets
+                    .iter()
+                    .any(|(h, p)| h.eq_ignore_ascii_case(&hp.0) && *p == hp.1)
+            {
+                targets.push(hp);
+            }
+        }
+        let mut dials = self.dial_members(run, &targets).await;
         self.judge_dials(run, &dials, unreachable)?;
 
         let client = run
@@ -256,22 +267,34 @@ impl MongoProbe {
         )
         .await;
 
+        // Members first learnt from the set itself this run (not seeds, not known
+        // before): their certificates are checked now, so that the first run says
+        // what every later one will.
+        let dialled: Vec<String> = dials
+            .iter()
+            .map(|d| d.address.to_ascii_lowercase())
+            .collect();
+        let new_members: Vec<(String, u16)> = self
+            .watch
+            .snapshot()
+            .members
+            .keys()
+            .filter(|a| !dialled.contains(&a.to_ascii_lowercase()))
+            .filter_map(|a| split_host_port(a))
+            .collect();
+        if !new_members.is_empty() {
+            dials.extend(self.dial_members(run, &new_members).await);
+            self.judge_dials(run, &dials, unreachable)?;
+        }
+
         Ok(success_message(&self.watch.snapshot()))
     }
 
-    /// Dials the seeds and every member the driver knows of, all at once, and
-    /// records the slowest of each step as the phase's duration.
-    async fn dial_members(&self, run: &mut Run<'_>, seeds: &[(String, u16)]) -> Vec<MemberDial> {
-        let mut targets: Vec<(String, u16)> = seeds.to_vec();
-        for address in self.watch.snapshot().members.keys() {
-            if let Some(hp) = split_host_port(address)
-                && !targets.contains(&hp)
-            {
-                targets.push(hp);
-            }
-        }
+    /// Dials `targets` all at once, and records the slowest of each step as the
+    /// phase's duration.
+    async fn dial_members(&self, run: &mut Run<'_>, targets: &[(String, u16)]) -> Vec<MemberDial> {
         let limit = self.connect_timeout.min(run.remaining());
-        let dials = dial_all(&self.dns, self.tls.as_ref(), &targets, run.now(), limit).await;
+        let dials = dial_all(&self.dns, self.tls.as_ref(), targets, run.now(), limit).await;
         for phase in [Phase::Dns, Phase::Connect, Phase::Tls] {
             let slowest = dials
                 .iter()
@@ -309,16 +332,16 @@ impl MongoProbe {
         }
         let primary = self.watch.snapshot().primary;
         let mut chosen: Option<&crate::outcome::TlsFacts> = None;
-        let mut seen_certs: Vec<String> = Vec::new();
+        unreachable.clear();
         for d in dials {
             match &d.result {
                 Ok(Some((facts, findings))) => {
                     if chosen.is_none() || primary.as_deref() == Some(d.address.as_str()) {
                         chosen = Some(facts);
                     }
+                    // Members usually share a certificate: one finding per message.
                     for f in findings {
-                        if !seen_certs.contains(&f.message) {
-                            seen_certs.push(f.message.clone());
+                        if !run.findings.iter().any(|g| g.message == f.message) {
                             run.findings.push(f.clone());
                         }
                     }
