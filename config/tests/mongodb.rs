@@ -128,6 +128,18 @@ fn a_password_without_a_user_is_refused() {
 }
 
 #[test]
+fn a_user_without_a_password_is_refused() {
+    let e = one_error(&mongo("    url: mongodb://probe@m1/\n"));
+    assert_eq!(
+        e,
+        "depprobe.yaml:4:5: probes[0].url: the user has no password: set `password_file` (or `password: ${ENV}`)"
+    );
+    // A client certificate needs none.
+    let text = mongo("    url: mongodb://CN=probe@m1/?authMechanism=MONGODB-X509\n");
+    assert!(parse_str(&text, "f.yaml", &env()).is_ok());
+}
+
+#[test]
 fn bad_hosts_are_located() {
     let e = one_error(&mongo("    url: mongodb://m1:70000,m2/\n"));
     assert_eq!(

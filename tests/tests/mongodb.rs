@@ -341,12 +341,12 @@ async fn wire_server_answers_a_legacy_op_query_is_master() {
         .unwrap();
     let (response_to, reply) = read_op_reply(&mut s).await.unwrap();
     assert_eq!(response_to, 7);
-    assert_eq!(reply.get_bool("ismaster").unwrap(), false);
-    assert_eq!(reply.get_bool("secondary").unwrap(), true);
+    assert!(!reply.get_bool("ismaster").unwrap());
+    assert!(reply.get_bool("secondary").unwrap());
     assert_eq!(reply.get_str("setName").unwrap(), "rs0");
     assert_eq!(reply.get_str("primary").unwrap(), set.host(0));
     assert_eq!(reply.get_str("me").unwrap(), set.host(1));
-    assert_eq!(reply.get_bool("helloOk").unwrap(), true);
+    assert!(reply.get_bool("helloOk").unwrap());
 }
 
 struct TlsSet {
