@@ -549,3 +549,97 @@ async fn driver_tls_failure_is_classified_from_its_monitoring_events() {
     // What depprobe itself saw verified: the facts are there.
     assert!(o.tls.as_ref().is_some_and(|t| t.verified), "{o:#?}");
 }
+
+#[tokio::test]
+async fn rotated_password_file_is_read_again_and_the_client_rebuilt() {
+    let set = ReplicaSet::builder()
+        .user("probe", "new-pass")
+        .start()
+        .await
+        .unwrap();
+    let scratch = Scratch::new().unwrap();
+    let file = scratch.write("password", "old-pass\n").unwrap();
+    let p = probe(&format!(
+        "name: sessions\nkind: mongodb\nurl: mongodb://probe@{}/?replicaSet=rs0\npassword_file: {}\n{FAST}",
+        set.seed_list(),
+        file.display()
+    ));
+    let o = p.run().await;
+    assert_down(&o, ErrorType::AuthRejected, Phase::Auth);
+    assert!(!format!("{o:?}").contains("old-pass"));
+    scratch.write("password", "new-pass\n").unwrap();
+    let o = p.run().await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert!(!format!("{o:?}").contains("new-pass"));
+}
+
+#[tokio::test]
+async fn missing_password_file_is_credential_missing() {
+    let set = ReplicaSet::builder()
+        .user("probe", "s3cret")
+        .start()
+        .await
+        .unwrap();
+    let p = probe(&format!(
+        "name: sessions\nkind: mongodb\nurl: mongodb://probe@{}/?replicaSet=rs0\npassword_file: /nonexistent/mongo-password\n{FAST}",
+        set.seed_list()
+    ));
+    let o = p.run().await;
+    assert_down(&o, ErrorType::CredentialMissing, Phase::Auth);
+    assert!(
+        o.message.contains("/nonexistent/mongo-password"),
+        "{}",
+        o.message
+    );
+}
+
+/// A TLS set that requires client certificates from `client_ca`.
+async fn mutual_tls_set(ca: &Ca, client_ca: &Ca) -> ReplicaSet {
+    let leaf = ca.leaf(&["localhost"], Validity::current()).unwrap();
+    ReplicaSet::builder()
+        .user("probe", "s3cret")
+        .tls(&[leaf])
+        .require_client_cert(&client_ca.cert)
+        .start()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn client_certificate_from_separate_files_is_used_by_both_connections() {
+    let ca = Ca::root("Mongo Test CA").unwrap();
+    let clients = Ca::root("Mongo Clients CA").unwrap();
+    let set = mutual_tls_set(&ca, &clients).await;
+    let scratch = Scratch::new().unwrap();
+    let (cert, key) = clients
+        .leaf(&["probe"], Validity::current())
+        .unwrap()
+        .write(&scratch.path(""), "client")
+        .unwrap();
+    let p = probe(&format!(
+        "name: sessions\nkind: mongodb\nurl: mongodb://probe@{}/?replicaSet=rs0&tls=true\npassword: s3cret\ntls:\n  ca_file: {}\n  system_roots: false\n  cert_file: {}\n  key_file: {}\n{FAST}",
+        set.seed_list(),
+        scratch.ca(&ca).unwrap().display(),
+        cert.display(),
+        key.display(),
+    ));
+    let o = p.run().await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert!(o.tls.as_ref().is_some_and(|t| t.verified));
+}
+
+#[tokio::test]
+async fn member_requiring_a_client_certificate_without_one_is_client_cert_required() {
+    let ca = Ca::root("Mongo Test CA").unwrap();
+    let clients = Ca::root("Mongo Clients CA").unwrap();
+    let set = mutual_tls_set(&ca, &clients).await;
+    let scratch = Scratch::new().unwrap();
+    let p = probe(&format!(
+        "name: sessions\nkind: mongodb\nurl: mongodb://probe@{}/?replicaSet=rs0&tls=true\npassword: s3cret\ntls:\n  ca_file: {}\n  system_roots: false\n{FAST}",
+        set.seed_list(),
+        scratch.ca(&ca).unwrap().display(),
+    ));
+    let o = p.run().await;
+    assert_down(&o, ErrorType::TlsClientCertRequired, Phase::Tls);
+    assert!(o.message.starts_with("member localhost:"), "{}", o.message);
+}

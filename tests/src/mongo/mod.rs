@@ -27,9 +27,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bson::oid::ObjectId;
-use rustls::ServerConfig;
-use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier,
+};
 use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,6 +55,7 @@ pub struct ReplicaSetBuilder {
     members: usize,
     set_name: String,
     identities: Option<Vec<Identity>>,
+    client_ca: Option<CertificateDer<'static>>,
     users: Vec<(String, String)>,
 }
 
@@ -176,6 +180,7 @@ impl ReplicaSet {
             members: 3,
             set_name: "rs0".into(),
             identities: None,
+            client_ca: None,
             users: Vec::new(),
         }
     }
@@ -280,6 +285,12 @@ impl ReplicaSetBuilder {
         self
     }
 
+    /// Require a client certificate issued by `ca` (with [`ReplicaSetBuilder::tls`]).
+    pub fn require_client_cert(mut self, ca: &CertificateDer<'static>) -> Self {
+        self.client_ca = Some(ca.clone());
+        self
+    }
+
     /// A user that SCRAM-SHA-256 logins succeed for.
     pub fn user(mut self, name: &str, password: &str) -> Self {
         self.users.push((name.to_owned(), password.to_owned()));
@@ -334,10 +345,13 @@ impl ReplicaSetBuilder {
         let mut tasks = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let acceptor = if tls {
-                Some(TlsAcceptor::from(Arc::new(server_config(MemberCert {
-                    state: state.clone(),
-                    member: i,
-                })?)))
+                Some(TlsAcceptor::from(Arc::new(server_config(
+                    MemberCert {
+                        state: state.clone(),
+                        member: i,
+                    },
+                    self.client_ca.as_ref(),
+                )?)))
             } else {
                 None
             };
@@ -356,12 +370,24 @@ impl ReplicaSetBuilder {
     }
 }
 
-fn server_config(cert: MemberCert) -> Result<ServerConfig, ServerError> {
+fn server_config(
+    cert: MemberCert,
+    client_ca: Option<&CertificateDer<'static>>,
+) -> Result<ServerConfig, ServerError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(cert));
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            roots.add(ca.clone())?;
+            builder.with_client_cert_verifier(
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?,
+            )
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(cert));
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     Ok(config)

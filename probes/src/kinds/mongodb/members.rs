@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::{RData, RecordType};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::outcome::{Finding, TlsFacts};
@@ -21,6 +21,9 @@ use crate::run::ProbeError;
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::tls::TlsClient;
 use crate::transport::{self, Dns};
+
+/// How long to wait for a TLS 1.3 member's verdict on a missing client certificate.
+const CLIENT_CERT_VERDICT_WAIT: Duration = Duration::from_millis(300);
 
 /// What dialling one member gave.
 pub struct MemberDial {
@@ -109,6 +112,34 @@ async fn dial_steps(
         tls.handshake(tcp, host, now),
     )
     .await?;
+    // With TLS 1.3 a server that wants a client certificate says so only after the
+    // client's side of the handshake: wait briefly for its verdict.
+    if session.client_auth.asked
+        && !session.client_auth.sent
+        && session.facts.version.as_deref() == Some("1.3")
+    {
+        let wait = CLIENT_CERT_VERDICT_WAIT.min(deadline.saturating_duration_since(Instant::now()));
+        let mut buf = [0u8; 64];
+        let refused = match tokio::time::timeout(wait, session.stream.read(&mut buf)).await {
+            Ok(Ok(0)) => Some(None),
+            Ok(Err(e)) => Some(Some(e)),
+            Ok(Ok(_)) | Err(_) => None,
+        };
+        if let Some(e) = refused {
+            let mut err = ProbeError::new(
+                ErrorType::TlsClientCertRequired,
+                Phase::Tls,
+                "the member asked for a client certificate and refused the connection when none was sent",
+            );
+            if let Some(e) = e {
+                let class = transport::classify_stream(Phase::Tls, &e).class;
+                if class.is_tls() && class != ErrorType::TlsHandshakeFailure {
+                    err.class = class;
+                }
+            }
+            return Err(err.with_tls(session.facts));
+        }
+    }
     // Close politely: a member logs an abrupt close as a network error.
     let _ = tokio::time::timeout(Duration::from_millis(100), session.stream.shutdown()).await;
     Ok(Some((session.facts, session.findings)))
