@@ -431,6 +431,7 @@ impl Probe for MongoProbe {
                 &self.watch.snapshot(),
                 &unreachable,
                 &self.elections,
+                result.is_err(),
             );
             run.finish(result)
         })

@@ -34,12 +34,15 @@ struct MemberRow {
 }
 
 /// Fills the outcome's details and findings from the watch's `view` and the
-/// members the probe's own dial could not reach.
+/// members the probe's own dial could not reach. When the run `failed`, its
+/// message already names the members' problems: they are not repeated as
+/// findings (the details still list them).
 pub(super) fn describe(
     run: &mut Run<'_>,
     view: &TopologyView,
     unreachable: &[(String, ProbeError)],
     rules: &ElectionRules,
+    failed: bool,
 ) {
     let now = Instant::now();
     let names = Names::of(view, unreachable);
@@ -54,6 +57,9 @@ pub(super) fn describe(
         {
             let name = names.get(&m.address);
             down.push(format!("{name} unreachable ({class})"));
+            if failed {
+                continue;
+            }
             run.findings.push(
                 Finding::new(
                     FindingType::MemberUnreachable,
