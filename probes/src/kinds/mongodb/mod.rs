@@ -49,7 +49,7 @@ use crate::{BuildError, Probe, ProbeEnv};
 use classify::{driver_error, from_topology};
 use client::{ClientCert, DriverSettings, DriverTls};
 use members::{MemberDial, dial_all, srv_seeds};
-use report::{ElectionRules, describe, success_message};
+use report::{Dialled, ElectionRules, describe, success_message};
 pub use watch::{MemberState, MemberView, PrimaryChange, ReplicaSetWatch, TopologyView};
 
 /// Idle pooled connections are closed after half the interval, within these
@@ -175,11 +175,7 @@ impl MongoProbe {
         &self.watch
     }
 
-    async fn exec(
-        &self,
-        run: &mut Run<'_>,
-        unreachable: &mut Vec<(String, ProbeError)>,
-    ) -> Result<String, ProbeError> {
+    async fn exec(&self, run: &mut Run<'_>, dialled: &mut Dialled) -> Result<String, ProbeError> {
         let password = match &self.password {
             Some(src) => {
                 let p = read_secret(src, "MongoDB password")?;
@@ -205,7 +201,7 @@ impl MongoProbe {
             }
         }
         let mut dials = self.dial_members(run, &targets).await;
-        self.judge_dials(run, &dials, unreachable)?;
+        self.judge_dials(run, &dials, dialled)?;
 
         let client = run
             .phase(Phase::Auth, self.client(password.as_ref()))
@@ -252,7 +248,7 @@ impl MongoProbe {
         // Members first learnt from the set itself this run (not seeds, not known
         // before): their certificates are checked now, so that the first run says
         // what every later one will.
-        let dialled: Vec<String> = dials
+        let seen: Vec<String> = dials
             .iter()
             .map(|d| d.address.to_ascii_lowercase())
             .collect();
@@ -261,12 +257,12 @@ impl MongoProbe {
             .snapshot()
             .members
             .keys()
-            .filter(|a| !dialled.contains(&a.to_ascii_lowercase()))
+            .filter(|a| !seen.contains(&a.to_ascii_lowercase()))
             .filter_map(|a| split_host_port(a))
             .collect();
         if !new_members.is_empty() {
             dials.extend(self.dial_members(run, &new_members).await);
-            self.judge_dials(run, &dials, unreachable)?;
+            self.judge_dials(run, &dials, dialled)?;
         }
 
         Ok(success_message(&self.watch.snapshot()))
@@ -298,7 +294,7 @@ impl MongoProbe {
         &self,
         run: &mut Run<'_>,
         dials: &[MemberDial],
-        unreachable: &mut Vec<(String, ProbeError)>,
+        dialled: &mut Dialled,
     ) -> Result<(), ProbeError> {
         for d in dials {
             if let Err(e) = &d.result
@@ -314,8 +310,14 @@ impl MongoProbe {
         }
         let primary = self.watch.snapshot().primary;
         let mut chosen: Option<&crate::outcome::TlsFacts> = None;
-        unreachable.clear();
+        dialled.unreachable.clear();
+        dialled.connect.clear();
         for d in dials {
+            if let Some((_, took)) = d.timings.iter().find(|(p, _)| *p == Phase::Connect)
+                && !matches!(&d.result, Err(e) if e.phase <= Phase::Connect)
+            {
+                dialled.connect.push((d.address.clone(), *took));
+            }
             match &d.result {
                 Ok(Some((facts, findings))) => {
                     if chosen.is_none() || primary.as_deref() == Some(d.address.as_str()) {
@@ -329,13 +331,14 @@ impl MongoProbe {
                     }
                 }
                 Ok(None) => {}
-                Err(e) => unreachable.push((d.address.clone(), e.clone())),
+                Err(e) => dialled.unreachable.push((d.address.clone(), e.clone())),
             }
         }
         run.tls = chosen.cloned();
         if !dials.is_empty() && dials.iter().all(|d| d.result.is_err()) {
-            let (address, first) = &unreachable[0];
-            let all: Vec<String> = unreachable
+            let (address, first) = &dialled.unreachable[0];
+            let all: Vec<String> = dialled
+                .unreachable
                 .iter()
                 .map(|(a, e)| format!("{a}: {}", e.message))
                 .collect();
@@ -424,12 +427,12 @@ impl Probe for MongoProbe {
     fn run(&self) -> BoxFuture<'_, Outcome> {
         Box::pin(async move {
             let mut run = Run::start(&self.meta);
-            let mut unreachable = Vec::new();
-            let result = self.exec(&mut run, &mut unreachable).await;
+            let mut dialled = Dialled::default();
+            let result = self.exec(&mut run, &mut dialled).await;
             describe(
                 &mut run,
                 &self.watch.snapshot(),
-                &unreachable,
+                &dialled,
                 &self.elections,
                 result.is_err(),
             );

@@ -25,6 +25,15 @@ pub(super) struct ElectionRules {
     pub threshold: u32,
 }
 
+/// What the probe's own dial of the members found this run.
+#[derive(Default)]
+pub(super) struct Dialled {
+    /// Members it could not reach, with why.
+    pub unreachable: Vec<(String, ProbeError)>,
+    /// How long the TCP connect to each reachable member took: one network round trip.
+    pub connect: Vec<(String, Duration)>,
+}
+
 /// One member as reported.
 struct MemberRow {
     address: String,
@@ -40,13 +49,13 @@ struct MemberRow {
 pub(super) fn describe(
     run: &mut Run<'_>,
     view: &TopologyView,
-    unreachable: &[(String, ProbeError)],
+    dialled: &Dialled,
     rules: &ElectionRules,
     failed: bool,
 ) {
     let now = Instant::now();
-    let names = Names::of(view, unreachable);
-    let members = member_rows(view, unreachable);
+    let names = Names::of(view, &dialled.unreachable);
+    let members = member_rows(view, dialled);
 
     let mut down: Vec<String> = Vec::new();
     for m in &members {
@@ -135,8 +144,11 @@ pub(super) fn describe(
 
 /// The driver's members, with the probe's own dial failures (more precise: they
 /// say whether TCP or TLS failed) taking precedence, and members only the dial
-/// knows of.
-fn member_rows(view: &TopologyView, unreachable: &[(String, ProbeError)]) -> Vec<MemberRow> {
+/// knows of. The round trip is this run's TCP connect time when the member was
+/// dialled; the driver's own average only changes in its events when the member's
+/// description changes, so it is the fallback.
+fn member_rows(view: &TopologyView, dialled: &Dialled) -> Vec<MemberRow> {
+    let unreachable = &dialled.unreachable;
     let mut rows: Vec<MemberRow> = view
         .members
         .values()
@@ -147,10 +159,15 @@ fn member_rows(view: &TopologyView, unreachable: &[(String, ProbeError)]) -> Vec
                 (None, Some(e)) => Some((e.class, e.message.clone())),
                 (None, None) => None,
             };
+            let connect = dialled
+                .connect
+                .iter()
+                .find(|(a, _)| a.eq_ignore_ascii_case(&m.address))
+                .map(|(_, d)| *d);
             MemberRow {
                 address: m.address.clone(),
                 state: m.state,
-                rtt: m.rtt,
+                rtt: connect.or(m.rtt),
                 error,
             }
         })
