@@ -15,9 +15,10 @@ use depprobe_tests::{Ca, Scratch, Validity};
 use serde_json::Value;
 
 /// Short timeouts: heartbeats every 500 ms (the driver's minimum), members given
-/// 1 s to answer, server selection 2 s.
+/// 2 s to answer (loopback answers in milliseconds, even on a loaded machine),
+/// server selection 2 s.
 const FAST: &str =
-    "timeout: 8s\nheartbeat_frequency: 500ms\nconnect_timeout: 1s\nserver_selection_timeout: 2s\n";
+    "timeout: 10s\nheartbeat_frequency: 500ms\nconnect_timeout: 2s\nserver_selection_timeout: 2s\n";
 
 /// A generous bound on waits for the driver's monitors, so a broken test fails
 /// instead of hanging.
