@@ -391,7 +391,13 @@ fn tls_probe(t: &TlsSet) -> MongoProbe {
 async fn tls_set_is_up_with_the_certificate_facts() {
     let ca = Ca::root("Mongo Test CA").unwrap();
     let t = tls_set(&ca, &[Validity::current()], &ca).await;
-    let o = tls_probe(&t).run().await;
+    // The system's roots and the CA file, as by default: the driver is given both.
+    let p = probe(&format!(
+        "name: sessions\nkind: mongodb\nurl: mongodb://probe@{}/?replicaSet=rs0&tls=true\npassword: s3cret\ntls:\n  ca_file: {}\n{FAST}",
+        t.set.seed_list(),
+        t.ca_file.display(),
+    ));
+    let o = p.run().await;
     assert_eq!(o.status, Status::Up, "{o:#?}");
     let tls = o.tls.as_ref().expect("TLS facts");
     assert!(tls.verified);

@@ -38,11 +38,20 @@ pub(super) struct DriverSettings {
 
 /// The driver's TLS files.
 pub(super) struct DriverTls {
-    /// CA certificates (the driver trusts only these when set; Mozilla's roots
-    /// otherwise).
-    pub ca_file: Option<PathBuf>,
+    /// The roots the probe trusts.
+    pub trust: Trust,
     /// The client certificate and key.
     pub client: Option<ClientCert>,
+}
+
+/// What the driver is made to trust: what depprobe's own dial trusts. The driver
+/// takes one CA file and trusts only it (Mozilla's roots when there is none), so
+/// the system's roots and the configured CA file are written into one bundle for it.
+pub(super) enum Trust {
+    /// `tls.system_roots: false`: this file only.
+    Only(PathBuf),
+    /// The system's roots, and this file when set.
+    System(Option<PathBuf>),
 }
 
 /// The client certificate, as the driver wants it: one PEM file with both.
@@ -96,12 +105,23 @@ impl DriverSettings {
             }
             opts.credential = Some(cred);
         }
-        // The joined certificate-and-key file only needs to exist while the client is
-        // built: the driver reads it then.
+        // The joined files only need to exist while the client is built: the driver
+        // reads them then.
         let mut _joined: Option<tempfile::NamedTempFile> = None;
+        let mut _bundle: Option<tempfile::NamedTempFile> = None;
         if let Some(t) = &self.tls {
             let mut o = TlsOptions::default();
-            o.ca_file_path = t.ca_file.clone();
+            o.ca_file_path = match &t.trust {
+                Trust::Only(file) => Some(file.clone()),
+                Trust::System(extra) => match roots_bundle(extra.as_deref())? {
+                    Some(file) => {
+                        let path = file.path().to_owned();
+                        _bundle = Some(file);
+                        Some(path)
+                    }
+                    None => extra.clone(),
+                },
+            };
             o.cert_key_file_path = match &t.client {
                 None => None,
                 Some(ClientCert::OneFile(p)) => Some(p.clone()),
@@ -134,4 +154,38 @@ fn join_pem(cert: &Path, key: &Path) -> Result<tempfile::NamedTempFile, ProbeErr
     file.write_all(&pem)
         .map_err(|e| fail(format!("cannot write a temporary file: {e}")))?;
     Ok(file)
+}
+
+/// The system's roots and the certificates of `extra`, in one temporary PEM file;
+/// `None` when the system has no roots (the driver's own Mozilla roots then stand in
+/// for them, as they do in depprobe's dial).
+fn roots_bundle(extra: Option<&Path>) -> Result<Option<tempfile::NamedTempFile>, ProbeError> {
+    use base64::Engine;
+    use std::io::Write;
+    let system = rustls_native_certs::load_native_certs().certs;
+    if system.is_empty() {
+        return Ok(None);
+    }
+    let fail = |what: String| ProbeError::new(ErrorType::CredentialInvalid, Phase::Tls, what);
+    let mut pem = String::new();
+    for cert in &system {
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    if let Some(path) = extra {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+        pem.push_str(&text);
+        pem.push('\n');
+    }
+    let mut file = tempfile::NamedTempFile::new()
+        .map_err(|e| fail(format!("cannot write a temporary file: {e}")))?;
+    file.write_all(pem.as_bytes())
+        .map_err(|e| fail(format!("cannot write a temporary file: {e}")))?;
+    Ok(Some(file))
 }

@@ -47,7 +47,7 @@ use crate::transport::tls::TlsClient;
 use crate::{BuildError, Probe, ProbeEnv};
 
 use classify::{driver_error, from_topology};
-use client::{ClientCert, DriverSettings, DriverTls};
+use client::{ClientCert, DriverSettings, DriverTls, Trust};
 use members::{MemberDial, dial_all, srv_seeds};
 use report::{Dialled, ElectionRules, describe, success_message};
 pub use watch::{MemberState, MemberView, PrimaryChange, ReplicaSetWatch, TopologyView};
@@ -115,7 +115,10 @@ impl MongoProbe {
             (
                 Some(TlsClient::from_spec(&tls_spec, &[])?),
                 Some(DriverTls {
-                    ca_file: tls_spec.ca_file.clone(),
+                    trust: match (&tls_spec.ca_file, tls_spec.system_roots) {
+                        (Some(file), false) => Trust::Only(file.clone()),
+                        (file, _) => Trust::System(file.clone()),
+                    },
                     client,
                 }),
             )
