@@ -173,8 +173,8 @@ fn certified(identity: &Identity) -> Result<Arc<CertifiedKey>, ServerError> {
 }
 
 impl ReplicaSet {
-    /// Three members named `rs0`, plain TCP, no users (authentication is then not
-    /// required, and any login succeeds only for known users).
+    /// A builder: three members, set `rs0`, plain TCP, no users (a client without
+    /// credentials is served; any login fails with code 18, as for an unknown user).
     pub fn builder() -> ReplicaSetBuilder {
         ReplicaSetBuilder {
             members: 3,

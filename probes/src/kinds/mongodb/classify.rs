@@ -147,7 +147,10 @@ pub fn from_topology(
         .values()
         .filter(|m| m.state != MemberState::Unknown)
         .collect();
-    if wanted_primary && view.primary.is_none() && !reachable.is_empty() {
+    // Only a replica set has a primary to miss (mongos and standalone servers take
+    // writes themselves).
+    if wanted_primary && view.set_name.is_some() && view.primary.is_none() && !reachable.is_empty()
+    {
         let set = view.set_name.as_deref().unwrap_or("?");
         let states: Vec<String> = members
             .values()

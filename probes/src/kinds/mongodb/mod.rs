@@ -10,7 +10,7 @@
 //! watch's record of elections.
 //!
 //! The driver client lives as long as the probe (it is rebuilt when the password
-//! changes), so its monitors see every primary change between runs; see
+//! changes, or if the driver reports it shut down), so its monitors see every primary change between runs; see
 //! [`watch`]. Its pool closes connections idle for half the interval, so each run
 //! logs in afresh and a refused password is seen on the next run, not at the next
 //! reconnect.
@@ -384,6 +384,12 @@ impl MongoProbe {
         phase: Phase,
         wanted_primary: bool,
     ) -> ProbeError {
+        if matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Shutdown)
+            && let Ok(mut live) = self.live.try_lock()
+        {
+            // The client is gone: the next run builds a new one.
+            *live = None;
+        }
         match driver_error(e) {
             Some((class, message)) => ProbeError::new(class, phase_for(class, phase), message),
             None => from_topology(

@@ -42,8 +42,10 @@ pub enum MemberState {
     Arbiter,
     /// Hidden, starting up, recovering, or not (yet) in the set's configuration.
     Other,
-    /// A standalone server or a mongos (not a replica-set member).
+    /// A standalone server (not a replica-set member).
     Standalone,
+    /// A mongos router of a sharded cluster (or a load balancer in front of one).
+    Mongos,
     /// Not reachable, or not checked yet.
     Unknown,
 }
@@ -56,6 +58,7 @@ impl MemberState {
         MemberState::Arbiter,
         MemberState::Other,
         MemberState::Standalone,
+        MemberState::Mongos,
         MemberState::Unknown,
     ];
 
@@ -67,6 +70,7 @@ impl MemberState {
             MemberState::Arbiter => "arbiter",
             MemberState::Other => "other",
             MemberState::Standalone => "standalone",
+            MemberState::Mongos => "mongos",
             MemberState::Unknown => "unknown",
         }
     }
@@ -77,9 +81,8 @@ impl MemberState {
             ServerType::RsSecondary => MemberState::Secondary,
             ServerType::RsArbiter => MemberState::Arbiter,
             ServerType::RsOther | ServerType::RsGhost => MemberState::Other,
-            ServerType::Standalone | ServerType::Mongos | ServerType::LoadBalancer => {
-                MemberState::Standalone
-            }
+            ServerType::Standalone => MemberState::Standalone,
+            ServerType::Mongos | ServerType::LoadBalancer => MemberState::Mongos,
             _ => MemberState::Unknown,
         }
     }
