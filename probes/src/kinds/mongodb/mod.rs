@@ -236,14 +236,18 @@ impl MongoProbe {
         self.explain_deadline(r, Phase::Query, true)?;
 
         // On the first runs, give the driver's monitors the time to check every member
-        // once, so that the topology reported is complete.
+        // once, so that the topology reported is complete. The driver delivers its
+        // events through a queue, so the watch may lag its view a little: the ping
+        // just reached a primary, so wait until the watch knows one too.
         let settle = self.driver.connect_timeout.min(run.remaining());
         let _ = tokio::time::timeout(
             settle,
             self.watch.wait_until(|v| {
-                v.members
-                    .values()
-                    .all(|m| m.state != MemberState::Unknown || m.error.is_some())
+                !v.members.is_empty()
+                    && (v.set_name.is_none() || v.primary.is_some())
+                    && v.members
+                        .values()
+                        .all(|m| m.state != MemberState::Unknown || m.error.is_some())
             }),
         )
         .await;
@@ -456,6 +460,8 @@ fn phase_for(class: ErrorType, step: Phase) -> Phase {
     match class {
         c if c.is_tls() => Phase::Tls,
         ConnectRefused | ConnectTimeout | NetworkUnreachable => Phase::Connect,
+        // A login refused on the connection the `query` ping opened is still a login.
+        AuthRejected => Phase::Auth,
         DnsNotFound | DnsFailure => Phase::Dns,
         _ => step,
     }
