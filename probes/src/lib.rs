@@ -73,5 +73,6 @@ pub fn build(
             Box::new(kinds::credential::CredentialProbe::new(cfg, spec, env)?)
         }
         ProbeSpec::Postgres(spec) => Box::new(kinds::postgres::PostgresProbe::new(cfg, spec, env)?),
+        ProbeSpec::Mongodb(spec) => Box::new(kinds::mongodb::MongoProbe::new(cfg, spec, env)?),
     })
 }

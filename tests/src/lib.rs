@@ -11,6 +11,7 @@ pub mod certs;
 pub mod contract;
 pub mod demo;
 pub mod harness;
+pub mod mongo;
 pub mod otlp;
 pub mod postgres;
 pub mod servers;

@@ -15,6 +15,7 @@ use crate::tree::{Loc, Node};
 
 pub mod credential;
 pub mod http;
+pub mod mongodb;
 pub mod postgres;
 pub mod tls;
 
@@ -29,11 +30,19 @@ pub enum Kind {
     Credential,
     /// A PostgreSQL session: TLS, login, query.
     Postgres,
+    /// A MongoDB deployment: TLS, login, `ping`, replica-set watch.
+    Mongodb,
 }
 
 impl Kind {
     /// Every kind, in documentation order.
-    pub const ALL: &'static [Kind] = &[Kind::Tls, Kind::Http, Kind::Postgres, Kind::Credential];
+    pub const ALL: &'static [Kind] = &[
+        Kind::Tls,
+        Kind::Http,
+        Kind::Postgres,
+        Kind::Mongodb,
+        Kind::Credential,
+    ];
 
     /// The name used in `kind:` and in the `probe.kind` attribute.
     pub const fn as_str(self) -> &'static str {
@@ -42,6 +51,7 @@ impl Kind {
             Kind::Http => "http",
             Kind::Credential => "credential",
             Kind::Postgres => "postgres",
+            Kind::Mongodb => "mongodb",
         }
     }
 
@@ -70,6 +80,8 @@ pub enum ProbeSpec {
     Credential(credential::CredentialSpec),
     /// `kind: postgres`.
     Postgres(postgres::PostgresSpec),
+    /// `kind: mongodb`.
+    Mongodb(mongodb::MongoSpec),
 }
 
 impl ProbeSpec {
@@ -80,6 +92,7 @@ impl ProbeSpec {
             ProbeSpec::Http(_) => Kind::Http,
             ProbeSpec::Credential(_) => Kind::Credential,
             ProbeSpec::Postgres(_) => Kind::Postgres,
+            ProbeSpec::Mongodb(_) => Kind::Mongodb,
         }
     }
 
@@ -90,6 +103,7 @@ impl ProbeSpec {
             ProbeSpec::Http(h) => h.inline_secrets(),
             ProbeSpec::Credential(_) => Vec::new(),
             ProbeSpec::Postgres(p) => p.inline_secrets(),
+            ProbeSpec::Mongodb(m) => m.inline_secrets(),
         }
     }
 }
@@ -101,6 +115,7 @@ pub(crate) fn kind_fields(kind: Kind) -> &'static [&'static str] {
         Kind::Http => fields_of::<http::HttpSpec>(),
         Kind::Credential => fields_of::<credential::CredentialSpec>(),
         Kind::Postgres => fields_of::<postgres::PostgresSpec>(),
+        Kind::Mongodb => fields_of::<mongodb::MongoSpec>(),
     }
 }
 
@@ -122,6 +137,7 @@ pub(crate) fn parse_spec(
         Kind::Postgres => check
             .typed::<postgres::PostgresSpec>()
             .map(ProbeSpec::Postgres),
+        Kind::Mongodb => check.typed::<mongodb::MongoSpec>().map(ProbeSpec::Mongodb),
     }
 }
 

@@ -3,5 +3,6 @@
 
 pub mod credential;
 pub mod http;
+pub mod mongodb;
 pub mod postgres;
 pub mod tls;

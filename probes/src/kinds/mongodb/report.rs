@@ -1,0 +1,317 @@
+//! What a run reports from the watch: the topology as details (stable keys the
+//! agent exports), and the findings: members unreachable with their class,
+//! `elections`, `election_storm`.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use depprobe_config::split_host_port;
+
+use super::watch::{MemberState, PrimaryChange, TopologyView};
+use crate::outcome::{Finding, FindingType, Severity, rfc3339};
+use crate::run::{ProbeError, Run, humanize};
+use crate::taxonomy::ErrorType;
+
+/// Most primary changes listed in `details.primary_changes`.
+const CHANGES_LISTED: usize = 20;
+
+/// When primary changes become a finding.
+pub(super) struct ElectionRules {
+    /// Changes are counted over this window.
+    pub window: Duration,
+    /// This many in the window is a storm.
+    pub threshold: u32,
+}
+
+/// What the probe's own dial of the members found this run.
+#[derive(Default)]
+pub(super) struct Dialled {
+    /// Members it could not reach, with why.
+    pub unreachable: Vec<(String, ProbeError)>,
+    /// How long the TCP connect to each reachable member took: one network round trip.
+    pub connect: Vec<(String, Duration)>,
+}
+
+/// One member as reported.
+struct MemberRow {
+    address: String,
+    state: MemberState,
+    rtt: Option<Duration>,
+    error: Option<(ErrorType, String)>,
+}
+
+/// Fills the outcome's details and findings from the watch's `view` and the
+/// members the probe's own dial could not reach. When the run `failed`, its
+/// message already names the members' problems: they are not repeated as
+/// findings (the details still list them).
+pub(super) fn describe(
+    run: &mut Run<'_>,
+    view: &TopologyView,
+    dialled: &Dialled,
+    rules: &ElectionRules,
+    failed: bool,
+) {
+    let now = Instant::now();
+    let names = Names::of(view, &dialled.unreachable);
+    let members = member_rows(view, dialled);
+
+    let mut down: Vec<String> = Vec::new();
+    for m in &members {
+        // A refused login marks the member unknown to the driver, but the member
+        // answered: the run's own class says it, not an "unreachable" finding.
+        if let Some((class, message)) = &m.error
+            && *class != ErrorType::AuthRejected
+        {
+            let name = names.get(&m.address);
+            down.push(format!("{name} unreachable ({class})"));
+            if failed {
+                continue;
+            }
+            run.findings.push(
+                Finding::new(
+                    FindingType::MemberUnreachable,
+                    Severity::Warning,
+                    format!("member {name} unreachable ({class}): {message}"),
+                )
+                .with("member", m.address.as_str())
+                .with("error_type", class.as_str()),
+            );
+        }
+    }
+
+    let recent = view.changes_within(rules.window, now);
+    if let Some(f) = election_finding(view, &recent, &down, &names, rules, now) {
+        run.findings.push(f);
+    }
+
+    let d = &mut run.details;
+    d.insert("replica_set".into(), json!(view.set_name));
+    d.insert("topology_type".into(), json!(view.topology_type));
+    d.insert("primary".into(), json!(view.primary));
+    d.insert(
+        "members".into(),
+        members
+            .iter()
+            .map(|m| {
+                json!({
+                    "address": m.address,
+                    "state": m.state.as_str(),
+                    "rtt_ms": m.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+                    "error_type": m.error.as_ref().map(|(c, _)| c.as_str()),
+                    "error": m.error.as_ref().map(|(_, text)| text.as_str()),
+                })
+            })
+            .collect(),
+    );
+    let by_state: serde_json::Map<String, Value> = MemberState::ALL
+        .iter()
+        .map(|s| {
+            let n = members.iter().filter(|m| m.state == *s).count();
+            (s.as_str().to_owned(), json!(n))
+        })
+        .collect();
+    d.insert("members_by_state".into(), Value::Object(by_state));
+    d.insert(
+        "primary_changes_total".into(),
+        json!(view.primary_changes_total),
+    );
+    d.insert("primary_changes_in_window".into(), json!(recent.len()));
+    d.insert("elections_window_s".into(), json!(rules.window.as_secs()));
+    d.insert(
+        "primary_changes".into(),
+        recent
+            .iter()
+            .rev()
+            .take(CHANGES_LISTED)
+            .rev()
+            .map(|c| {
+                json!({
+                    "at": rfc3339(c.at),
+                    "from": c.from,
+                    "to": c.to,
+                    "election_id": c.election_id,
+                    "set_version": c.set_version,
+                })
+            })
+            .collect(),
+    );
+    if let Some(at) = view.primary_lost_at {
+        d.insert("primary_lost_at".into(), json!(rfc3339(at)));
+    }
+}
+
+/// The driver's members, with the probe's own dial failures (more precise: they
+/// say whether TCP or TLS failed) taking precedence, and members only the dial
+/// knows of. The round trip is this run's TCP connect time when the member was
+/// dialled; the driver's own average only changes in its events when the member's
+/// description changes, so it is the fallback.
+fn member_rows(view: &TopologyView, dialled: &Dialled) -> Vec<MemberRow> {
+    let unreachable = &dialled.unreachable;
+    let mut rows: Vec<MemberRow> = view
+        .members
+        .values()
+        .map(|m| {
+            let dial = unreachable.iter().find(|(a, _)| *a == m.address);
+            let error = match (dial, &m.error) {
+                (Some((_, e)), _) => Some((e.class, e.message.clone())),
+                (None, Some(e)) => Some((e.class, e.message.clone())),
+                (None, None) => None,
+            };
+            let connect = dialled
+                .connect
+                .iter()
+                .find(|(a, _)| a.eq_ignore_ascii_case(&m.address))
+                .map(|(_, d)| *d);
+            MemberRow {
+                address: m.address.clone(),
+                state: m.state,
+                rtt: connect.or(m.rtt),
+                error,
+            }
+        })
+        .collect();
+    for (address, e) in unreachable {
+        if !view.members.contains_key(address) {
+            rows.push(MemberRow {
+                address: address.clone(),
+                state: MemberState::Unknown,
+                rtt: None,
+                error: Some((e.class, e.message.clone())),
+            });
+        }
+    }
+    rows
+}
+
+/// `election_storm` when the changes in the window reach the threshold,
+/// `elections` for fewer, nothing for none.
+fn election_finding(
+    view: &TopologyView,
+    recent: &[&PrimaryChange],
+    down: &[String],
+    names: &Names,
+    rules: &ElectionRules,
+    now: Instant,
+) -> Option<Finding> {
+    let count = recent.len() as u64;
+    let first = recent.first()?;
+    let span = now.saturating_duration_since(first.seen);
+    let primary_now = match &view.primary {
+        Some(p) => format!("primary now {}", names.get(p)),
+        None => "no primary now".to_owned(),
+    };
+    let mut finding = if count >= u64::from(rules.threshold) {
+        let mut text = format!(
+            "election storm: {count} primary changes in {}, {primary_now}",
+            span_text(span)
+        );
+        for d in down {
+            text.push_str(", ");
+            text.push_str(d);
+        }
+        Finding::new(FindingType::ElectionStorm, Severity::Critical, text)
+    } else {
+        let what = recent.last().map_or(String::new(), |c| {
+            format!(
+                "{} -> {}",
+                c.from.as_deref().map_or("?".to_owned(), |f| names.get(f)),
+                names.get(&c.to)
+            )
+        });
+        Finding::new(
+            FindingType::Elections,
+            Severity::Warning,
+            format!(
+                "{count} primary change{} in the last {} ({what}), {primary_now}",
+                if count == 1 { "" } else { "s" },
+                humanize(rules.window)
+            ),
+        )
+    };
+    finding = finding
+        .with("count", count)
+        .with("threshold", rules.threshold)
+        .with("window_s", rules.window.as_secs())
+        .with("span_s", span.as_secs());
+    if let Some(p) = &view.primary {
+        finding = finding.with("primary", p.as_str());
+    }
+    Some(finding)
+}
+
+/// "replica set rs0: primary m1, 3 members (1 primary, 2 secondary)".
+pub(super) fn success_message(view: &TopologyView) -> String {
+    let counts: Vec<String> = view
+        .members_by_state()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .collect();
+    match (&view.set_name, &view.primary) {
+        (Some(set), Some(p)) => format!(
+            "replica set {set}: primary {p}, {} members ({}); ping OK",
+            view.members.len(),
+            counts.join(", ")
+        ),
+        (Some(set), None) => format!("replica set {set}: ping OK ({})", counts.join(", ")),
+        (None, _) => format!(
+            "ping OK ({} server{})",
+            view.members.len(),
+            if view.members.len() == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// "60 s", "4 min".
+fn span_text(d: Duration) -> String {
+    let s = d.as_secs().max(1);
+    if s < 120 {
+        format!("{s} s")
+    } else {
+        format!("{} min", s / 60)
+    }
+}
+
+/// Short names for members: the host alone when every host is distinct, else
+/// `host:port`.
+struct Names {
+    short: bool,
+}
+
+impl Names {
+    fn of(view: &TopologyView, unreachable: &[(String, ProbeError)]) -> Names {
+        let addresses: BTreeSet<&String> = view
+            .members
+            .keys()
+            .chain(unreachable.iter().map(|(a, _)| a))
+            .collect();
+        let hosts: BTreeSet<String> = addresses
+            .iter()
+            .filter_map(|a| split_host_port(a).map(|(h, _)| h))
+            .collect();
+        Names {
+            short: hosts.len() == addresses.len(),
+        }
+    }
+
+    fn get(&self, address: &str) -> String {
+        match split_host_port(address) {
+            Some((h, _)) if self.short => h,
+            _ => address.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_naturally() {
+        assert_eq!(span_text(Duration::from_secs(60)), "60 s");
+        assert_eq!(span_text(Duration::from_millis(10)), "1 s");
+        assert_eq!(span_text(Duration::from_secs(540)), "9 min");
+    }
+}
