@@ -68,5 +68,6 @@ pub fn build(
     Ok(match &cfg.spec {
         ProbeSpec::Tls(spec) => Box::new(kinds::tls::TlsProbe::new(cfg, spec, env)?),
         ProbeSpec::Http(spec) => Box::new(kinds::http::HttpProbe::new(cfg, spec, env)?),
+        ProbeSpec::Metrics(spec) => Box::new(kinds::metrics::MetricsProbe::new(cfg, spec, env)?),
     })
 }

@@ -11,9 +11,10 @@ use serde::Deserialize;
 use crate::de::from_node;
 use crate::error::Errors;
 use crate::model::TlsSpec;
-use crate::tree::{Loc, Node};
+use crate::tree::{Loc, Node, Value};
 
 pub mod http;
+pub mod metrics;
 pub mod tls;
 
 /// The kinds of probe.
@@ -23,17 +24,20 @@ pub enum Kind {
     Tls,
     /// An HTTP(S) request.
     Http,
+    /// A Prometheus / OpenMetrics scrape.
+    Metrics,
 }
 
 impl Kind {
     /// Every kind, in documentation order.
-    pub const ALL: &'static [Kind] = &[Kind::Tls, Kind::Http];
+    pub const ALL: &'static [Kind] = &[Kind::Tls, Kind::Http, Kind::Metrics];
 
     /// The name used in `kind:` and in the `probe.kind` attribute.
     pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Tls => "tls",
             Kind::Http => "http",
+            Kind::Metrics => "metrics",
         }
     }
 
@@ -58,6 +62,8 @@ pub enum ProbeSpec {
     Tls(tls::TlsProbeSpec),
     /// `kind: http`.
     Http(http::HttpSpec),
+    /// `kind: metrics`.
+    Metrics(metrics::MetricsSpec),
 }
 
 impl ProbeSpec {
@@ -66,6 +72,7 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Tls(_) => Kind::Tls,
             ProbeSpec::Http(_) => Kind::Http,
+            ProbeSpec::Metrics(_) => Kind::Metrics,
         }
     }
 
@@ -74,6 +81,7 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Tls(_) => Vec::new(),
             ProbeSpec::Http(h) => h.inline_secrets(),
+            ProbeSpec::Metrics(m) => m.credentials().inline_secrets(),
         }
     }
 }
@@ -83,6 +91,7 @@ pub(crate) fn kind_fields(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Tls => fields_of::<tls::TlsProbeSpec>(),
         Kind::Http => fields_of::<http::HttpSpec>(),
+        Kind::Metrics => fields_of::<metrics::MetricsSpec>(),
     }
 }
 
@@ -98,6 +107,9 @@ pub(crate) fn parse_spec(
     match kind {
         Kind::Tls => check.typed::<tls::TlsProbeSpec>().map(ProbeSpec::Tls),
         Kind::Http => check.typed::<http::HttpSpec>().map(ProbeSpec::Http),
+        Kind::Metrics => check
+            .typed::<metrics::MetricsSpec>()
+            .map(ProbeSpec::Metrics),
     }
 }
 
@@ -201,17 +213,33 @@ impl Check<'_> {
     }
 }
 
-/// The position of the dotted `key` under `node`, or of the deepest part written.
+/// The position of the dotted `key` under `node` (`expect.series[1].min`: an index
+/// names a list item), or of the deepest part written.
 pub(crate) fn locate(node: &Node, key: &str) -> Loc {
     let mut here = node;
     let mut loc = node.loc;
-    for part in key.split('.').filter(|p| !p.is_empty()) {
-        match here.entry(part) {
-            Some(entry) => {
-                loc = entry.key_loc;
-                here = &entry.value;
+    'parts: for part in key.split('.').filter(|p| !p.is_empty()) {
+        let (name, indices) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if !name.is_empty() {
+            match here.entry(name) {
+                Some(entry) => {
+                    loc = entry.key_loc;
+                    here = &entry.value;
+                }
+                None => break,
             }
-            None => break,
+        }
+        let indices = indices
+            .split('[')
+            .filter_map(|i| i.strip_suffix(']')?.parse::<usize>().ok());
+        for i in indices {
+            match &here.value {
+                Value::Seq(items) if i < items.len() => {
+                    here = &items[i];
+                    loc = here.loc;
+                }
+                _ => break 'parts,
+            }
         }
     }
     loc

@@ -2,4 +2,5 @@
 //! judge; the shared steps live in [`crate::transport`].
 
 pub mod http;
+pub mod metrics;
 pub mod tls;
