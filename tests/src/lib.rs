@@ -8,10 +8,12 @@
 pub mod certs;
 pub mod demo;
 pub mod harness;
+pub mod prometheus;
 pub mod servers;
 
 pub use certs::{Ca, CertError, Identity, Validity};
 pub use harness::{HarnessError, Scratch, run_once};
+pub use prometheus::{BlackboxExporter, ChildServerError, PrometheusServer};
 pub use servers::{
     HttpServer, RawServer, Reply, Req, ServerError, SilentServer, Versions, closed_port,
 };

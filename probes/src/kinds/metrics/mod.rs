@@ -124,7 +124,7 @@ impl MetricsProbe {
             .insert("families".into(), (summary.families as u64).into());
         if let Err(failed) = judge.verdict(&summary) {
             let total = self.expect.count();
-            let head = if total > 1 {
+            let head = if failed.len() > 1 {
                 format!("{} of {total} expectations failed: ", failed.len())
             } else {
                 String::new()
