@@ -132,16 +132,16 @@ impl SeriesCheck {
     /// What is wrong with a matching sample, if anything.
     fn violation(&self, sample: &Sample<'_>, now: SystemTime) -> Option<String> {
         let v = sample.value;
-        let at = format!("{} = {v} (line {})", sample.series(), sample.line);
+        let at = || format!("{} = {v} (line {})", sample.series(), sample.line);
         if let Some(min) = self.min
             && (v.is_nan() || v < min)
         {
-            return Some(format!("{at} is below min {min}"));
+            return Some(format!("{} is below min {min}", at()));
         }
         if let Some(max) = self.max
             && (v.is_nan() || v > max)
         {
-            return Some(format!("{at} is above max {max}"));
+            return Some(format!("{} is above max {max}", at()));
         }
         let max_age = self.max_age?;
         // A `*_timestamp_seconds` series says when something last happened; any
@@ -222,8 +222,9 @@ impl Judge<'_> {
         let min = self.expect.min_samples;
         if summary.samples < min {
             failed.push(format!(
-                "the scrape holds {} samples, fewer than min_samples {min}{}",
+                "the scrape holds {} sample{}, fewer than min_samples {min}{}",
                 summary.samples,
+                if summary.samples == 1 { "" } else { "s" },
                 if summary.samples == 0 {
                     " (the endpoint serves no metrics at all)"
                 } else {
@@ -250,5 +251,89 @@ impl Judge<'_> {
         } else {
             Err(failed)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use depprobe_config::kinds::metrics::SeriesExpect;
+
+    use super::*;
+
+    fn check(selector: &str) -> SeriesCheck {
+        let expect = MetricsExpect {
+            series: vec![SeriesExpect {
+                selector: SeriesSelector::parse(selector).unwrap(),
+                min: None,
+                max: None,
+                max_age: None,
+            }],
+            ..MetricsExpect::default()
+        };
+        Expectations::new(&expect).unwrap().series.remove(0)
+    }
+
+    fn sample<'a>(name: &'a str, labels: &[(&'a str, &'a str)]) -> Sample<'a> {
+        Sample {
+            name,
+            labels: labels
+                .iter()
+                .map(|(l, v)| (*l, Cow::Borrowed(*v)))
+                .collect(),
+            value: 1.0,
+            timestamp: None,
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn selectors_match_as_in_promql() {
+        let abc = sample("up", &[("job", "abc")]);
+        let bare = sample("up", &[]);
+        assert!(check(r#"up{job="abc"}"#).matches(&abc));
+        assert!(!check(r#"up{job="abc"}"#).matches(&bare));
+        // Regular expressions are anchored.
+        assert!(!check(r#"up{job=~"b"}"#).matches(&abc));
+        assert!(check(r#"up{job=~"a.*"}"#).matches(&abc));
+        assert!(check(r#"up{job!~"x.*"}"#).matches(&abc));
+        // A missing label has the empty value.
+        assert!(check(r#"up{job=""}"#).matches(&bare));
+        assert!(!check(r#"up{job!=""}"#).matches(&bare));
+        // The name, written or as __name__.
+        assert!(!check("down").matches(&abc));
+        assert!(check(r#"{__name__=~"u."}"#).matches(&abc));
+    }
+
+    #[test]
+    fn the_verdict_names_every_failed_expectation() {
+        let expect = MetricsExpect {
+            min_samples: 3,
+            series: vec![SeriesExpect {
+                selector: SeriesSelector::parse("down").unwrap(),
+                min: None,
+                max: None,
+                max_age: None,
+            }],
+            ..MetricsExpect::default()
+        };
+        let e = Expectations::new(&expect).unwrap();
+        let mut judge = e.judge(SystemTime::now());
+        judge.observe(&sample("up", &[]));
+        let failed = judge
+            .verdict(&Summary {
+                samples: 1,
+                series: 1,
+                families: 1,
+            })
+            .unwrap_err();
+        assert_eq!(
+            failed,
+            vec![
+                "the scrape holds 1 sample, fewer than min_samples 3",
+                "no sample matches down (no series named down at all)",
+            ]
+        );
     }
 }
