@@ -256,7 +256,7 @@ pub fn parse<'a>(
     Ok(Summary {
         samples,
         series: series.len(),
-        families: families.with_samples.len(),
+        families: families.count_with_samples(),
     })
 }
 
@@ -286,11 +286,13 @@ const SUFFIXES: &[(&str, &[&str])] = &[
     ("_info", &["info"]),
 ];
 
-/// The metric families declared so far and those that have samples.
+/// The metric families declared, and the sample names seen. A sample's family is
+/// decided once the whole scrape is read, so that a `# TYPE` after its samples
+/// still counts them in its family.
 #[derive(Default)]
 struct Families<'a> {
     declared: HashMap<&'a str, Option<&'a str>>,
-    with_samples: HashSet<&'a str>,
+    sample_names: HashSet<&'a str>,
 }
 
 impl<'a> Families<'a> {
@@ -302,19 +304,31 @@ impl<'a> Families<'a> {
     }
 
     fn sample(&mut self, name: &'a str) {
-        let family = if self.declared.contains_key(name) {
-            name
-        } else {
-            SUFFIXES
-                .iter()
-                .find_map(|(suffix, kinds)| {
-                    let base = name.strip_suffix(suffix)?;
-                    let kind = (*self.declared.get(base)?)?;
-                    kinds.contains(&kind).then_some(base)
-                })
-                .unwrap_or(name)
-        };
-        self.with_samples.insert(family);
+        self.sample_names.insert(name);
+    }
+
+    /// The families that have at least one sample.
+    fn count_with_samples(&self) -> usize {
+        let families: HashSet<&str> = self
+            .sample_names
+            .iter()
+            .map(|name| self.family_of(name))
+            .collect();
+        families.len()
+    }
+
+    fn family_of(&self, name: &'a str) -> &'a str {
+        if self.declared.contains_key(name) {
+            return name;
+        }
+        SUFFIXES
+            .iter()
+            .find_map(|(suffix, kinds)| {
+                let base = name.strip_suffix(suffix)?;
+                let (base, kind) = self.declared.get_key_value(base)?;
+                kinds.contains(&(*kind)?).then_some(*base)
+            })
+            .unwrap_or(name)
     }
 }
 

@@ -82,6 +82,14 @@ fn repeated_series_count_once() {
 }
 
 #[test]
+fn a_type_after_its_samples_still_gathers_them_in_one_family() {
+    // Found by the fuzzer: families were once decided sample by sample.
+    let body = "foo_bucket{le=\"1\"} 1\n# TYPE foo histogram\nfoo_bucket{le=\"2\"} 2\nfoo_sum 3\n";
+    let (summary, _) = parse_all(body, Format::PrometheusText).unwrap();
+    assert_eq!((summary.samples, summary.series, summary.families), (3, 3, 1));
+}
+
+#[test]
 fn empty_text_scrape_is_valid_and_empty() {
     let (summary, _) = parse_all("", Format::PrometheusText).unwrap();
     assert_eq!(summary, Summary::default());
