@@ -176,7 +176,7 @@ async fn unavailable_endpoint_is_http_status() {
 }
 
 #[tokio::test]
-async fn accept_prefers_openmetrics_and_openmetrics_with_eof_is_up() {
+async fn accept_prefers_openmetrics_and_openmetrics_with_eof_is_up_unless_accept_is_configured() {
     let om = "# TYPE cmi_exports counter\ncmi_exports_total{tenant=\"a\"} 17 1700000000.250 # {trace_id=\"4bf9\"} 1\ncmi_exports_created{tenant=\"a\"} 1600000000\n# TYPE cmi_export_seconds histogram\n# UNIT cmi_export_seconds seconds\ncmi_export_seconds_bucket{le=\"1.0\"} 3\ncmi_export_seconds_bucket{le=\"+Inf\"} 4\ncmi_export_seconds_count 4\ncmi_export_seconds_sum 2.5\n# EOF\n";
     // Content negotiation as a real exporter does it: OpenMetrics only when asked.
     let api = api(move |req| {
@@ -197,6 +197,11 @@ async fn accept_prefers_openmetrics_and_openmetrics_with_eof_is_up() {
     assert_eq!(detail(&o, "format"), "openmetrics-1.0.0");
     assert_eq!(detail(&o, "samples"), 6);
     assert_eq!(detail(&o, "families"), 2);
+
+    // A configured Accept replaces the default: the text format is served.
+    let o = scrape(&api, "headers:\n  accept: text/plain;version=0.0.4\n").await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert_eq!(detail(&o, "format"), "prometheus-text-0.0.4");
 }
 
 #[tokio::test]

@@ -86,7 +86,10 @@ fn a_type_after_its_samples_still_gathers_them_in_one_family() {
     // Found by the fuzzer: families were once decided sample by sample.
     let body = "foo_bucket{le=\"1\"} 1\n# TYPE foo histogram\nfoo_bucket{le=\"2\"} 2\nfoo_sum 3\n";
     let (summary, _) = parse_all(body, Format::PrometheusText).unwrap();
-    assert_eq!((summary.samples, summary.series, summary.families), (3, 3, 1));
+    assert_eq!(
+        (summary.samples, summary.series, summary.families),
+        (3, 3, 1)
+    );
 }
 
 #[test]
