@@ -74,5 +74,6 @@ pub fn build(
         }
         ProbeSpec::Postgres(spec) => Box::new(kinds::postgres::PostgresProbe::new(cfg, spec, env)?),
         ProbeSpec::Mongodb(spec) => Box::new(kinds::mongodb::MongoProbe::new(cfg, spec, env)?),
+        ProbeSpec::Metrics(spec) => Box::new(kinds::metrics::MetricsProbe::new(cfg, spec, env)?),
     })
 }

@@ -14,11 +14,13 @@ pub mod harness;
 pub mod mongo;
 pub mod otlp;
 pub mod postgres;
+pub mod prometheus;
 pub mod servers;
 
 pub use certs::{Ca, CertError, Identity, Validity};
 pub use harness::{HarnessError, Scratch, run_once};
 pub use postgres::{Cluster, ClusterSpec, DirectTlsFront, PgError};
+pub use prometheus::{BlackboxExporter, ChildServerError, PrometheusServer};
 pub use servers::{
     HttpServer, RawServer, Reply, Req, ServerError, SilentServer, Versions, closed_port,
 };

@@ -1,7 +1,7 @@
 //! `kind: http`: an HTTP(S) request with expectations on the answer.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -100,15 +100,79 @@ pub struct HttpExpect {
 impl HttpSpec {
     /// Secrets written inline: header values, the bearer token, the basic-auth password.
     pub fn inline_secrets(&self) -> Vec<Secret> {
+        self.credentials().inline_secrets()
+    }
+
+    /// Where the bearer token comes from.
+    pub fn bearer_source(&self) -> Option<SecretSource> {
+        self.credentials().bearer_source()
+    }
+
+    /// The request headers and credentials.
+    pub fn credentials(&self) -> HttpCredentials<'_> {
+        HttpCredentials {
+            headers: &self.headers,
+            bearer_token: self.bearer_token.as_ref(),
+            bearer_token_file: self.bearer_token_file.as_deref(),
+            basic_auth: self.basic_auth.as_ref(),
+        }
+    }
+}
+
+/// What every HTTP-based kind sends besides the request itself: headers and
+/// credentials (the keys `headers`, `bearer_token`, `bearer_token_file`,
+/// `basic_auth`), shared so that they mean the same in every kind.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpCredentials<'a> {
+    /// Request headers; values are secrets.
+    pub headers: &'a BTreeMap<String, Secret>,
+    /// Bearer token written in the configuration.
+    pub bearer_token: Option<&'a Secret>,
+    /// File holding the bearer token, read on every run.
+    pub bearer_token_file: Option<&'a Path>,
+    /// HTTP basic authentication.
+    pub basic_auth: Option<&'a BasicAuth>,
+}
+
+impl HttpCredentials<'_> {
+    /// Secrets written inline: header values, the bearer token, the basic-auth password.
+    pub fn inline_secrets(&self) -> Vec<Secret> {
         let mut out: Vec<Secret> = self.headers.values().cloned().collect();
-        out.extend(self.bearer_token.clone());
+        out.extend(self.bearer_token.cloned());
         out.extend(self.basic_auth.iter().filter_map(|b| b.password.clone()));
         out
     }
 
     /// Where the bearer token comes from.
     pub fn bearer_source(&self) -> Option<SecretSource> {
-        SecretSource::from_pair(self.bearer_token.clone(), self.bearer_token_file.clone())
+        SecretSource::from_pair(
+            self.bearer_token.cloned(),
+            self.bearer_token_file.map(Path::to_path_buf),
+        )
+    }
+
+    /// Reports a token set twice, or a token together with basic authentication.
+    pub(crate) fn check(&self, check: &mut Check<'_>) {
+        check.exclusive(
+            "bearer_token",
+            self.bearer_token.is_some(),
+            "bearer_token_file",
+            self.bearer_token_file.is_some(),
+        );
+        if let Some(b) = self.basic_auth {
+            check.exclusive(
+                "basic_auth.password",
+                b.password.is_some(),
+                "basic_auth.password_file",
+                b.password_file.is_some(),
+            );
+            if self.bearer_token.is_some() || self.bearer_token_file.is_some() {
+                check.error(
+                    "basic_auth",
+                    "set either a bearer token or `basic_auth`, not both",
+                );
+            }
+        }
     }
 }
 
@@ -138,34 +202,8 @@ impl Checked for HttpSpec {
         if http_method_ok(&self.method).is_none() {
             check.error("method", format!("`{}` is not an HTTP method", self.method));
         }
-        check.exclusive(
-            "bearer_token",
-            self.bearer_token.is_some(),
-            "bearer_token_file",
-            self.bearer_token_file.is_some(),
-        );
-        if let Some(b) = &self.basic_auth {
-            check.exclusive(
-                "basic_auth.password",
-                b.password.is_some(),
-                "basic_auth.password_file",
-                b.password_file.is_some(),
-            );
-            if self.bearer_token.is_some() || self.bearer_token_file.is_some() {
-                check.error(
-                    "basic_auth",
-                    "set either a bearer token or `basic_auth`, not both",
-                );
-            }
-        }
-        for code in &self.expect.status {
-            if !(100..=599).contains(code) {
-                check.error(
-                    "expect.status",
-                    format!("{code} is not an HTTP status code"),
-                );
-            }
-        }
+        self.credentials().check(check);
+        check_status_codes(check, "expect.status", &self.expect.status);
         if let Some(re) = &self.expect.body_regex
             && let Err(e) = regex::Regex::new(re)
         {
@@ -186,6 +224,15 @@ impl Checked for HttpSpec {
             check.error("max_body_bytes", "must be at least 1");
         }
         check.tls(&self.tls);
+    }
+}
+
+/// Reports every code of `codes` (under `key`) that is not an HTTP status code.
+pub(crate) fn check_status_codes(check: &mut Check<'_>, key: &str, codes: &[u16]) {
+    for code in codes {
+        if !(100..=599).contains(code) {
+            check.error(key, format!("{code} is not an HTTP status code"));
+        }
     }
 }
 

@@ -11,10 +11,11 @@ use serde::Deserialize;
 use crate::de::from_node;
 use crate::error::Errors;
 use crate::model::TlsSpec;
-use crate::tree::{Loc, Node};
+use crate::tree::{Loc, Node, Value};
 
 pub mod credential;
 pub mod http;
+pub mod metrics;
 pub mod mongodb;
 pub mod postgres;
 pub mod tls;
@@ -32,6 +33,8 @@ pub enum Kind {
     Postgres,
     /// A MongoDB deployment: TLS, login, `ping`, replica-set watch.
     Mongodb,
+    /// A Prometheus / OpenMetrics scrape.
+    Metrics,
 }
 
 impl Kind {
@@ -41,6 +44,7 @@ impl Kind {
         Kind::Http,
         Kind::Postgres,
         Kind::Mongodb,
+        Kind::Metrics,
         Kind::Credential,
     ];
 
@@ -52,6 +56,7 @@ impl Kind {
             Kind::Credential => "credential",
             Kind::Postgres => "postgres",
             Kind::Mongodb => "mongodb",
+            Kind::Metrics => "metrics",
         }
     }
 
@@ -82,6 +87,8 @@ pub enum ProbeSpec {
     Postgres(postgres::PostgresSpec),
     /// `kind: mongodb`.
     Mongodb(mongodb::MongoSpec),
+    /// `kind: metrics`.
+    Metrics(metrics::MetricsSpec),
 }
 
 impl ProbeSpec {
@@ -93,6 +100,7 @@ impl ProbeSpec {
             ProbeSpec::Credential(_) => Kind::Credential,
             ProbeSpec::Postgres(_) => Kind::Postgres,
             ProbeSpec::Mongodb(_) => Kind::Mongodb,
+            ProbeSpec::Metrics(_) => Kind::Metrics,
         }
     }
 
@@ -104,6 +112,7 @@ impl ProbeSpec {
             ProbeSpec::Credential(_) => Vec::new(),
             ProbeSpec::Postgres(p) => p.inline_secrets(),
             ProbeSpec::Mongodb(m) => m.inline_secrets(),
+            ProbeSpec::Metrics(m) => m.credentials().inline_secrets(),
         }
     }
 }
@@ -116,6 +125,7 @@ pub(crate) fn kind_fields(kind: Kind) -> &'static [&'static str] {
         Kind::Credential => fields_of::<credential::CredentialSpec>(),
         Kind::Postgres => fields_of::<postgres::PostgresSpec>(),
         Kind::Mongodb => fields_of::<mongodb::MongoSpec>(),
+        Kind::Metrics => fields_of::<metrics::MetricsSpec>(),
     }
 }
 
@@ -138,6 +148,9 @@ pub(crate) fn parse_spec(
             .typed::<postgres::PostgresSpec>()
             .map(ProbeSpec::Postgres),
         Kind::Mongodb => check.typed::<mongodb::MongoSpec>().map(ProbeSpec::Mongodb),
+        Kind::Metrics => check
+            .typed::<metrics::MetricsSpec>()
+            .map(ProbeSpec::Metrics),
     }
 }
 
@@ -241,17 +254,33 @@ impl Check<'_> {
     }
 }
 
-/// The position of the dotted `key` under `node`, or of the deepest part written.
+/// The position of the dotted `key` under `node` (`expect.series[1].min`: an index
+/// names a list item), or of the deepest part written.
 pub(crate) fn locate(node: &Node, key: &str) -> Loc {
     let mut here = node;
     let mut loc = node.loc;
-    for part in key.split('.').filter(|p| !p.is_empty()) {
-        match here.entry(part) {
-            Some(entry) => {
-                loc = entry.key_loc;
-                here = &entry.value;
+    'parts: for part in key.split('.').filter(|p| !p.is_empty()) {
+        let (name, indices) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if !name.is_empty() {
+            match here.entry(name) {
+                Some(entry) => {
+                    loc = entry.key_loc;
+                    here = &entry.value;
+                }
+                None => break,
             }
-            None => break,
+        }
+        let indices = indices
+            .split('[')
+            .filter_map(|i| i.strip_suffix(']')?.parse::<usize>().ok());
+        for i in indices {
+            match &here.value {
+                Value::Seq(items) if i < items.len() => {
+                    here = &items[i];
+                    loc = here.loc;
+                }
+                _ => break 'parts,
+            }
         }
     }
     loc

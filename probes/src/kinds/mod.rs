@@ -3,6 +3,7 @@
 
 pub mod credential;
 pub mod http;
+pub mod metrics;
 pub mod mongodb;
 pub mod postgres;
 pub mod tls;

@@ -5,6 +5,7 @@
 
 pub mod chain;
 pub mod classify;
+pub mod http_client;
 pub mod tap;
 pub mod tls;
 

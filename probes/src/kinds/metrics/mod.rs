@@ -1,0 +1,200 @@
+//! `kind: metrics`: scrape a Prometheus or OpenMetrics endpoint, parse it, judge
+//! what it serves.
+//!
+//! The scrape is an HTTP(S) GET through the shared client, so transport, TLS and a
+//! refused answer are classified exactly as for `kind: http` (`jwt_rejected` for
+//! incident 01's `{"message":"Failed to validate JWT."}`). The `Accept` header
+//! prefers OpenMetrics, as Prometheus does; the answer's `Content-Type` picks the
+//! parser. A scrape that does not parse, or misses an expectation, is
+//! `unexpected_response`, with the line and column or the series named.
+//!
+//! Details reported: `format`, `content_type`, `bytes` (the scrape's size),
+//! `samples` (sample lines), `series` (distinct name + label sets), `families`
+//! (metric families with samples), and `parse_error` when it does not parse.
+
+pub mod exposition;
+
+mod expect;
+
+use futures::future::BoxFuture;
+use http::Method;
+use url::Url;
+
+use depprobe_config::ProbeConfig;
+use depprobe_config::kinds::metrics::MetricsSpec;
+
+use crate::outcome::{HttpFacts, Outcome, Target};
+use crate::run::{ProbeError, ProbeMeta, Run};
+use crate::taxonomy::{ErrorType, Phase};
+use crate::transport::http_client::{Answer, HttpClient, classify_status};
+use crate::transport::tls::TlsClient;
+use crate::{BuildError, Probe, ProbeEnv};
+
+use expect::Expectations;
+use exposition::{Format, ParseError, Summary};
+
+/// What Prometheus 2 sends: OpenMetrics first, then the text format.
+const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// A `metrics` probe.
+pub struct MetricsProbe {
+    meta: ProbeMeta,
+    url: Url,
+    status: Vec<u16>,
+    expect: Expectations,
+    max_body: usize,
+    client: HttpClient,
+}
+
+impl MetricsProbe {
+    /// Builds the probe.
+    pub fn new(cfg: &ProbeConfig, spec: &MetricsSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
+        let url = Url::parse(&spec.url).map_err(|e| BuildError::Invalid(format!("url: {e}")))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| BuildError::Invalid("url has no host".into()))?
+            .to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        Ok(MetricsProbe {
+            meta: ProbeMeta::new(
+                cfg,
+                Target {
+                    address: host,
+                    port,
+                },
+            ),
+            url,
+            status: spec.expect.status.clone(),
+            expect: Expectations::new(&spec.expect)?,
+            max_body: spec.max_body_bytes,
+            client: HttpClient::new(
+                spec.credentials(),
+                TlsClient::from_spec(&spec.tls, &["h2", "http/1.1"])?,
+                env.dns.clone(),
+                ACCEPT,
+                spec.max_body_bytes,
+            )?,
+        })
+    }
+
+    async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
+        let authorization = self.client.authorization(run)?;
+        let answer = self
+            .client
+            .exchange(run, &Method::GET, &self.url, None, authorization.as_ref())
+            .await?;
+        let code = answer.status.as_u16();
+        run.http = Some(HttpFacts {
+            status_code: code,
+            version: answer.version.clone(),
+            body_bytes: answer.body.len(),
+            redirects: 0,
+        });
+        if !self.status.contains(&code) {
+            return Err(classify_status(&answer));
+        }
+        if answer.truncated {
+            return Err(unexpected(format!(
+                "HTTP {code}, but the scrape is larger than max_body_bytes ({} bytes); raise max_body_bytes",
+                self.max_body
+            )));
+        }
+        let content_type = answer
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let format = Format::from_content_type(content_type.as_deref());
+        run.details.insert("format".into(), format.as_str().into());
+        run.details
+            .insert("content_type".into(), content_type.clone().into());
+        run.details
+            .insert("bytes".into(), (answer.body.len() as u64).into());
+
+        let mut judge = self.expect.judge(run.now());
+        let summary = match exposition::parse(&answer.body, format, |s| judge.observe(s)) {
+            Ok(summary) => summary,
+            Err(e) => return Err(self.unparseable(run, &answer, format, content_type, &e)),
+        };
+        run.details
+            .insert("samples".into(), (summary.samples as u64).into());
+        run.details
+            .insert("series".into(), (summary.series as u64).into());
+        run.details
+            .insert("families".into(), (summary.families as u64).into());
+        if let Err(failed) = judge.verdict(&summary) {
+            let total = self.expect.count();
+            let head = if failed.len() > 1 {
+                format!("{} of {total} expectations failed: ", failed.len())
+            } else {
+                String::new()
+            };
+            return Err(unexpected(format!("{head}{}", failed.join("; "))));
+        }
+        Ok(success_message(&summary, format, answer.body.len()))
+    }
+
+    /// The error for a scrape that does not parse: where, what, and the line.
+    fn unparseable(
+        &self,
+        run: &mut Run<'_>,
+        answer: &Answer,
+        format: Format,
+        content_type: Option<String>,
+        e: &ParseError,
+    ) -> ProbeError {
+        run.details.insert(
+            "parse_error".into(),
+            serde_json::json!({
+                "line": e.line,
+                "column": e.column,
+                "problem": e.problem.to_string(),
+            }),
+        );
+        let line = String::from_utf8_lossy(&answer.body)
+            .lines()
+            .nth(e.line.saturating_sub(1))
+            .map(|l| {
+                let mut shown: String = l.chars().take(120).collect();
+                if l.chars().count() > 120 {
+                    shown.push('…');
+                }
+                shown
+            })
+            .unwrap_or_default();
+        let ct = content_type.unwrap_or_else(|| "none".into());
+        unexpected(format!(
+            "the scrape does not parse as {} (Content-Type: {ct}): {e}; the line reads {line:?}",
+            format.title()
+        ))
+    }
+}
+
+fn unexpected(message: String) -> ProbeError {
+    ProbeError::new(ErrorType::UnexpectedResponse, Phase::Request, message)
+}
+
+/// "scraped 1027 samples of 980 series in 75 families (86512 bytes, OpenMetrics 1.0)".
+fn success_message(summary: &Summary, format: Format, bytes: usize) -> String {
+    format!(
+        "scraped {} samples of {} series in {} families ({bytes} bytes, {})",
+        summary.samples,
+        summary.series,
+        summary.families,
+        format.title()
+    )
+}
+
+impl Probe for MetricsProbe {
+    fn meta(&self) -> &ProbeMeta {
+        &self.meta
+    }
+
+    fn run(&self) -> BoxFuture<'_, Outcome> {
+        Box::pin(async move {
+            let mut run = Run::start(&self.meta);
+            let result = self.exec(&mut run).await;
+            run.finish(result)
+        })
+    }
+}
