@@ -145,9 +145,9 @@ pub async fn cmd_check(
     };
     let outcomes = check::run_all(&probes, cfg.agent.concurrency).await;
     if json {
-        println!("{}", check::to_json(&outcomes));
+        table::out(&format!("{}\n", check::to_json(&outcomes)));
     } else {
-        print!("{}", table::render(&outcomes));
+        table::out(&table::render(&outcomes));
         eprintln!("{}", check::summary(&outcomes));
     }
     check::exit_code(&outcomes, allow_degraded)
@@ -163,13 +163,13 @@ async fn cmd_validate(config: &std::path::Path) -> u8 {
             let mut kinds: Vec<&str> = cfg.probes.iter().map(|p| p.spec.kind().as_str()).collect();
             kinds.sort_unstable();
             kinds.dedup();
-            println!(
-                "{}: OK, {} probe{} ({})",
+            table::out(&format!(
+                "{}: OK, {} probe{} ({})\n",
                 config.display(),
                 probes.len(),
                 if probes.len() == 1 { "" } else { "s" },
                 kinds.join(", ")
-            );
+            ));
             0
         }
         Err(e) => {

@@ -17,7 +17,7 @@ pub async fn run(once: bool, json: bool, listen: &str, print_config: bool) -> u8
         }
     };
     if print_config {
-        print!("{}", demo.config_yaml);
+        table::out(&demo.config_yaml);
         return 0;
     }
     let env = match ProbeEnv::system() {
@@ -36,20 +36,20 @@ pub async fn run(once: bool, json: bool, listen: &str, print_config: bool) -> u8
     };
     let outcomes = check::run_all(&probes, cfg.agent.concurrency).await;
     if json {
-        println!("{}", check::to_json(&outcomes));
+        table::out(&format!("{}\n", check::to_json(&outcomes)));
     } else {
-        println!(
-            "depprobe demo: {} local dependencies, each broken the way a real one was.\n",
+        table::out(&format!(
+            "depprobe demo: {} local dependencies, each broken the way a real one was.\n\n",
             demo.cases.len()
-        );
-        print!("{}", table::render(&outcomes));
-        println!("\n{}", check::summary(&outcomes));
+        ));
+        table::out(&table::render(&outcomes));
+        table::out(&format!("\n{}\n", check::summary(&outcomes)));
     }
     if once {
         return 0;
     }
-    println!(
-        "\nServing /metrics and /status on http://{listen}; the probes keep running. Ctrl-C to stop."
-    );
+    table::out(&format!(
+        "\nServing /metrics and /status on http://{listen}; the probes keep running. Ctrl-C to stop.\n"
+    ));
     crate::agent::run_config(cfg, probes, env, None, None).await
 }

@@ -63,3 +63,17 @@ pub fn render(outcomes: &[Outcome]) -> String {
     }
     out
 }
+
+/// Writes `text` to standard output. A closed pipe (`depprobe check --json | head`)
+/// is not an error worth a panic: the rest is dropped.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        // The reader went away; nothing else to do.
+    }
+}

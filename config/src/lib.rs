@@ -219,6 +219,17 @@ fn check_defaults(defaults: &Node, errors: &mut Errors) {
     }
     let allowed: Vec<&str> = allowed.into_iter().collect();
     for entry in entries {
+        if matches!(entry.key.as_str(), "expect" | "steps") {
+            errors.push(
+                entry.key_loc,
+                format!("defaults.{}", entry.key),
+                format!(
+                    "`{}` means something different for each kind; set it on each probe",
+                    entry.key
+                ),
+            );
+            continue;
+        }
         if !allowed.contains(&entry.key.as_str()) {
             errors.push(
                 entry.key_loc,

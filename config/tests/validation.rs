@@ -203,3 +203,32 @@ fn every_error_is_reported_at_once() {
     );
     assert_eq!(list.len(), 3, "{list:#?}");
 }
+
+#[test]
+fn expect_cannot_be_a_default_because_it_differs_between_kinds() {
+    let e = one_error("defaults:\n  expect:\n    status: [200]\nprobes: []\n");
+    assert_eq!(
+        e,
+        "depprobe.yaml:2:3: defaults.expect: `expect` means something different for each kind; set it on each probe"
+    );
+}
+
+#[test]
+fn request_steps_are_checked_with_their_position() {
+    let list = errors(
+        "probes:\n  - name: w\n    kind: http\n    url: https://api.example.com/write\n    steps:\n      - url: /query\n        method: \"G E T\"\n        expect:\n          status: [999]\n",
+    );
+    assert_eq!(list.len(), 2, "{list:#?}");
+    assert!(
+        list[0].starts_with(
+            "depprobe.yaml:7:9: probes[0].steps[0].method: `G E T` is not an HTTP method"
+        ),
+        "{list:#?}"
+    );
+    assert!(
+        list[1].starts_with(
+            "depprobe.yaml:9:11: probes[0].steps[0].expect.status: 999 is not an HTTP status code"
+        ),
+        "{list:#?}"
+    );
+}

@@ -164,15 +164,22 @@ impl Demo {
                 "plaintext-api" => format!("https://localhost:{}/health", case.server.port()),
                 _ => case.server.url("localhost", path_for(case.name)),
             };
+            let kind = if case.name == "metrics-endpoint" {
+                "metrics"
+            } else {
+                "http"
+            };
             yaml.push_str(&format!(
-                "  # {}\n  - name: {}\n    kind: http\n    url: {url}\n",
+                "  # {}\n  - name: {}\n    kind: {kind}\n    url: {url}\n",
                 case.story, case.name
             ));
             if case.name == "metrics-api-jwt" {
                 yaml.push_str(&format!("    bearer_token_file: {}\n", token.display()));
             }
             if case.name == "metrics-endpoint" {
-                yaml.push_str("    expect:\n      body_contains: demo_up 1\n");
+                yaml.push_str(
+                    "    expect:\n      series:\n        - match: demo_up\n          min: 1\n",
+                );
             }
         }
         let config_path = scratch.write("depprobe-demo.yaml", &yaml)?;

@@ -45,9 +45,36 @@ pub struct HttpSpec {
     /// Most bytes of the body read (and checked).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Further requests run after the first, in order, on new connections: a
+    /// synthetic write then a read that must see it. `{{run_id}}`, `{{timestamp}}`
+    /// and `{{timestamp_ns}}` in a step's URL, body or `expect.body_contains` (and in
+    /// the first request's) are replaced on every run.
+    #[serde(default)]
+    pub steps: Vec<HttpStep>,
     /// TLS settings (for `https://`).
     #[serde(default)]
     pub tls: TlsSpec,
+}
+
+/// One request of a sequence (`steps:`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStep {
+    /// URL, absolute or relative to the probe's `url` (default: the probe's `url`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Request method.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Headers added to (or replacing) the probe's for this request; secrets.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Request body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// What a good answer to this request looks like.
+    #[serde(default)]
+    pub expect: HttpExpect,
 }
 
 fn default_method() -> String {
@@ -98,9 +125,12 @@ pub struct HttpExpect {
 }
 
 impl HttpSpec {
-    /// Secrets written inline: header values, the bearer token, the basic-auth password.
+    /// Secrets written inline: header values (of the steps too), the bearer token,
+    /// the basic-auth password.
     pub fn inline_secrets(&self) -> Vec<Secret> {
-        self.credentials().inline_secrets()
+        let mut out = self.credentials().inline_secrets();
+        out.extend(self.steps.iter().flat_map(|s| s.headers.values().cloned()));
+        out
     }
 
     /// Where the bearer token comes from.
@@ -203,27 +233,49 @@ impl Checked for HttpSpec {
             check.error("method", format!("`{}` is not an HTTP method", self.method));
         }
         self.credentials().check(check);
-        check_status_codes(check, "expect.status", &self.expect.status);
-        if let Some(re) = &self.expect.body_regex
-            && let Err(e) = regex::Regex::new(re)
-        {
-            check.error(
-                "expect.body_regex",
-                format!("invalid regular expression: {e}"),
-            );
-        }
-        for (name, re) in &self.expect.headers {
-            if let Err(e) = regex::Regex::new(re) {
+        check_expect(check, "expect", &self.expect);
+        let base = url::Url::parse(&self.url).ok();
+        for (i, step) in self.steps.iter().enumerate() {
+            let key = format!("steps[{i}]");
+            if let (Some(base), Some(u)) = (&base, &step.url) {
+                match base.join(u) {
+                    Ok(joined) => check_http_url(check, &format!("{key}.url"), joined.as_str()),
+                    Err(e) => check.error(&format!("{key}.url"), format!("not a valid URL: {e}")),
+                }
+            }
+            if http_method_ok(&step.method).is_none() {
                 check.error(
-                    &format!("expect.headers.{name}"),
-                    format!("invalid regular expression: {e}"),
+                    &format!("{key}.method"),
+                    format!("`{}` is not an HTTP method", step.method),
                 );
             }
+            check_expect(check, &format!("{key}.expect"), &step.expect);
         }
         if self.max_body_bytes == 0 {
             check.error("max_body_bytes", "must be at least 1");
         }
         check.tls(&self.tls);
+    }
+}
+
+/// Checks an `expect:` section under `key`.
+fn check_expect(check: &mut Check<'_>, key: &str, expect: &HttpExpect) {
+    check_status_codes(check, &format!("{key}.status"), &expect.status);
+    if let Some(re) = &expect.body_regex
+        && let Err(e) = regex::Regex::new(re)
+    {
+        check.error(
+            &format!("{key}.body_regex"),
+            format!("invalid regular expression: {e}"),
+        );
+    }
+    for (name, re) in &expect.headers {
+        if let Err(e) = regex::Regex::new(re) {
+            check.error(
+                &format!("{key}.headers.{name}"),
+                format!("invalid regular expression: {e}"),
+            );
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use http::header::HeaderName;
 use regex::Regex;
 use url::Url;
 
-use depprobe_config::ProbeConfig;
-use depprobe_config::kinds::http::HttpSpec;
+use depprobe_config::kinds::http::{HttpExpect, HttpSpec};
+use depprobe_config::{ProbeConfig, Secret};
 
 use crate::outcome::{HttpFacts, Outcome, Target};
 use crate::run::{ProbeError, ProbeMeta, Run};
@@ -37,13 +37,22 @@ struct Expect {
     headers: Vec<(HeaderName, Regex)>,
 }
 
+/// One request of the probe: the first, or a later step of a sequence.
+struct Request {
+    /// The configured URL text (placeholders unreplaced), relative to the probe's
+    /// `url` for a step; `None` is the probe's `url`.
+    url: Option<String>,
+    method: Method,
+    headers: Vec<(HeaderName, Secret)>,
+    body: Option<String>,
+    expect: Expect,
+}
+
 /// An `http` probe.
 pub struct HttpProbe {
     meta: ProbeMeta,
-    url: Url,
-    method: Method,
-    body: Option<Bytes>,
-    expect: Expect,
+    base_url: String,
+    requests: Vec<Request>,
     follow_redirects: bool,
     max_redirects: u32,
     client: HttpClient,
@@ -51,6 +60,73 @@ pub struct HttpProbe {
 
 fn invalid(what: impl Into<String>) -> BuildError {
     BuildError::Invalid(what.into())
+}
+
+fn compile_expect(e: &HttpExpect, key: &str) -> Result<Expect, BuildError> {
+    let mut headers = Vec::new();
+    for (name, re) in &e.headers {
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("`{name}` is not a header name")))?;
+        let r = Regex::new(re).map_err(|err| invalid(format!("{key}.headers.{name}: {err}")))?;
+        headers.push((n, r));
+    }
+    let body_regex = match &e.body_regex {
+        Some(r) => Some(Regex::new(r).map_err(|err| invalid(format!("{key}.body_regex: {err}")))?),
+        None => None,
+    };
+    Ok(Expect {
+        status: e.status.clone(),
+        body_contains: e.body_contains.clone(),
+        body_regex,
+        headers,
+    })
+}
+
+fn method(m: &str) -> Result<Method, BuildError> {
+    Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+        .map_err(|_| invalid(format!("`{m}` is not an HTTP method")))
+}
+
+fn header_list(
+    h: &std::collections::BTreeMap<String, Secret>,
+) -> Result<Vec<(HeaderName, Secret)>, BuildError> {
+    h.iter()
+        .map(|(name, value)| {
+            HeaderName::from_bytes(name.as_bytes())
+                .map(|n| (n, value.clone()))
+                .map_err(|_| invalid(format!("`{name}` is not a header name")))
+        })
+        .collect()
+}
+
+/// The values of the placeholders of one run.
+struct Placeholders {
+    run_id: String,
+    timestamp: String,
+    timestamp_ns: String,
+}
+
+impl Placeholders {
+    fn now() -> Placeholders {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let nanos = now.as_nanos();
+        Placeholders {
+            run_id: format!("depprobe-{nanos:x}"),
+            timestamp: now.as_secs().to_string(),
+            timestamp_ns: nanos.to_string(),
+        }
+    }
+
+    fn apply(&self, text: &str) -> String {
+        if !text.contains("{{") {
+            return text.to_owned();
+        }
+        text.replace("{{run_id}}", &self.run_id)
+            .replace("{{timestamp_ns}}", &self.timestamp_ns)
+            .replace("{{timestamp}}", &self.timestamp)
+    }
 }
 
 impl HttpProbe {
@@ -62,19 +138,27 @@ impl HttpProbe {
             .ok_or_else(|| invalid("url has no host"))?
             .to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
-        let method = Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| invalid(format!("`{}` is not an HTTP method", spec.method)))?;
-        let mut expect_headers = Vec::new();
-        for (name, re) in &spec.expect.headers {
-            let n = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| invalid(format!("`{name}` is not a header name")))?;
-            let r = Regex::new(re).map_err(|e| invalid(format!("expect.headers.{name}: {e}")))?;
-            expect_headers.push((n, r));
+        let mut requests = vec![Request {
+            url: None,
+            method: method(&spec.method)?,
+            headers: Vec::new(),
+            body: spec.body.clone(),
+            expect: compile_expect(&spec.expect, "expect")?,
+        }];
+        let sample = Placeholders::now();
+        for (i, step) in spec.steps.iter().enumerate() {
+            if let Some(u) = &step.url {
+                url.join(&sample.apply(u))
+                    .map_err(|e| invalid(format!("steps[{i}].url: {e}")))?;
+            }
+            requests.push(Request {
+                url: step.url.clone(),
+                method: method(&step.method)?,
+                headers: header_list(&step.headers)?,
+                body: step.body.clone(),
+                expect: compile_expect(&step.expect, &format!("steps[{i}].expect"))?,
+            });
         }
-        let body_regex = match &spec.expect.body_regex {
-            Some(r) => Some(Regex::new(r).map_err(|e| invalid(format!("expect.body_regex: {e}")))?),
-            None => None,
-        };
         Ok(HttpProbe {
             meta: ProbeMeta::new(
                 cfg,
@@ -83,15 +167,8 @@ impl HttpProbe {
                     port,
                 },
             ),
-            url,
-            method,
-            body: spec.body.clone().map(Bytes::from),
-            expect: Expect {
-                status: spec.expect.status.clone(),
-                body_contains: spec.expect.body_contains.clone(),
-                body_regex,
-                headers: expect_headers,
-            },
+            base_url: spec.url.clone(),
+            requests,
             follow_redirects: spec.follow_redirects,
             max_redirects: spec.max_redirects,
             client: HttpClient::new(
@@ -106,17 +183,67 @@ impl HttpProbe {
 
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
         let authorization = self.client.authorization(run)?;
-        let mut url = self.url.clone();
+        let values = Placeholders::now();
+        let n = self.requests.len();
+        let mut last = String::new();
+        for (i, req) in self.requests.iter().enumerate() {
+            let result = self.one(run, req, &values, authorization.as_ref()).await;
+            match result {
+                Ok(msg) => last = msg,
+                Err(mut e) if n > 1 => {
+                    let what = req.url.as_deref().unwrap_or(self.base_url.as_str());
+                    e.message =
+                        format!("step {}/{n} ({} {what}): {}", i + 1, req.method, e.message);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if n > 1 {
+            run.details.insert("steps".into(), n.into());
+            Ok(format!("{n} requests OK; last: {last}"))
+        } else {
+            Ok(last)
+        }
+    }
+
+    /// The URL of `req` for this run: placeholders replaced, relative to `url`.
+    fn url_of(&self, req: &Request, values: &Placeholders) -> Result<Url, ProbeError> {
+        let bad = |e: url::ParseError| {
+            ProbeError::new(
+                ErrorType::UnexpectedResponse,
+                Phase::Request,
+                format!("cannot build the URL: {e}"),
+            )
+        };
+        let base = Url::parse(&values.apply(&self.base_url)).map_err(bad)?;
+        match &req.url {
+            None => Ok(base),
+            Some(u) => base.join(&values.apply(u)).map_err(bad),
+        }
+    }
+
+    /// One request (following redirects if asked), judged.
+    async fn one(
+        &self,
+        run: &mut Run<'_>,
+        req: &Request,
+        values: &Placeholders,
+        authorization: Option<&http::HeaderValue>,
+    ) -> Result<String, ProbeError> {
+        let mut url = self.url_of(req, values)?;
+        let body = req.body.as_deref().map(|b| Bytes::from(values.apply(b)));
         let mut redirects = 0;
         loop {
             let answer = self
                 .client
                 .exchange(
                     run,
-                    &self.method,
+                    &req.method,
                     &url,
-                    self.body.as_ref(),
-                    authorization.as_ref(),
+                    body.as_ref(),
+                    &req.headers,
+                    authorization,
                 )
                 .await?;
             run.http = Some(HttpFacts {
@@ -140,56 +267,57 @@ impl HttpProbe {
                     continue;
                 }
             }
-            return self.judge(&answer);
+            return judge(&req.expect, &answer, values);
         }
     }
+}
 
-    fn judge(&self, answer: &Answer) -> Result<String, ProbeError> {
-        let code = answer.status.as_u16();
-        let expected = if self.expect.status.is_empty() {
-            answer.status.is_success()
-        } else {
-            self.expect.status.contains(&code)
-        };
-        if !expected {
-            return Err(classify_status(answer));
-        }
-        let text = String::from_utf8_lossy(&answer.body);
-        if let Some(needle) = &self.expect.body_contains
-            && !text.contains(needle.as_str())
-        {
+fn judge(expect: &Expect, answer: &Answer, values: &Placeholders) -> Result<String, ProbeError> {
+    let code = answer.status.as_u16();
+    let expected = if expect.status.is_empty() {
+        answer.status.is_success()
+    } else {
+        expect.status.contains(&code)
+    };
+    if !expected {
+        return Err(classify_status(answer));
+    }
+    let text = String::from_utf8_lossy(&answer.body);
+    if let Some(needle) = &expect.body_contains {
+        let needle = values.apply(needle);
+        if !text.contains(needle.as_str()) {
             return Err(unexpected(format!(
                 "HTTP {code}, but the body does not contain {needle:?} (body starts: {})",
                 snippet(&answer.body)
             )));
         }
-        if let Some(re) = &self.expect.body_regex
-            && !re.is_match(&text)
-        {
-            return Err(unexpected(format!(
-                "HTTP {code}, but the body does not match /{}/ (body starts: {})",
-                re.as_str(),
-                snippet(&answer.body)
-            )));
-        }
-        for (name, re) in &self.expect.headers {
-            match answer.headers.get(name).and_then(|v| v.to_str().ok()) {
-                None => {
-                    return Err(unexpected(format!(
-                        "HTTP {code}, but header {name} is missing"
-                    )));
-                }
-                Some(v) if !re.is_match(v) => {
-                    return Err(unexpected(format!(
-                        "HTTP {code}, but header {name}: {v:?} does not match /{}/",
-                        re.as_str()
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(format!("HTTP {code} ({})", answer.version))
     }
+    if let Some(re) = &expect.body_regex
+        && !re.is_match(&text)
+    {
+        return Err(unexpected(format!(
+            "HTTP {code}, but the body does not match /{}/ (body starts: {})",
+            re.as_str(),
+            snippet(&answer.body)
+        )));
+    }
+    for (name, re) in &expect.headers {
+        match answer.headers.get(name).and_then(|v| v.to_str().ok()) {
+            None => {
+                return Err(unexpected(format!(
+                    "HTTP {code}, but header {name} is missing"
+                )));
+            }
+            Some(v) if !re.is_match(v) => {
+                return Err(unexpected(format!(
+                    "HTTP {code}, but header {name}: {v:?} does not match /{}/",
+                    re.as_str()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(format!("HTTP {code} ({})", answer.version))
 }
 
 fn unexpected(message: String) -> ProbeError {

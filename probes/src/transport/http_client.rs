@@ -31,6 +31,7 @@ use super::tap::{Tap, Tapped};
 use super::tls::TlsClient;
 use super::{Dns, classify_stream, dial};
 use crate::BuildError;
+use crate::credentials;
 use crate::run::{ProbeError, Run};
 use crate::taxonomy::{ErrorType, Phase};
 
@@ -109,6 +110,22 @@ impl HttpClient {
             Some(Auth::Bearer(src)) => {
                 let token = read_secret(src, "bearer token")?;
                 run.secret(&token);
+                // A JWT past its `exp` is named here, not left to a bare 401.
+                let (finding, claims) = credentials::judge_token(
+                    "the bearer token",
+                    token.expose(),
+                    run.now(),
+                    None,
+                    None,
+                )?;
+                run.findings.extend(finding);
+                if let Some(exp) = claims.as_ref().and_then(credentials::expiry) {
+                    run.details.insert(
+                        credentials::NOT_AFTER_DETAIL.into(),
+                        crate::outcome::seconds_between(std::time::SystemTime::UNIX_EPOCH, exp)
+                            .into(),
+                    );
+                }
                 format!("Bearer {}", token.expose())
             }
             Some(Auth::Basic { user, password }) => {
@@ -145,6 +162,7 @@ impl HttpClient {
         method: &Method,
         url: &Url,
         body: Option<&Bytes>,
+        extra_headers: &[(HeaderName, Secret)],
         authorization: Option<&HeaderValue>,
     ) -> Result<Answer, ProbeError> {
         let host = url.host_str().unwrap_or_default().to_owned();
@@ -158,7 +176,7 @@ impl HttpClient {
             let h2 = session.facts.alpn.as_deref() == Some("h2");
             run.tls = Some(session.facts.clone());
             run.findings.append(&mut session.findings);
-            let req = self.request(method, url, body, h2, authorization)?;
+            let req = self.request(method, url, body, h2, extra_headers, authorization)?;
             let auth = session.client_auth;
             run.phase(
                 Phase::Request,
@@ -166,7 +184,7 @@ impl HttpClient {
             )
             .await
         } else {
-            let req = self.request(method, url, body, false, authorization)?;
+            let req = self.request(method, url, body, false, extra_headers, authorization)?;
             run.phase(
                 Phase::Request,
                 send(tcp, false, req, self.max_body, ClientAuth::default()),
@@ -181,6 +199,7 @@ impl HttpClient {
         url: &Url,
         body: Option<&Bytes>,
         h2: bool,
+        extra_headers: &[(HeaderName, Secret)],
         authorization: Option<&HeaderValue>,
     ) -> Result<http::Request<Full<Bytes>>, ProbeError> {
         let bad = |e: http::Error| {
@@ -218,8 +237,9 @@ impl HttpClient {
         let mut req = b
             .body(Full::new(body.cloned().unwrap_or_default()))
             .map_err(bad)?;
-        // A configured header replaces the default of the same name (`Accept`).
-        for (name, value) in &self.headers {
+        // A configured header replaces the default of the same name (`Accept`), and
+        // a request's own header replaces the probe's.
+        for (name, value) in self.headers.iter().chain(extra_headers) {
             let mut v = HeaderValue::from_str(value.expose()).map_err(|_| {
                 ProbeError::new(
                     ErrorType::CredentialInvalid,

@@ -81,7 +81,14 @@ impl MetricsProbe {
         let authorization = self.client.authorization(run)?;
         let answer = self
             .client
-            .exchange(run, &Method::GET, &self.url, None, authorization.as_ref())
+            .exchange(
+                run,
+                &Method::GET,
+                &self.url,
+                None,
+                &[],
+                authorization.as_ref(),
+            )
             .await?;
         let code = answer.status.as_u16();
         run.http = Some(HttpFacts {
