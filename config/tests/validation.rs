@@ -232,3 +232,36 @@ fn request_steps_are_checked_with_their_position() {
         "{list:#?}"
     );
 }
+
+#[test]
+fn otlp_probe_keys_are_checked() {
+    let list = errors(
+        "probes:\n  - name: o\n    kind: otlp\n    endpoint: grpc://collector:4317\n    protocol: thrift\n",
+    );
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert!(
+        list[0].starts_with("depprobe.yaml:5:15: probes[0].protocol:"),
+        "{list:#?}"
+    );
+    let e = one_error("probes:\n  - name: o\n    kind: otlp\n    endpoint: ftp://collector:4317\n");
+    assert!(
+        e.starts_with("depprobe.yaml:4:5: probes[0].endpoint: scheme `ftp` is not supported"),
+        "{e}"
+    );
+}
+
+#[test]
+fn credential_probe_needs_exactly_one_source() {
+    let e = one_error("probes:\n  - name: c\n    kind: credential\n    file: /x\n    env: TOKEN\n");
+    assert_eq!(
+        e,
+        "depprobe.yaml:2:5: probes[0]: set exactly one of `file`, `cert_file` or `env`"
+    );
+    let e = one_error("probes:\n  - name: c\n    kind: credential\n    env: \"not a name\"\n");
+    assert!(
+        e.starts_with(
+            "depprobe.yaml:4:5: probes[0].env: `not a name` is not an environment variable name"
+        ),
+        "{e}"
+    );
+}

@@ -75,5 +75,6 @@ pub fn build(
         ProbeSpec::Postgres(spec) => Box::new(kinds::postgres::PostgresProbe::new(cfg, spec, env)?),
         ProbeSpec::Mongodb(spec) => Box::new(kinds::mongodb::MongoProbe::new(cfg, spec, env)?),
         ProbeSpec::Metrics(spec) => Box::new(kinds::metrics::MetricsProbe::new(cfg, spec, env)?),
+        ProbeSpec::Otlp(spec) => Box::new(kinds::otlp::OtlpProbe::new(cfg, spec, env)?),
     })
 }

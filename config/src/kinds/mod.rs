@@ -17,6 +17,7 @@ pub mod credential;
 pub mod http;
 pub mod metrics;
 pub mod mongodb;
+pub mod otlp;
 pub mod postgres;
 pub mod tls;
 
@@ -35,6 +36,8 @@ pub enum Kind {
     Mongodb,
     /// A Prometheus / OpenMetrics scrape.
     Metrics,
+    /// One export to an OTLP receiver.
+    Otlp,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
         Kind::Postgres,
         Kind::Mongodb,
         Kind::Metrics,
+        Kind::Otlp,
         Kind::Credential,
     ];
 
@@ -57,6 +61,7 @@ impl Kind {
             Kind::Postgres => "postgres",
             Kind::Mongodb => "mongodb",
             Kind::Metrics => "metrics",
+            Kind::Otlp => "otlp",
         }
     }
 
@@ -89,6 +94,8 @@ pub enum ProbeSpec {
     Mongodb(mongodb::MongoSpec),
     /// `kind: metrics`.
     Metrics(metrics::MetricsSpec),
+    /// `kind: otlp`.
+    Otlp(otlp::OtlpProbeSpec),
 }
 
 impl ProbeSpec {
@@ -101,6 +108,7 @@ impl ProbeSpec {
             ProbeSpec::Postgres(_) => Kind::Postgres,
             ProbeSpec::Mongodb(_) => Kind::Mongodb,
             ProbeSpec::Metrics(_) => Kind::Metrics,
+            ProbeSpec::Otlp(_) => Kind::Otlp,
         }
     }
 
@@ -113,6 +121,7 @@ impl ProbeSpec {
             ProbeSpec::Postgres(p) => p.inline_secrets(),
             ProbeSpec::Mongodb(m) => m.inline_secrets(),
             ProbeSpec::Metrics(m) => m.credentials().inline_secrets(),
+            ProbeSpec::Otlp(o) => o.credentials().inline_secrets(),
         }
     }
 }
@@ -126,6 +135,7 @@ pub(crate) fn kind_fields(kind: Kind) -> &'static [&'static str] {
         Kind::Postgres => fields_of::<postgres::PostgresSpec>(),
         Kind::Mongodb => fields_of::<mongodb::MongoSpec>(),
         Kind::Metrics => fields_of::<metrics::MetricsSpec>(),
+        Kind::Otlp => fields_of::<otlp::OtlpProbeSpec>(),
     }
 }
 
@@ -151,6 +161,7 @@ pub(crate) fn parse_spec(
         Kind::Metrics => check
             .typed::<metrics::MetricsSpec>()
             .map(ProbeSpec::Metrics),
+        Kind::Otlp => check.typed::<otlp::OtlpProbeSpec>().map(ProbeSpec::Otlp),
     }
 }
 

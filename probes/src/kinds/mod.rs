@@ -5,5 +5,6 @@ pub mod credential;
 pub mod http;
 pub mod metrics;
 pub mod mongodb;
+pub mod otlp;
 pub mod postgres;
 pub mod tls;

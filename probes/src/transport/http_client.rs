@@ -102,6 +102,11 @@ impl HttpClient {
         })
     }
 
+    /// The configured request headers (values are secrets).
+    pub fn headers(&self) -> &[(HeaderName, Secret)] {
+        &self.headers
+    }
+
     /// The `Authorization` header, reading token files now (they may have rotated).
     /// A missing token is `credential_missing` in phase `auth`, before any request.
     pub fn authorization(&self, run: &mut Run<'_>) -> Result<Option<HeaderValue>, ProbeError> {
