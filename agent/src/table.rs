@@ -8,8 +8,12 @@ use depprobe_probes::{Outcome, outcome::seconds_between};
 pub fn cert_days(o: &Outcome, now: SystemTime) -> String {
     match o.tls.as_ref().and_then(|t| t.earliest_not_after()) {
         Some(t) => {
-            let days = (seconds_between(now, t) / 86_400.0).floor();
-            format!("{days}d")
+            let secs = seconds_between(now, t);
+            if secs < 0.0 {
+                "expired".into()
+            } else {
+                format!("{}d", (secs / 86_400.0).floor())
+            }
         }
         None => "-".into(),
     }

@@ -188,6 +188,20 @@ impl Cluster {
         .map(drop)
     }
 
+    /// Serves `identity` from the next connection on: writes the certificate and key
+    /// and asks the server to reload its configuration (PostgreSQL reads its TLS
+    /// files again on reload). The reload is asynchronous: wait for the new
+    /// certificate by observing it, not by time.
+    pub fn replace_certificate(&self, identity: &Identity) -> Result<(), PgError> {
+        write_owned(&self.data.join("server.crt"), &identity.chain_pem, 0o644)?;
+        write_owned(&self.data.join("server.key"), &identity.key_pem, 0o600)?;
+        run(
+            pg_tool("pg_ctl")?.args(["reload", "-D"]).arg(&self.data),
+            &format!("pg_ctl reload {}", self.name),
+        )
+        .map(drop)
+    }
+
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
