@@ -87,6 +87,7 @@ pub const METRICS: &[Metric] = &[
     probe("probe_mongodb_primary_changes_total", Counter, &[]),
     probe("probe_mongodb_members", Gauge, &["member_state"]),
     agent("depprobe_config_last_reload_success", Gauge, &[]),
+    agent("depprobe_schedule_lateness_seconds", Histogram, &[]),
     agent("depprobe_telemetry_dropped_total", Counter, &["signal"]),
     agent(
         "depprobe_telemetry_export_failures_total",
