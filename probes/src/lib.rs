@@ -32,6 +32,34 @@ pub trait Probe: Send + Sync {
     fn run(&self) -> BoxFuture<'_, Outcome>;
 }
 
+/// The body of a probe run: what most kinds implement. A kind that implements it is
+/// a [`Probe`]: the run starts, `exec` does the work, the run finishes into an
+/// outcome.
+pub trait Exec: Send + Sync {
+    /// Its identity and target.
+    fn meta(&self) -> &ProbeMeta;
+
+    /// One run's work: `Ok` with the success message, or the failure.
+    fn exec(
+        &self,
+        run: &mut Run<'_>,
+    ) -> impl std::future::Future<Output = Result<String, ProbeError>> + Send;
+}
+
+impl<T: Exec> Probe for T {
+    fn meta(&self) -> &ProbeMeta {
+        Exec::meta(self)
+    }
+
+    fn run(&self) -> BoxFuture<'_, Outcome> {
+        Box::pin(async move {
+            let mut run = Run::start(Exec::meta(self));
+            let result = self.exec(&mut run).await;
+            run.finish(result)
+        })
+    }
+}
+
 /// What probes share at run time.
 #[derive(Clone, Debug)]
 pub struct ProbeEnv {

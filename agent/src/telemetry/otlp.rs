@@ -17,6 +17,45 @@ use opentelemetry_otlp::{
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+/// Builds an OTLP exporter of type `$exporter` for `$signal` from the settings: the
+/// span and metric builders are distinct types with the same methods.
+macro_rules! build_exporter {
+    ($settings:expr, $exporter:path, $signal:literal) => {{
+        let s = $settings;
+        let endpoint = s.endpoint_for($signal);
+        Ok(match s.protocol {
+            OtlpProtocol::Grpc => {
+                let mut b = <$exporter>::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint.clone())
+                    .with_timeout(s.timeout)
+                    .with_protocol(Protocol::Grpc)
+                    .with_metadata(s.tonic_metadata()?);
+                if let Some(c) = s.compression() {
+                    b = b.with_compression(c);
+                }
+                if let Some(tls) = s.tonic_tls(&endpoint)? {
+                    b = b.with_tls_config(tls);
+                }
+                b.build()?
+            }
+            OtlpProtocol::HttpProtobuf => {
+                let mut b = <$exporter>::builder()
+                    .with_http()
+                    .with_endpoint(endpoint)
+                    .with_timeout(s.timeout)
+                    .with_protocol(Protocol::HttpBinary)
+                    .with_headers(s.http_headers())
+                    .with_http_client(s.http_client()?);
+                if let Some(c) = s.compression() {
+                    b = b.with_compression(c);
+                }
+                b.build()?
+            }
+        })
+    }};
+}
+
 /// Why an exporter could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpError {
@@ -291,72 +330,12 @@ impl OtlpSettings {
 
     /// The span exporter.
     pub fn span_exporter(&self) -> Result<opentelemetry_otlp::SpanExporter, OtlpError> {
-        let endpoint = self.endpoint_for("traces");
-        Ok(match self.protocol {
-            OtlpProtocol::Grpc => {
-                let mut b = opentelemetry_otlp::SpanExporter::builder()
-                    .with_tonic()
-                    .with_endpoint(endpoint.clone())
-                    .with_timeout(self.timeout)
-                    .with_protocol(Protocol::Grpc)
-                    .with_metadata(self.tonic_metadata()?);
-                if let Some(c) = self.compression() {
-                    b = b.with_compression(c);
-                }
-                if let Some(tls) = self.tonic_tls(&endpoint)? {
-                    b = b.with_tls_config(tls);
-                }
-                b.build()?
-            }
-            OtlpProtocol::HttpProtobuf => {
-                let mut b = opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_endpoint(endpoint)
-                    .with_timeout(self.timeout)
-                    .with_protocol(Protocol::HttpBinary)
-                    .with_headers(self.http_headers())
-                    .with_http_client(self.http_client()?);
-                if let Some(c) = self.compression() {
-                    b = b.with_compression(c);
-                }
-                b.build()?
-            }
-        })
+        build_exporter!(self, opentelemetry_otlp::SpanExporter, "traces")
     }
 
     /// The metric exporter.
     pub fn metric_exporter(&self) -> Result<opentelemetry_otlp::MetricExporter, OtlpError> {
-        let endpoint = self.endpoint_for("metrics");
-        Ok(match self.protocol {
-            OtlpProtocol::Grpc => {
-                let mut b = opentelemetry_otlp::MetricExporter::builder()
-                    .with_tonic()
-                    .with_endpoint(endpoint.clone())
-                    .with_timeout(self.timeout)
-                    .with_protocol(Protocol::Grpc)
-                    .with_metadata(self.tonic_metadata()?);
-                if let Some(c) = self.compression() {
-                    b = b.with_compression(c);
-                }
-                if let Some(tls) = self.tonic_tls(&endpoint)? {
-                    b = b.with_tls_config(tls);
-                }
-                b.build()?
-            }
-            OtlpProtocol::HttpProtobuf => {
-                let mut b = opentelemetry_otlp::MetricExporter::builder()
-                    .with_http()
-                    .with_endpoint(endpoint)
-                    .with_timeout(self.timeout)
-                    .with_protocol(Protocol::HttpBinary)
-                    .with_headers(self.http_headers())
-                    .with_http_client(self.http_client()?);
-                if let Some(c) = self.compression() {
-                    b = b.with_compression(c);
-                }
-                b.build()?
-            }
-        })
+        build_exporter!(self, opentelemetry_otlp::MetricExporter, "metrics")
     }
 
     /// The header values, to scrub from anything printed.

@@ -8,7 +8,6 @@
 //! status, body and headers.
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use http::Method;
 use http::header::HeaderName;
 use regex::Regex;
@@ -17,12 +16,12 @@ use url::Url;
 use depprobe_config::kinds::http::{HttpExpect, HttpSpec};
 use depprobe_config::{ProbeConfig, Secret};
 
-use crate::outcome::{HttpFacts, Outcome, Target};
+use crate::outcome::{HttpFacts, Target};
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::http_client::HttpClient;
 use crate::transport::tls::TlsClient;
-use crate::{BuildError, Probe, ProbeEnv};
+use crate::{BuildError, Exec, ProbeEnv};
 
 // Kept reachable from here for the code that used them before they moved.
 pub use crate::transport::http_client::{
@@ -181,32 +180,6 @@ impl HttpProbe {
         })
     }
 
-    async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
-        let authorization = self.client.authorization(run)?;
-        let values = Placeholders::now();
-        let n = self.requests.len();
-        let mut last = String::new();
-        for (i, req) in self.requests.iter().enumerate() {
-            let result = self.one(run, req, &values, authorization.as_ref()).await;
-            match result {
-                Ok(msg) => last = msg,
-                Err(mut e) if n > 1 => {
-                    let what = req.url.as_deref().unwrap_or(self.base_url.as_str());
-                    e.message =
-                        format!("step {}/{n} ({} {what}): {}", i + 1, req.method, e.message);
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if n > 1 {
-            run.details.insert("steps".into(), n.into());
-            Ok(format!("{n} requests OK; last: {last}"))
-        } else {
-            Ok(last)
-        }
-    }
-
     /// The URL of `req` for this run: placeholders replaced, relative to `url`.
     fn url_of(&self, req: &Request, values: &Placeholders) -> Result<Url, ProbeError> {
         let bad = |e: url::ParseError| {
@@ -324,16 +297,34 @@ fn unexpected(message: String) -> ProbeError {
     ProbeError::new(ErrorType::UnexpectedResponse, Phase::Request, message)
 }
 
-impl Probe for HttpProbe {
+impl Exec for HttpProbe {
     fn meta(&self) -> &ProbeMeta {
         &self.meta
     }
 
-    fn run(&self) -> BoxFuture<'_, Outcome> {
-        Box::pin(async move {
-            let mut run = Run::start(&self.meta);
-            let result = self.exec(&mut run).await;
-            run.finish(result)
-        })
+    async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
+        let authorization = self.client.authorization(run)?;
+        let values = Placeholders::now();
+        let n = self.requests.len();
+        let mut last = String::new();
+        for (i, req) in self.requests.iter().enumerate() {
+            let result = self.one(run, req, &values, authorization.as_ref()).await;
+            match result {
+                Ok(msg) => last = msg,
+                Err(mut e) if n > 1 => {
+                    let what = req.url.as_deref().unwrap_or(self.base_url.as_str());
+                    e.message =
+                        format!("step {}/{n} ({} {what}): {}", i + 1, req.method, e.message);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if n > 1 {
+            run.details.insert("steps".into(), n.into());
+            Ok(format!("{n} requests OK; last: {last}"))
+        } else {
+            Ok(last)
+        }
     }
 }

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use http::Method;
 use http::header::{HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
@@ -39,7 +38,7 @@ use url::Url;
 use depprobe_config::kinds::otlp::{OtlpProbeSpec, OtlpSignal};
 use depprobe_config::{OtlpProtocol, ProbeConfig, Secret};
 
-use crate::outcome::{Finding, FindingType, HttpFacts, Outcome, Severity, Target};
+use crate::outcome::{Finding, FindingType, HttpFacts, Severity, Target};
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::classify::{ClientAuth, classify};
@@ -47,7 +46,7 @@ use crate::transport::http_client::{HttpClient, classify_status, is_jwt_rejectio
 use crate::transport::tap::{Tap, Tapped};
 use crate::transport::tls::TlsClient;
 use crate::transport::{Dns, classify_stream, dial};
-use crate::{BuildError, Probe, ProbeEnv};
+use crate::{BuildError, Exec, ProbeEnv};
 
 /// The `service.name` of what the probe sends.
 pub const SYNTHETIC_SERVICE: &str = "depprobe-synthetic";
@@ -230,45 +229,6 @@ impl OtlpProbe {
             tls,
             dns: env.dns.clone(),
         })
-    }
-
-    async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
-        let authorization = self.client.authorization(run)?;
-        let now = run.now();
-        let accepted = match self.protocol {
-            OtlpProtocol::HttpProtobuf => self.over_http(run, authorization.as_ref(), now).await?,
-            OtlpProtocol::Grpc => self.over_grpc(run, authorization.as_ref(), now).await?,
-        };
-        let what = match self.signal {
-            OtlpSignal::Metrics => "data point",
-            OtlpSignal::Traces => "span",
-        };
-        if accepted.rejected > 0 {
-            run.findings.push(
-                Finding::new(
-                    FindingType::PartialSuccess,
-                    Severity::Warning,
-                    format!(
-                        "the receiver accepted the export but rejected {} {what}(s): {}",
-                        accepted.rejected,
-                        if accepted.message.is_empty() {
-                            "no reason given"
-                        } else {
-                            accepted.message.as_str()
-                        }
-                    ),
-                )
-                .with("rejected", accepted.rejected)
-                .with("receiver_message", accepted.message.clone()),
-            );
-        }
-        let protocol = match self.protocol {
-            OtlpProtocol::Grpc => "gRPC",
-            OtlpProtocol::HttpProtobuf => "HTTP/protobuf",
-        };
-        Ok(format!(
-            "the receiver accepted one synthetic {what} over OTLP/{protocol}"
-        ))
     }
 
     async fn over_http(
@@ -532,16 +492,47 @@ fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-impl Probe for OtlpProbe {
+impl Exec for OtlpProbe {
     fn meta(&self) -> &ProbeMeta {
         &self.meta
     }
 
-    fn run(&self) -> BoxFuture<'_, Outcome> {
-        Box::pin(async move {
-            let mut run = Run::start(&self.meta);
-            let result = self.exec(&mut run).await;
-            run.finish(result)
-        })
+    async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
+        let authorization = self.client.authorization(run)?;
+        let now = run.now();
+        let accepted = match self.protocol {
+            OtlpProtocol::HttpProtobuf => self.over_http(run, authorization.as_ref(), now).await?,
+            OtlpProtocol::Grpc => self.over_grpc(run, authorization.as_ref(), now).await?,
+        };
+        let what = match self.signal {
+            OtlpSignal::Metrics => "data point",
+            OtlpSignal::Traces => "span",
+        };
+        if accepted.rejected > 0 {
+            run.findings.push(
+                Finding::new(
+                    FindingType::PartialSuccess,
+                    Severity::Warning,
+                    format!(
+                        "the receiver accepted the export but rejected {} {what}(s): {}",
+                        accepted.rejected,
+                        if accepted.message.is_empty() {
+                            "no reason given"
+                        } else {
+                            accepted.message.as_str()
+                        }
+                    ),
+                )
+                .with("rejected", accepted.rejected)
+                .with("receiver_message", accepted.message.clone()),
+            );
+        }
+        let protocol = match self.protocol {
+            OtlpProtocol::Grpc => "gRPC",
+            OtlpProtocol::HttpProtobuf => "HTTP/protobuf",
+        };
+        Ok(format!(
+            "the receiver accepted one synthetic {what} over OTLP/{protocol}"
+        ))
     }
 }

@@ -6,18 +6,17 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use depprobe_config::ProbeConfig;
 use depprobe_config::kinds::tls::TlsProbeSpec;
 
-use crate::outcome::{Outcome, Target};
+use crate::outcome::Target;
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::tls::TlsClient;
 use crate::transport::{self, Dns};
-use crate::{BuildError, Probe, ProbeEnv};
+use crate::{BuildError, Exec, ProbeEnv};
 
 /// How long to wait for a TLS 1.3 server's verdict on a missing client certificate.
 const CLIENT_CERT_VERDICT_WAIT: Duration = Duration::from_millis(300);
@@ -48,6 +47,25 @@ impl TlsProbe {
             tls: TlsClient::from_spec(&spec.tls, &[])?,
             dns: env.dns.clone(),
         })
+    }
+}
+
+/// "TLS 1.3 OK, certificate CN=x valid for 88 more days".
+pub fn success_message(facts: &crate::outcome::TlsFacts, now: std::time::SystemTime) -> String {
+    let version = facts.version.as_deref().unwrap_or("?");
+    match facts.chain.iter().min_by_key(|c| c.not_after) {
+        Some(c) => format!(
+            "TLS {version} OK; earliest expiry: {} {}",
+            c.short_name(),
+            crate::outcome::human_delta(now, c.not_after)
+        ),
+        None => format!("TLS {version} OK"),
+    }
+}
+
+impl Exec for TlsProbe {
+    fn meta(&self) -> &ProbeMeta {
+        &self.meta
     }
 
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
@@ -87,32 +105,5 @@ impl TlsProbe {
         }
         let _ = tokio::time::timeout(Duration::from_millis(100), session.stream.shutdown()).await;
         Ok(success_message(&session.facts, now))
-    }
-}
-
-/// "TLS 1.3 OK, certificate CN=x valid for 88 more days".
-pub fn success_message(facts: &crate::outcome::TlsFacts, now: std::time::SystemTime) -> String {
-    let version = facts.version.as_deref().unwrap_or("?");
-    match facts.chain.iter().min_by_key(|c| c.not_after) {
-        Some(c) => format!(
-            "TLS {version} OK; earliest expiry: {} {}",
-            c.short_name(),
-            crate::outcome::human_delta(now, c.not_after)
-        ),
-        None => format!("TLS {version} OK"),
-    }
-}
-
-impl Probe for TlsProbe {
-    fn meta(&self) -> &ProbeMeta {
-        &self.meta
-    }
-
-    fn run(&self) -> BoxFuture<'_, Outcome> {
-        Box::pin(async move {
-            let mut run = Run::start(&self.meta);
-            let result = self.exec(&mut run).await;
-            run.finish(result)
-        })
     }
 }

@@ -16,19 +16,18 @@ pub mod exposition;
 
 mod expect;
 
-use futures::future::BoxFuture;
 use http::Method;
 use url::Url;
 
 use depprobe_config::ProbeConfig;
 use depprobe_config::kinds::metrics::MetricsSpec;
 
-use crate::outcome::{HttpFacts, Outcome, Target};
+use crate::outcome::{HttpFacts, Target};
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::http_client::{Answer, HttpClient, classify_status};
 use crate::transport::tls::TlsClient;
-use crate::{BuildError, Probe, ProbeEnv};
+use crate::{BuildError, Exec, ProbeEnv};
 
 use expect::Expectations;
 use exposition::{Format, ParseError, Summary};
@@ -75,6 +74,62 @@ impl MetricsProbe {
                 spec.max_body_bytes,
             )?,
         })
+    }
+
+    /// The error for a scrape that does not parse: where, what, and the line.
+    fn unparseable(
+        &self,
+        run: &mut Run<'_>,
+        answer: &Answer,
+        format: Format,
+        content_type: Option<String>,
+        e: &ParseError,
+    ) -> ProbeError {
+        run.details.insert(
+            "parse_error".into(),
+            serde_json::json!({
+                "line": e.line,
+                "column": e.column,
+                "problem": e.problem.to_string(),
+            }),
+        );
+        let line = String::from_utf8_lossy(&answer.body)
+            .lines()
+            .nth(e.line.saturating_sub(1))
+            .map(|l| {
+                let mut shown: String = l.chars().take(120).collect();
+                if l.chars().count() > 120 {
+                    shown.push('…');
+                }
+                shown
+            })
+            .unwrap_or_default();
+        let ct = content_type.unwrap_or_else(|| "none".into());
+        unexpected(format!(
+            "the scrape does not parse as {} (Content-Type: {ct}): {e}; the line reads {line:?}",
+            format.title()
+        ))
+    }
+}
+
+fn unexpected(message: String) -> ProbeError {
+    ProbeError::new(ErrorType::UnexpectedResponse, Phase::Request, message)
+}
+
+/// "scraped 1027 samples of 980 series in 75 families (86512 bytes, OpenMetrics 1.0)".
+fn success_message(summary: &Summary, format: Format, bytes: usize) -> String {
+    format!(
+        "scraped {} samples of {} series in {} families ({bytes} bytes, {})",
+        summary.samples,
+        summary.series,
+        summary.families,
+        format.title()
+    )
+}
+
+impl Exec for MetricsProbe {
+    fn meta(&self) -> &ProbeMeta {
+        &self.meta
     }
 
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
@@ -139,69 +194,5 @@ impl MetricsProbe {
             return Err(unexpected(format!("{head}{}", failed.join("; "))));
         }
         Ok(success_message(&summary, format, answer.body.len()))
-    }
-
-    /// The error for a scrape that does not parse: where, what, and the line.
-    fn unparseable(
-        &self,
-        run: &mut Run<'_>,
-        answer: &Answer,
-        format: Format,
-        content_type: Option<String>,
-        e: &ParseError,
-    ) -> ProbeError {
-        run.details.insert(
-            "parse_error".into(),
-            serde_json::json!({
-                "line": e.line,
-                "column": e.column,
-                "problem": e.problem.to_string(),
-            }),
-        );
-        let line = String::from_utf8_lossy(&answer.body)
-            .lines()
-            .nth(e.line.saturating_sub(1))
-            .map(|l| {
-                let mut shown: String = l.chars().take(120).collect();
-                if l.chars().count() > 120 {
-                    shown.push('…');
-                }
-                shown
-            })
-            .unwrap_or_default();
-        let ct = content_type.unwrap_or_else(|| "none".into());
-        unexpected(format!(
-            "the scrape does not parse as {} (Content-Type: {ct}): {e}; the line reads {line:?}",
-            format.title()
-        ))
-    }
-}
-
-fn unexpected(message: String) -> ProbeError {
-    ProbeError::new(ErrorType::UnexpectedResponse, Phase::Request, message)
-}
-
-/// "scraped 1027 samples of 980 series in 75 families (86512 bytes, OpenMetrics 1.0)".
-fn success_message(summary: &Summary, format: Format, bytes: usize) -> String {
-    format!(
-        "scraped {} samples of {} series in {} families ({bytes} bytes, {})",
-        summary.samples,
-        summary.series,
-        summary.families,
-        format.title()
-    )
-}
-
-impl Probe for MetricsProbe {
-    fn meta(&self) -> &ProbeMeta {
-        &self.meta
-    }
-
-    fn run(&self) -> BoxFuture<'_, Outcome> {
-        Box::pin(async move {
-            let mut run = Run::start(&self.meta);
-            let result = self.exec(&mut run).await;
-            run.finish(result)
-        })
     }
 }

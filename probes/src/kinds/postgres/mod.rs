@@ -20,7 +20,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -30,13 +29,13 @@ use tokio_postgres::tls::{NoTls, TlsConnect};
 use depprobe_config::kinds::postgres::{PgTarget, PostgresSpec, SslMode, SslNegotiation};
 use depprobe_config::{ProbeConfig, Secret};
 
-use crate::outcome::{Outcome, Target};
+use crate::outcome::Target;
 use crate::run::{ProbeError, ProbeMeta, Run, humanize};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::classify::ClientAuth;
 use crate::transport::tls::{Enforcement, TlsClient};
 use crate::transport::{self, Dns};
-use crate::{BuildError, Probe, ProbeEnv};
+use crate::{BuildError, Exec, ProbeEnv};
 
 use answer::{Answer, Role, first_value};
 use classify::LoginContext;
@@ -110,61 +109,6 @@ impl PostgresProbe {
             dns: env.dns.clone(),
             last_role: Mutex::new(None),
         })
-    }
-
-    async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
-        let password = match &self.target.password {
-            Some(src) => {
-                let p = crate::kinds::http::read_secret(src, "password")?;
-                run.secret(&p);
-                Some(p)
-            }
-            None => None,
-        };
-        run.details
-            .insert("sslmode".into(), self.sslmode.as_str().into());
-        let limit = self.target.connect_timeout.map(|d| Instant::now() + d);
-
-        let tcp = self.dial(run, limit).await?;
-        let channel = self.secure(run, limit, tcp).await?;
-        let (answer, plain_because) = match channel {
-            Channel::Tls(stream, client_auth) => {
-                run.details.insert("tls_used".into(), true.into());
-                let ctx = LoginContext {
-                    password_configured: password.is_some(),
-                    client_auth: Some(client_auth),
-                };
-                let answer = self
-                    .session(run, limit, *stream, Established, password.as_ref(), ctx)
-                    .await?;
-                (answer, None)
-            }
-            Channel::Plain(tcp, why) => {
-                run.details.insert("tls_used".into(), false.into());
-                let ctx = LoginContext {
-                    password_configured: password.is_some(),
-                    client_auth: None,
-                };
-                let answer = self
-                    .session(run, limit, tcp, NoTls, password.as_ref(), ctx)
-                    .await?;
-                (answer, Some(why))
-            }
-        };
-
-        run.details
-            .insert("role".into(), answer.role.as_str().into());
-        run.findings
-            .extend(answer::role_change(&self.last_role, answer.role));
-        answer::judge(self.expect.as_deref(), &answer.first_value)?;
-        let how = plain_because.map(|why| format!("{why} (sslmode={})", self.sslmode));
-        Ok(answer::summary(
-            &answer,
-            &self.target.user,
-            how,
-            run.tls.as_ref(),
-            run.now(),
-        ))
     }
 
     /// Resolves the host (phase `dns`, skipped for an address) and connects (phase
@@ -409,16 +353,63 @@ fn describe_byte(b: u8) -> String {
     }
 }
 
-impl Probe for PostgresProbe {
+impl Exec for PostgresProbe {
     fn meta(&self) -> &ProbeMeta {
         &self.meta
     }
 
-    fn run(&self) -> BoxFuture<'_, Outcome> {
-        Box::pin(async move {
-            let mut run = Run::start(&self.meta);
-            let result = self.exec(&mut run).await;
-            run.finish(result)
-        })
+    async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
+        let password = match &self.target.password {
+            Some(src) => {
+                let p = crate::kinds::http::read_secret(src, "password")?;
+                run.secret(&p);
+                Some(p)
+            }
+            None => None,
+        };
+        run.details
+            .insert("sslmode".into(), self.sslmode.as_str().into());
+        let limit = self.target.connect_timeout.map(|d| Instant::now() + d);
+
+        let tcp = self.dial(run, limit).await?;
+        let channel = self.secure(run, limit, tcp).await?;
+        let (answer, plain_because) = match channel {
+            Channel::Tls(stream, client_auth) => {
+                run.details.insert("tls_used".into(), true.into());
+                let ctx = LoginContext {
+                    password_configured: password.is_some(),
+                    client_auth: Some(client_auth),
+                };
+                let answer = self
+                    .session(run, limit, *stream, Established, password.as_ref(), ctx)
+                    .await?;
+                (answer, None)
+            }
+            Channel::Plain(tcp, why) => {
+                run.details.insert("tls_used".into(), false.into());
+                let ctx = LoginContext {
+                    password_configured: password.is_some(),
+                    client_auth: None,
+                };
+                let answer = self
+                    .session(run, limit, tcp, NoTls, password.as_ref(), ctx)
+                    .await?;
+                (answer, Some(why))
+            }
+        };
+
+        run.details
+            .insert("role".into(), answer.role.as_str().into());
+        run.findings
+            .extend(answer::role_change(&self.last_role, answer.role));
+        answer::judge(self.expect.as_deref(), &answer.first_value)?;
+        let how = plain_because.map(|why| format!("{why} (sslmode={})", self.sslmode));
+        Ok(answer::summary(
+            &answer,
+            &self.target.user,
+            how,
+            run.tls.as_ref(),
+            run.now(),
+        ))
     }
 }
