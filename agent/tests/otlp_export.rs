@@ -366,3 +366,38 @@ async fn sigterm_stops_cleanly_and_flushes_pending_metrics() {
     );
     assert!(agent.log_text().contains("SIGTERM: stopping"));
 }
+
+#[tokio::test]
+async fn http_protobuf_export_over_tls_trusts_the_configured_ca() {
+    let world = World::new().await;
+    let collector_ca = depprobe_tests::Ca::root("Collector CA").unwrap();
+    let identity = collector_ca
+        .leaf(&["localhost"], depprobe_tests::Validity::current())
+        .unwrap();
+    let receiver = OtlpReceiver::start_tls(&identity).await.unwrap();
+    let ca_file = world.scratch.ca(&collector_ca).unwrap();
+    let extra = format!("    ca_file: {}\n", ca_file.display());
+    let config = world.config(
+        "tls.yaml",
+        &telemetry(&receiver.https_endpoint(), "http/protobuf", &extra),
+    );
+    let agent = world.start(&config, "tls.log").await;
+    let got = receiver.received();
+    assert!(
+        got.wait_for(WAIT, has_both_roots).await,
+        "no spans over TLS; log:\n{}",
+        agent.log_text()
+    );
+
+    // Without the CA, the collector's certificate is not trusted: export fails, is
+    // logged once, and probing goes on.
+    let receiver2 = OtlpReceiver::start_tls(&identity).await.unwrap();
+    let config = world.config(
+        "untrusted.yaml",
+        &telemetry(&receiver2.https_endpoint(), "http/protobuf", ""),
+    );
+    let agent = world.start(&config, "untrusted.log").await;
+    common::wait_for_log_line(&agent, &["OTLP traces export", "failing"]).await;
+    assert_eq!(receiver2.received().requests(), (0, 0));
+    wait_status(&agent, WAIT, |s| entry(s, "healthy-api").is_some()).await;
+}

@@ -54,6 +54,8 @@ pub struct OtlpReceiver {
     received: Arc<Received>,
     grpc_stop: Option<tokio::sync::oneshot::Sender<()>>,
     tasks: Vec<Task>,
+    /// Whether the HTTP endpoint speaks TLS.
+    pub tls: bool,
 }
 
 /// One received span with the resource it came with.
@@ -224,7 +226,48 @@ impl OtlpReceiver {
         Ok(Self::serve(g, h, received))
     }
 
+    /// Starts with the HTTP endpoint served over TLS with `identity` (the gRPC
+    /// endpoint stays plaintext); `https_endpoint` is its URL.
+    pub async fn start_tls(identity: &crate::certs::Identity) -> Result<OtlpReceiver, ServerError> {
+        let received = Arc::new(Received::default());
+        let grpc = TcpListener::bind("127.0.0.1:0").await?;
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = rustls::sign::CertifiedKey::from_der(
+            identity.chain.clone(),
+            identity.key(),
+            &provider,
+        )?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut r = Self::serve_with(
+            grpc,
+            http,
+            received,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        );
+        r.tls = true;
+        Ok(r)
+    }
+
+    /// `https://localhost:<port>` of the HTTP endpoint, when it speaks TLS.
+    pub fn https_endpoint(&self) -> String {
+        format!("https://localhost:{}", self.http.port())
+    }
+
     fn serve(grpc: TcpListener, http: TcpListener, received: Arc<Received>) -> OtlpReceiver {
+        Self::serve_with(grpc, http, received, None)
+    }
+
+    fn serve_with(
+        grpc: TcpListener,
+        http: TcpListener,
+        received: Arc<Received>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> OtlpReceiver {
         let grpc_addr = grpc
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -258,14 +301,24 @@ impl OtlpReceiver {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((tcp, _)) = http.accept().await {
                 let r = r.clone();
+                let tls = tls.clone();
                 connections.spawn(async move {
                     let svc = service_fn(move |req| {
                         let r = r.clone();
                         async move { Ok::<_, Infallible>(http_export(req, &r).await) }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                        }
+                    }
                 });
             }
         });
@@ -275,6 +328,7 @@ impl OtlpReceiver {
             received,
             grpc_stop: Some(stop_tx),
             tasks: vec![Task::new(grpc_task), Task::new(http_task)],
+            tls: false,
         }
     }
 
