@@ -401,3 +401,58 @@ async fn http_protobuf_export_over_tls_trusts_the_configured_ca() {
     assert_eq!(receiver2.received().requests(), (0, 0));
     wait_status(&agent, WAIT, |s| entry(s, "healthy-api").is_some()).await;
 }
+
+#[tokio::test]
+async fn standard_otel_variables_configure_export_and_resource() {
+    let world = World::new().await;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    // No telemetry section at all: the standard variables say where and what.
+    let config = world.config("env.yaml", common::FAST_AGENT);
+    let agent = depprobe_tests::agent_process::AgentProcess::start(
+        &common::bin(),
+        &config,
+        &world.log("env.log"),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-scope-orgid=tenant-7"),
+            ("OTEL_SERVICE_NAME", "edge-prober"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "cloud.region=eu-west-1,cloud.availability_zone=eu-west-1a",
+            ),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
+        ],
+    )
+    .await
+    .unwrap();
+    let got = receiver.received();
+    assert!(
+        got.wait_for(WAIT, has_both_roots).await,
+        "no spans; log:\n{}",
+        agent.log_text()
+    );
+    let span = got.spans().into_iter().next().unwrap();
+    let res = |k: &str| {
+        span.resource
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(res("service.name").as_deref(), Some("edge-prober"));
+    assert_eq!(res("cloud.region").as_deref(), Some("eu-west-1"));
+    assert_eq!(
+        res("cloud.availability_zone").as_deref(),
+        Some("eu-west-1a")
+    );
+    assert!(got.headers().iter().any(|h| {
+        h.iter()
+            .any(|(k, v)| k == "x-scope-orgid" && v == "tenant-7")
+    }));
+    assert!(
+        got.wait_for(WAIT, |r| metric_names(r)
+            .iter()
+            .any(|n| n == "probe.success"))
+            .await
+    );
+}
