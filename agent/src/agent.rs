@@ -99,14 +99,18 @@ pub async fn run_config(
 
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     let watcher = path.clone().map(|p| crate::reload::watch(p, reload_tx));
+    let stop = stop_signal();
+    tokio::pin!(stop);
     let mut current = cfg;
     loop {
         tokio::select! {
-            why = reload_rx.recv() => {
-                let (Some(why), Some(p)) = (why, path.as_ref()) else { continue };
-                reload(p, why, &env, shard, &mut current, &mut scheduler, &state);
+            // Without a file to watch the channel is closed at once: never poll it.
+            Some(why) = reload_rx.recv(), if watcher.is_some() => {
+                if let Some(p) = path.as_ref() {
+                    reload(p, why, &env, shard, &mut current, &mut scheduler, &state);
+                }
             }
-            sig = stop_signal() => {
+            sig = &mut stop => {
                 tracing::info!("{sig}: stopping");
                 break;
             }

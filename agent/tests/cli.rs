@@ -297,3 +297,34 @@ async fn demo_once_names_every_case() {
     assert_eq!(code, Some(0));
     assert!(out.contains("9 probes: 2 up, 1 degraded, 6 down"), "{out}");
 }
+
+#[tokio::test]
+async fn demo_keeps_serving_until_sigterm() {
+    let world = World::new().await;
+    let mut agent = depprobe_tests::agent_process::AgentProcess::start_args(
+        &bin(),
+        &["demo", "--listen", "127.0.0.1:0"],
+        &world.log("demo.log"),
+        &[],
+    )
+    .await
+    .unwrap();
+    let status = common::wait_status(&agent, std::time::Duration::from_secs(60), |s| {
+        s.as_array().is_some_and(|a| a.len() == 9)
+    })
+    .await;
+    assert_eq!(
+        entry(&status, "expired-db-proxy").unwrap()["error_type"],
+        "tls_cert_expired"
+    );
+    let (code, metrics) = agent.get("/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains("probe_success{"), "{metrics}");
+    agent.signal("TERM").unwrap();
+    assert_eq!(
+        agent.wait_exit(std::time::Duration::from_secs(30)).await,
+        Some(0),
+        "log:\n{}",
+        agent.log_text()
+    );
+}
