@@ -27,7 +27,9 @@ pub async fn serve(
             let (tcp, _) = match listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
+                    // Out of file descriptors, say: back off rather than spin.
                     tracing::debug!("accept on the API port failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             };
