@@ -1,0 +1,271 @@
+//! `kind: otlp`: the ingest path of an OTLP receiver, probed with one small export.
+//!
+//! Applications push their telemetry to a collector; when it refuses their token or
+//! is overloaded, monitoring goes dark (incident 01, from the other side). One run
+//! dials the receiver through the shared transport (so TLS is judged like every
+//! other kind), sends one gauge point or one span that says it is synthetic
+//! (`depprobe.synthetic=true`, service `depprobe-synthetic`, so a collector can drop
+//! it), and names the answer: gRPC `UNAUTHENTICATED` / HTTP 401 is `auth_rejected`
+//! (`jwt_rejected` when it names the token), `PERMISSION_DENIED` / 403 is
+//! `auth_rejected`, `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, 503, 429 and the rest are
+//! `http_status` with the code, and a partial success is a `partial_success` finding.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::Method;
+use http::header::{HeaderName, HeaderValue};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+use url::Url;
+
+use depprobe_config::kinds::otlp::{OtlpProbeSpec, OtlpSignal};
+use depprobe_config::{OtlpProtocol, ProbeConfig, Secret};
+
+use crate::outcome::{Finding, FindingType, HttpFacts, Severity, Target};
+use crate::run::{ProbeError, ProbeMeta, Run};
+use crate::taxonomy::{ErrorType, Phase};
+use crate::transport::classify::ClientAuth;
+use crate::transport::http_client::{HttpClient, classify_status};
+use crate::transport::tap::Tap;
+use crate::transport::tls::TlsClient;
+use crate::transport::{Dns, dial};
+use crate::{BuildError, Exec, ProbeEnv};
+
+mod grpc;
+mod payload;
+
+use grpc::{Io, grpc_error, grpc_export, insert_metadata};
+
+pub use payload::{
+    HEARTBEAT_METRIC, SPAN_NAME, SYNTHETIC_ATTRIBUTE, SYNTHETIC_SERVICE, metrics_request,
+    traces_request,
+};
+
+/// An `otlp` probe.
+pub struct OtlpProbe {
+    meta: ProbeMeta,
+    url: Url,
+    protocol: OtlpProtocol,
+    signal: OtlpSignal,
+    client: HttpClient,
+    tls: TlsClient,
+    dns: Dns,
+}
+
+/// What the receiver said to an accepted export.
+pub(crate) struct Accepted {
+    pub(crate) rejected: i64,
+    pub(crate) message: String,
+}
+
+fn invalid(what: impl Into<String>) -> BuildError {
+    BuildError::Invalid(what.into())
+}
+
+impl OtlpProbe {
+    /// Builds the probe.
+    pub fn new(
+        cfg: &ProbeConfig,
+        spec: &OtlpProbeSpec,
+        env: &ProbeEnv,
+    ) -> Result<Self, BuildError> {
+        let mut url = Url::parse(&spec.endpoint).map_err(|e| invalid(format!("endpoint: {e}")))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| invalid("endpoint has no host"))?
+            .to_owned();
+        let default_port = match spec.protocol {
+            OtlpProtocol::Grpc => 4317,
+            OtlpProtocol::HttpProtobuf => 4318,
+        };
+        let port = url.port().unwrap_or(default_port);
+        if spec.protocol == OtlpProtocol::HttpProtobuf && matches!(url.path(), "" | "/") {
+            let signal = match spec.signal {
+                OtlpSignal::Metrics => "metrics",
+                OtlpSignal::Traces => "traces",
+            };
+            url.set_path(&format!("/v1/{signal}"));
+        }
+        if url.port().is_none() {
+            let _ = url.set_port(Some(port));
+        }
+        let alpn: &[&str] = match spec.protocol {
+            OtlpProtocol::Grpc => &["h2"],
+            OtlpProtocol::HttpProtobuf => &["h2", "http/1.1"],
+        };
+        let tls = TlsClient::from_spec(&spec.tls, alpn)?;
+        Ok(OtlpProbe {
+            meta: ProbeMeta::new(
+                cfg,
+                Target {
+                    address: host,
+                    port,
+                },
+            ),
+            url,
+            protocol: spec.protocol,
+            signal: spec.signal,
+            client: HttpClient::new(
+                spec.credentials(),
+                tls.clone(),
+                env.dns.clone(),
+                "application/x-protobuf",
+                1 << 20,
+            )?,
+            tls,
+            dns: env.dns.clone(),
+        })
+    }
+
+    async fn over_http(
+        &self,
+        run: &mut Run<'_>,
+        authorization: Option<&HeaderValue>,
+        now: SystemTime,
+    ) -> Result<Accepted, ProbeError> {
+        let body = Bytes::from(match self.signal {
+            OtlpSignal::Metrics => metrics_request(&self.meta.name, now).encode_to_vec(),
+            OtlpSignal::Traces => traces_request(&self.meta.name, now).encode_to_vec(),
+        });
+        let content_type = [(
+            HeaderName::from_static("content-type"),
+            Secret::new("application/x-protobuf"),
+        )];
+        let answer = self
+            .client
+            .exchange(
+                run,
+                &Method::POST,
+                &self.url,
+                Some(&body),
+                &content_type,
+                authorization,
+            )
+            .await?;
+        run.http = Some(HttpFacts {
+            status_code: answer.status.as_u16(),
+            version: answer.version.clone(),
+            body_bytes: answer.body.len(),
+            redirects: 0,
+        });
+        if !answer.status.is_success() {
+            return Err(classify_status(&answer));
+        }
+        let bad = |e: prost::DecodeError| {
+            ProbeError::new(
+                ErrorType::UnexpectedResponse,
+                Phase::Request,
+                format!(
+                    "HTTP {}, but the answer is not an OTLP export response: {e}",
+                    answer.status.as_u16()
+                ),
+            )
+        };
+        Ok(match self.signal {
+            OtlpSignal::Metrics => {
+                let r = ExportMetricsServiceResponse::decode(answer.body.as_ref()).map_err(bad)?;
+                let p = r.partial_success.unwrap_or_default();
+                Accepted {
+                    rejected: p.rejected_data_points,
+                    message: p.error_message,
+                }
+            }
+            OtlpSignal::Traces => {
+                let r = ExportTraceServiceResponse::decode(answer.body.as_ref()).map_err(bad)?;
+                let p = r.partial_success.unwrap_or_default();
+                Accepted {
+                    rejected: p.rejected_spans,
+                    message: p.error_message,
+                }
+            }
+        })
+    }
+
+    async fn over_grpc(
+        &self,
+        run: &mut Run<'_>,
+        authorization: Option<&HeaderValue>,
+        now: SystemTime,
+    ) -> Result<Accepted, ProbeError> {
+        let host = self.url.host_str().unwrap_or_default().to_owned();
+        let port = self.meta.target.port;
+        let tcp = dial(run, &self.dns, &host, port).await?;
+        let (io, auth): (Box<dyn Io>, ClientAuth) = if self.url.scheme() == "https" {
+            let mut session = run
+                .phase(Phase::Tls, self.tls.handshake(tcp, &host, now))
+                .await?;
+            run.tls = Some(session.facts.clone());
+            run.findings.append(&mut session.findings);
+            (Box::new(session.stream), session.client_auth)
+        } else {
+            (Box::new(tcp), ClientAuth::default())
+        };
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        for (name, value) in self.client.headers() {
+            insert_metadata(&mut metadata, name.as_str(), value.expose())?;
+        }
+        if let Some(a) = authorization {
+            insert_metadata(
+                &mut metadata,
+                "authorization",
+                a.to_str().unwrap_or_default(),
+            )?;
+        }
+        let (io, slot) = Tap::new(io);
+        let authority = format!("http://{host}:{port}");
+        let exported = run
+            .phase(
+                Phase::Request,
+                grpc_export(io, &authority, self.signal, &self.meta.name, now, metadata),
+            )
+            .await?;
+        exported.map_err(|failure| grpc_error(failure, &slot, auth))
+    }
+}
+
+impl Exec for OtlpProbe {
+    fn meta(&self) -> &ProbeMeta {
+        &self.meta
+    }
+
+    async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
+        let authorization = self.client.authorization(run)?;
+        let now = run.now();
+        let accepted = match self.protocol {
+            OtlpProtocol::HttpProtobuf => self.over_http(run, authorization.as_ref(), now).await?,
+            OtlpProtocol::Grpc => self.over_grpc(run, authorization.as_ref(), now).await?,
+        };
+        let what = match self.signal {
+            OtlpSignal::Metrics => "data point",
+            OtlpSignal::Traces => "span",
+        };
+        if accepted.rejected > 0 {
+            run.findings.push(
+                Finding::new(
+                    FindingType::PartialSuccess,
+                    Severity::Warning,
+                    format!(
+                        "the receiver accepted the export but rejected {} {what}(s): {}",
+                        accepted.rejected,
+                        if accepted.message.is_empty() {
+                            "no reason given"
+                        } else {
+                            accepted.message.as_str()
+                        }
+                    ),
+                )
+                .with("rejected", accepted.rejected)
+                .with("receiver_message", accepted.message.clone()),
+            );
+        }
+        let protocol = match self.protocol {
+            OtlpProtocol::Grpc => "gRPC",
+            OtlpProtocol::HttpProtobuf => "HTTP/protobuf",
+        };
+        Ok(format!(
+            "the receiver accepted one synthetic {what} over OTLP/{protocol}"
+        ))
+    }
+}
