@@ -62,8 +62,11 @@ impl Dns {
         }
         match self.resolver.lookup_ip(host).await {
             Ok(found) => {
-                let addrs: Vec<SocketAddr> =
+                let mut addrs: Vec<SocketAddr> =
                     found.iter().map(|ip| SocketAddr::new(ip, port)).collect();
+                // IPv4 first: `localhost` resolves to ::1 too, and a failure is
+                // reported from the first address tried.
+                addrs.sort_by_key(|a| a.is_ipv6());
                 if addrs.is_empty() {
                     Err(ProbeError::new(
                         ErrorType::DnsNotFound,
