@@ -5,6 +5,8 @@
 //! certificate from an unknown CA is both), and reports each certificate's facts
 //! whether verification passed or not.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rustls::client::WebPkiServerVerifier;
@@ -22,8 +24,33 @@ pub fn facts(chain: &[CertificateDer<'_>]) -> Vec<CertFacts> {
     chain.iter().filter_map(|der| cert_facts(der)).collect()
 }
 
+/// Certificates whose facts are remembered at most; past that the memo starts over.
+const MEMO_LIMIT: usize = 4096;
+
+/// Facts by the SHA-256 of the certificate: a target presents the same certificate
+/// run after run (and many targets share one), so it is parsed once rather than on
+/// every run. Facts are a pure function of the DER bytes.
+static MEMO: LazyLock<Mutex<HashMap<[u8; 32], CertFacts>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
 /// The facts of one DER certificate.
 pub fn cert_facts(der: &CertificateDer<'_>) -> Option<CertFacts> {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
+    let key: [u8; 32] = digest.as_ref().try_into().ok()?;
+    if let Some(f) = MEMO.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Some(f);
+    }
+    let facts = parse_facts(der, &key)?;
+    if let Ok(mut m) = MEMO.lock() {
+        if m.len() >= MEMO_LIMIT {
+            m.clear();
+        }
+        m.insert(key, facts.clone());
+    }
+    Some(facts)
+}
+
+fn parse_facts(der: &CertificateDer<'_>, sha256: &[u8; 32]) -> Option<CertFacts> {
     let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
     let validity = cert.validity();
     let sans = match cert.subject_alternative_name() {
@@ -46,7 +73,7 @@ pub fn cert_facts(der: &CertificateDer<'_>) -> Option<CertFacts> {
         serial: cert.raw_serial_as_string(),
         not_before: unix(validity.not_before.timestamp()),
         not_after: unix(validity.not_after.timestamp()),
-        sha256: sha256_hex(der.as_ref()),
+        sha256: hex(sha256),
         sans,
         key_type,
         key_bits,
@@ -103,10 +130,16 @@ fn unix(ts: i64) -> SystemTime {
 
 /// SHA-256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest.as_ref() {
-        out.push_str(&format!("{b:02x}"));
+    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
+}
+
+/// Lower-case hexadecimal.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     out
 }
