@@ -1,4 +1,5 @@
-//! The agent's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, `/status`.
+//! The agent's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, `/status`,
+//! `/schedule`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,9 +37,26 @@ pub async fn serve(
             let _ = tcp.set_nodelay(true);
             let t = telemetry.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req| {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let t = t.clone();
-                    async move { Ok::<_, Infallible>(route(&req, &t)) }
+                    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+                    async move {
+                        // Rendering /metrics or /status for thousands of targets takes
+                        // milliseconds of CPU: off the runtime's workers, so that no
+                        // probe starts late because of a scrape.
+                        let resp = tokio::task::spawn_blocking(move || {
+                            let r = route(&method, &path, &t);
+                            if matches!(path.as_str(), "/metrics" | "/status") {
+                                crate::memory::trim();
+                            }
+                            r
+                        })
+                        .await
+                        .unwrap_or_else(|_| {
+                            reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "failed\n")
+                        });
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), svc)
@@ -58,11 +76,11 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp
     r
 }
 
-fn route<B>(req: &Request<B>, t: &Telemetry) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+fn route(method: &Method, path: &str, t: &Telemetry) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
     }
-    match req.uri().path() {
+    match path {
         "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
@@ -86,10 +104,11 @@ fn route<B>(req: &Request<B>, t: &Telemetry) -> Response<Full<Bytes>> {
             let body = crate::check::to_json(&t.state().outcomes());
             reply(StatusCode::OK, "application/json", body)
         }
+        "/schedule" => reply(StatusCode::OK, "application/json", t.schedule_json()),
         "/" => reply(
             StatusCode::OK,
             "text/plain",
-            "depprobe: /metrics (Prometheus), /status (JSON), /healthz, /readyz\n",
+            "depprobe: /metrics (Prometheus), /status (JSON), /schedule (JSON), /healthz, /readyz\n",
         ),
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod check;
 pub mod cli;
 pub mod demo;
+pub mod memory;
 pub mod reload;
 pub mod scheduler;
 pub mod setup;

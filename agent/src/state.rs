@@ -35,8 +35,8 @@ pub struct TargetState {
     pub fingerprint: u64,
     /// The attributes every series of this target carries.
     pub attributes: Arc<[KeyValue]>,
-    /// The latest outcome.
-    pub last: Option<Outcome>,
+    /// The latest outcome (shared with telemetry, not copied).
+    pub last: Option<Arc<Outcome>>,
     /// Runs so far.
     pub runs: u64,
     /// Failures so far, by class.
@@ -64,7 +64,7 @@ impl TargetState {
 
     /// Records a run; adds the findings that need memory (certificate changes) to
     /// `outcome` and returns it.
-    pub fn record(&mut self, mut outcome: Outcome) -> Outcome {
+    pub fn record(&mut self, mut outcome: Outcome) -> Arc<Outcome> {
         self.runs += 1;
         if let Some(class) = outcome.error_type {
             *self.failures.entry(class).or_default() += 1;
@@ -119,6 +119,7 @@ impl TargetState {
             }
             self.leaf = Some(seen);
         }
+        let outcome = Arc::new(outcome);
         self.last = Some(outcome.clone());
         outcome
     }
@@ -180,7 +181,7 @@ impl State {
 
     /// Records an outcome of target `outcome.name`; returns it with memory-based
     /// findings added, or `None` if the target is no longer configured.
-    pub fn record(&self, outcome: Outcome) -> Option<(Outcome, Arc<[KeyValue]>)> {
+    pub fn record(&self, outcome: Outcome) -> Option<(Arc<Outcome>, Arc<[KeyValue]>)> {
         let Ok(mut targets) = self.targets.write() else {
             return None;
         };
@@ -212,7 +213,7 @@ impl State {
         };
         let mut v: Vec<(usize, Outcome)> = targets
             .values()
-            .filter_map(|t| t.last.clone().map(|o| (t.order, o)))
+            .filter_map(|t| t.last.as_ref().map(|o| (t.order, Outcome::clone(o))))
             .collect();
         v.sort_by_key(|(order, _)| *order);
         v.into_iter().map(|(_, o)| o).collect()

@@ -186,10 +186,10 @@ async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
     }
 
     assert_eq!(find("probe.duration").unit, "s");
-    let hist = find("probe.phase.duration");
-    assert_eq!(hist.unit, "s");
-    let Some(Data::Histogram(h)) = &hist.data else {
-        panic!("not a histogram")
+    let phase = find("probe.phase.duration");
+    assert_eq!(phase.unit, "s");
+    let Some(Data::Gauge(h)) = &phase.data else {
+        panic!("probe.phase.duration is not a gauge")
     };
     let phases: std::collections::BTreeSet<String> = h
         .data_points

@@ -64,7 +64,7 @@ use MetricKind::{Counter, Gauge, Histogram};
 pub const METRICS: &[Metric] = &[
     probe("probe_success", Gauge, &[]),
     probe("probe_duration_seconds", Gauge, &[]),
-    probe("probe_phase_duration_seconds", Histogram, &["probe_phase"]),
+    probe("probe_phase_duration_seconds", Gauge, &["probe_phase"]),
     probe("probe_status", Gauge, &["probe_status"]),
     probe("probe_error_info", Gauge, &["error_type", "probe_phase"]),
     probe("probe_failures_total", Counter, &["error_type"]),

@@ -58,7 +58,7 @@ impl Timeline {
     async fn run(&self, name: &str) -> Outcome {
         let probe = self.probes.iter().find(|p| p.meta().name == name).unwrap();
         let (outcome, _) = self.state.record(probe.run().await).unwrap();
-        outcome
+        Outcome::clone(&outcome)
     }
 
     /// Runs every probe once; prints the `check` table of the stage.

@@ -1,13 +1,15 @@
 //! Telemetry: where outcomes go after the state has seen them.
 //!
-//! One OpenTelemetry meter provider feeds two readers: the Prometheus registry behind
-//! `/metrics`, and (when OTLP is configured) a reader collected on a timer by an
-//! export task. Spans are built from outcomes and exported through a bounded queue.
+//! `/metrics` is rendered straight from the state ([`prom`]); when OTLP is
+//! configured, an OpenTelemetry meter provider observes the same metric families
+//! ([`metrics::FAMILIES`]) through a reader collected on a timer by an export task. Spans are built from outcomes and exported through a bounded queue.
 //! Exporters run in their own tasks: a down or slow collector never stops or delays
 //! probing, and memory stays bounded.
 
 pub mod metrics;
 pub mod otlp;
+pub mod prom;
+pub mod schedule;
 pub mod traces;
 
 use std::sync::atomic::Ordering;
@@ -32,14 +34,30 @@ use tokio::task::JoinHandle;
 
 use crate::state::State;
 use metrics::Instruments;
+use schedule::Lateness;
 use traces::{FailureLog, SpanQueue};
 
 /// The agent's version, reported as `service.version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Series per instrument at most (OpenTelemetry's default, 2000, is too low for an
+/// Series per instrument and target at most, with headroom for reloads that add
+/// targets: 8 covers the longest list (phases of a run, certificates of a chain).
+const SERIES_PER_TARGET: usize = 12;
+
+/// Series per instrument at least (OpenTelemetry's default, 2000, is too low for an
 /// agent with thousands of targets).
-const CARDINALITY_LIMIT: usize = 1_000_000;
+const MIN_CARDINALITY_LIMIT: usize = 4096;
+
+/// The cardinality limit of every instrument for `targets` targets. The SDK sizes a
+/// map per instrument for the limit up front, so it must not be set far above what
+/// is needed (a fixed million cost some 35 MB); series past it are folded into one
+/// `otel.metric.overflow` series, which a restart after a reload that multiplied the
+/// targets fixes.
+pub fn cardinality_limit(targets: usize) -> usize {
+    targets
+        .saturating_mul(SERIES_PER_TARGET)
+        .max(MIN_CARDINALITY_LIMIT)
+}
 
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +65,6 @@ pub enum TelemetryError {
     /// The OTLP settings are unusable.
     #[error(transparent)]
     Otlp(#[from] otlp::OtlpError),
-    /// The Prometheus exporter could not be built.
-    #[error("Prometheus exporter: {0}")]
-    Prometheus(String),
 }
 
 /// The running telemetry pipeline.
@@ -57,12 +72,13 @@ pub struct Telemetry {
     state: Arc<State>,
     instruments: Instruments,
     provider: SdkMeterProvider,
-    registry: prometheus::Registry,
+    resource: Resource,
     spans: Mutex<Option<SpanQueue>>,
     span_task: Mutex<Option<JoinHandle<()>>>,
     metrics_task: Mutex<Option<(JoinHandle<()>, watch::Sender<bool>)>>,
     scope: InstrumentationScope,
     ids: RandomIdGenerator,
+    schedule: Mutex<Lateness>,
     /// The OTLP settings, when OTLP export is on.
     pub otlp: Option<otlp::OtlpSettings>,
 }
@@ -139,23 +155,19 @@ impl MetricReader for SharedReader {
 }
 
 impl Telemetry {
-    /// Starts the pipeline for `cfg`, observing `state`.
-    pub fn start(cfg: &TelemetryConfig, state: Arc<State>) -> Result<Telemetry, TelemetryError> {
+    /// Starts the pipeline for `cfg`, observing `state`, sized for `targets` targets
+    /// (see [`cardinality_limit`]).
+    pub fn start(
+        cfg: &TelemetryConfig,
+        state: Arc<State>,
+        targets: usize,
+    ) -> Result<Telemetry, TelemetryError> {
+        let limit = cardinality_limit(targets);
         let resource = resource(cfg);
-        let registry = prometheus::Registry::new();
-        let prom = opentelemetry_prometheus::exporter()
-            .with_registry(registry.clone())
-            .scope_info_enabled(false)
-            .build()
-            .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
         let mut builder = SdkMeterProvider::builder()
             .with_resource(resource.clone())
-            .with_reader(prom)
-            .with_view(|_: &opentelemetry_sdk::metrics::Instrument| {
-                Stream::builder()
-                    .with_cardinality_limit(CARDINALITY_LIMIT)
-                    .build()
-                    .ok()
+            .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
+                Stream::builder().with_cardinality_limit(limit).build().ok()
             });
 
         let otlp = otlp::settings(cfg)?;
@@ -212,7 +224,7 @@ impl Telemetry {
             state,
             instruments,
             provider,
-            registry,
+            resource,
             spans: Mutex::new(spans),
             span_task: Mutex::new(span_task),
             metrics_task: Mutex::new(metrics_task),
@@ -220,13 +232,13 @@ impl Telemetry {
                 .with_version(VERSION)
                 .build(),
             ids: RandomIdGenerator::default(),
+            schedule: Mutex::new(Lateness::new()),
             otlp,
         })
     }
 
     /// Records a finished run (after the state has added its findings).
     pub fn record(&self, outcome: &Outcome, target: &[KeyValue]) {
-        self.instruments.record(outcome, target);
         if let Ok(q) = self.spans.lock()
             && let Some(q) = q.as_ref()
         {
@@ -237,16 +249,27 @@ impl Telemetry {
     /// Records how late a run started against its schedule.
     pub fn record_lateness(&self, late: Duration) {
         self.instruments.record_lateness(late.as_secs_f64());
+        if let Ok(mut s) = self.schedule.lock() {
+            s.record(late);
+        }
+    }
+
+    /// How late runs started since the agent started, as JSON (`/schedule`).
+    pub fn schedule_json(&self) -> String {
+        match self.schedule.lock() {
+            Ok(s) => s.to_json(),
+            Err(_) => "{}".to_owned(),
+        }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn prometheus_text(&self) -> String {
-        use prometheus::Encoder;
-        let mut buf = Vec::new();
-        if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            tracing::warn!("cannot encode /metrics: {e}");
-        }
-        String::from_utf8_lossy(&buf).into_owned()
+        // The lateness buckets are copied out first: runs record into that histogram.
+        let lateness = match self.schedule.lock() {
+            Ok(s) => s.buckets(metrics::LATENESS_BOUNDARIES),
+            Err(_) => Lateness::new().buckets(metrics::LATENESS_BOUNDARIES),
+        };
+        prom::render(&self.state, &self.resource, &lateness)
     }
 
     /// The shared state.

@@ -170,7 +170,7 @@ fn dashboard_shows_status_failure_classes_certificate_days_and_phase_latency() {
         ),
         (
             "Latency per phase",
-            "probe_phase_duration_seconds_bucket",
+            "probe_phase_duration_seconds",
             "probe_phase",
         ),
     ];
