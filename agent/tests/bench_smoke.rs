@@ -1,0 +1,97 @@
+//! The benchmark's machinery at a tiny size, so that `scripts/bench` keeps working:
+//! nginx starts, the floor loop handshakes, the real agent probes and reports its
+//! schedule, blackbox_exporter answers, and the report holds every figure and ratio.
+//! The figures of a debug build on a busy CI machine mean nothing; only their
+//! presence and consistency are checked here. `docs/benchmarks.md` holds real ones.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use depprobe_bench::{Options, run};
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_tiny_benchmark_measures_every_process_and_writes_every_figure() {
+    let opts = Options {
+        depprobe: PathBuf::from(env!("CARGO_BIN_EXE_depprobe")),
+        rate: 20.0,
+        targets: 10,
+        window: Duration::from_secs(2),
+        scale_targets: 40,
+        scale_interval: Duration::from_secs(2),
+        scale_window: Duration::from_secs(2),
+        ports: 2,
+        scrape_every: Some(Duration::from_secs(1)),
+        ..Options::default()
+    };
+    assert!(
+        opts.blackbox.is_some(),
+        "prometheus-blackbox-exporter is not installed: run scripts/deps"
+    );
+    let report = run(&opts)
+        .await
+        .unwrap_or_else(|e| panic!("benchmark: {e}"));
+
+    let floor = report.floor.as_ref().expect("floor measured");
+    assert!(floor.handshakes > 0 && floor.failures == 0, "{floor:?}");
+    assert_eq!(report.floor_runs_ms.len(), 2, "the floor runs twice");
+    assert_eq!(floor.version, "TLSv1_3");
+    assert!(!floor.kx_group.is_empty());
+
+    for (name, r) in [
+        ("http", &report.depprobe_http),
+        ("tls", &report.depprobe_tls),
+        ("scale", &report.scale),
+    ] {
+        let r = r.as_ref().unwrap_or_else(|| panic!("{name} not measured"));
+        assert!(r.probes > 0, "{name}: no runs in the window: {r:?}");
+        assert_eq!(r.up, r.targets, "{name}: not every target is up: {r:?}");
+        assert!(
+            r.cpu_seconds > 0.0 && r.cpu_ms_per_probe > 0.0,
+            "{name}: {r:?}"
+        );
+        assert!(
+            r.rss_mib > 0.0 && r.peak_rss_mib >= r.rss_mib,
+            "{name}: {r:?}"
+        );
+        assert!(r.lateness.runs > 0, "{name}: no lateness recorded: {r:?}");
+        assert!(
+            r.lateness.p50_ms <= r.lateness.p99_ms && r.lateness.p99_ms <= r.lateness.max_ms,
+            "{name}: {r:?}"
+        );
+        // Like with like: the agent negotiates the floor's key exchange.
+        assert_eq!(r.kx_group, floor.kx_group, "{name}");
+    }
+    let scale = report.scale.as_ref().expect("scale measured");
+    assert!(scale.scrapes > 0 && scale.metrics_bytes > 0, "{scale:?}");
+
+    let bb = report
+        .blackbox
+        .as_ref()
+        .expect("blackbox_exporter measured");
+    assert!(bb.probes > 0 && bb.successes == bb.probes, "{bb:?}");
+    assert!(bb.cpu_ms_per_probe > 0.0, "{bb:?}");
+
+    let r = &report.ratios;
+    for v in [
+        r.http_vs_floor,
+        r.tls_vs_floor,
+        r.http_vs_blackbox,
+        r.blackbox_vs_floor,
+    ] {
+        assert!(v.is_some_and(|v| v > 0.0), "{r:?}");
+    }
+    assert_eq!(report.targets.len(), 3, "{:?}", report.targets);
+
+    let table = report.table();
+    for row in [
+        "floor: rustls handshake loop",
+        "depprobe `http`",
+        "depprobe `tls`",
+        "blackbox_exporter `http`",
+        "Scale: 40 `http` targets",
+    ] {
+        assert!(table.contains(row), "{row} missing from\n{table}");
+    }
+    let json = serde_json::to_value(&report).expect("report serialises");
+    assert!(json["ratios"]["http_vs_floor"].is_f64(), "{json}");
+}

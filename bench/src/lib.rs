@@ -1,0 +1,219 @@
+//! depprobe's benchmark.
+//!
+//! In one run, on the same nginx targets (TLS 1.3, ECDSA P-256, no session reuse):
+//! the floor (a bare rustls handshake loop), the real agent probing HTTPS and TLS
+//! targets at a fixed rate, blackbox_exporter driven at the same rate, and the agent
+//! at scale (10,000 targets at 60 s by default). CPU and memory come from `/proc`,
+//! schedule lateness from the agent's `/schedule`. `docs/benchmarks.md` explains the
+//! method and holds a run's results.
+
+pub mod agent;
+pub mod blackbox;
+pub mod floor;
+pub mod lateness;
+pub mod nginx;
+pub mod procfs;
+pub mod report;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use depprobe_tests::certs::{Ca, Validity};
+
+pub use report::Report;
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A program the benchmark needs is not installed.
+    #[error("missing: {0}")]
+    Missing(String),
+    /// Reading `/proc`.
+    #[error("reading {0}: {1}")]
+    Proc(String, std::io::Error),
+    /// Other I/O.
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// A server (nginx, blackbox_exporter) did not start or answer.
+    #[error("{0}")]
+    Server(String),
+    /// The agent did not start or answer.
+    #[error("depprobe: {0}")]
+    Agent(String),
+    /// TLS setup of the floor loop.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Certificates.
+    #[error(transparent)]
+    Cert(#[from] depprobe_tests::certs::CertError),
+}
+
+/// KiB to MiB.
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The `depprobe` binary (a release build for real figures).
+    pub depprobe: PathBuf,
+    /// blackbox_exporter, when it is to be measured.
+    pub blackbox: Option<PathBuf>,
+    /// Probes per second in the rate phases (floor, depprobe, blackbox_exporter).
+    pub rate: f64,
+    /// Targets in the rate phases (their interval is `targets / rate`).
+    pub targets: usize,
+    /// Length of each measured window.
+    pub window: Duration,
+    /// Targets in the scale phase (0 skips it).
+    pub scale_targets: usize,
+    /// Interval in the scale phase.
+    pub scale_interval: Duration,
+    /// Measured window of the scale phase, after one full round.
+    pub scale_window: Duration,
+    /// nginx ports the targets are spread over.
+    pub ports: usize,
+    /// `/metrics` scrape interval during the scale phase (as Prometheus would).
+    pub scrape_every: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            depprobe: PathBuf::from("target/release/depprobe"),
+            blackbox: blackbox::find(),
+            rate: 100.0,
+            targets: 200,
+            window: Duration::from_secs(30),
+            scale_targets: 10_000,
+            scale_interval: Duration::from_secs(60),
+            scale_window: Duration::from_secs(60),
+            ports: 8,
+            scrape_every: Some(Duration::from_secs(15)),
+        }
+    }
+}
+
+/// Prints a progress line on stderr.
+fn progress(msg: &str) {
+    eprintln!("depprobe-bench: {msg}");
+}
+
+/// Runs every phase and returns the report.
+pub async fn run(opts: &Options) -> Result<Report, BenchError> {
+    let dir = tempfile::Builder::new()
+        .prefix("depprobe-bench")
+        .tempdir()
+        .map_err(BenchError::Io)?;
+    let ca = Ca::root("depprobe-bench CA")?;
+    let leaf = ca.leaf(&["localhost"], Validity::current())?;
+    let (cert, key) = leaf.write(dir.path(), "server")?;
+    let ca_path = dir.path().join("ca.pem");
+    depprobe_tests::certs::write(&ca_path, &ca.pem)?;
+    let nginx = nginx::Nginx::start(dir.path(), &cert, &key, opts.ports)?;
+    let mut report = Report::new(opts);
+
+    // The floor runs before and after the agent's phases, and the two are pooled:
+    // a shared machine drifts, and a ratio against one side of it would be unfair.
+    measure_floor(&nginx, &ca.cert, opts, &mut report, "floor (1 of 2)").await?;
+    let interval = Duration::from_secs_f64(opts.targets as f64 / opts.rate.max(0.001));
+    for load in [agent::Load::Https, agent::Load::Tls] {
+        let label = match load {
+            agent::Load::Https => "depprobe-http",
+            agent::Load::Tls => "depprobe-tls",
+        };
+        progress(&format!(
+            "{label}: {} targets every {interval:?} ({}/s) for {:?}",
+            opts.targets, opts.rate, opts.window
+        ));
+        let r = agent::measure(
+            &agent::AgentRun {
+                bin: &opts.depprobe,
+                dir: dir.path(),
+                ca: &ca_path,
+                load,
+                targets: opts.targets,
+                interval,
+                window: opts.window,
+                scrape_every: None,
+                label,
+            },
+            &nginx,
+        )
+        .await?;
+        match load {
+            agent::Load::Https => report.depprobe_http = Some(r),
+            agent::Load::Tls => report.depprobe_tls = Some(r),
+        }
+    }
+
+    measure_floor(&nginx, &ca.cert, opts, &mut report, "floor (2 of 2)").await?;
+
+    if let Some(bin) = &opts.blackbox {
+        progress(&format!(
+            "blackbox_exporter: /probe at {}/s for {:?}",
+            opts.rate, opts.window
+        ));
+        report.blackbox = Some(
+            blackbox::measure(bin, dir.path(), &ca_path, &nginx, opts.rate, opts.window).await?,
+        );
+    } else {
+        progress("blackbox_exporter: skipped (--no-blackbox, or not installed)");
+    }
+
+    if opts.scale_targets > 0 {
+        progress(&format!(
+            "scale: {} targets every {:?}; one round, then {:?} measured",
+            opts.scale_targets, opts.scale_interval, opts.scale_window
+        ));
+        report.scale = Some(
+            agent::measure(
+                &agent::AgentRun {
+                    bin: &opts.depprobe,
+                    dir: dir.path(),
+                    ca: &ca_path,
+                    load: agent::Load::Https,
+                    targets: opts.scale_targets,
+                    interval: opts.scale_interval,
+                    window: opts.scale_window,
+                    scrape_every: opts.scrape_every,
+                    label: "depprobe-scale",
+                },
+                &nginx,
+            )
+            .await?,
+        );
+    }
+    report.finish();
+    Ok(report)
+}
+
+async fn measure_floor(
+    nginx: &nginx::Nginx,
+    ca: &rustls_pki_types::CertificateDer<'static>,
+    opts: &Options,
+    report: &mut Report,
+    label: &str,
+) -> Result<(), BenchError> {
+    progress(&format!(
+        "{label}: bare rustls handshakes at {}/s for {:?}",
+        opts.rate, opts.window
+    ));
+    let addrs: Vec<SocketAddr> = nginx
+        .ports
+        .iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    let cfg = floor::client_config(ca)?;
+    let n0 = nginx.usage()?;
+    let (rate, window) = (opts.rate, opts.window);
+    let run =
+        tokio::task::spawn_blocking(move || floor::run(cfg, addrs, "localhost", rate, window))
+            .await
+            .map_err(|e| BenchError::Tls(e.to_string()))??;
+    let n1 = nginx.usage()?;
+    report.add_floor(run, n1.cpu.saturating_sub(n0.cpu));
+    Ok(())
+}

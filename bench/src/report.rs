@@ -1,0 +1,287 @@
+//! The benchmark's result: absolute figures, ratios, and the targets met or missed,
+//! as a table for people and as JSON for comparing runs.
+
+use std::fmt::Write as _;
+
+use crate::Options;
+use crate::agent::AgentResult;
+use crate::blackbox::BlackboxResult;
+use crate::floor::FloorResult;
+
+/// CPU per HTTPS probe against the floor: the target.
+pub const TARGET_VS_FLOOR: f64 = 1.3;
+/// Steady RSS at scale, MiB: the target.
+pub const TARGET_SCALE_RSS_MIB: f64 = 64.0;
+/// p99 schedule lateness at scale, ms: the target.
+pub const TARGET_SCALE_P99_MS: f64 = 50.0;
+
+/// Ratios between the measured processes (CPU per probe).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Ratios {
+    /// depprobe `http` / floor.
+    pub http_vs_floor: Option<f64>,
+    /// depprobe `tls` / floor.
+    pub tls_vs_floor: Option<f64>,
+    /// depprobe `http` / blackbox_exporter.
+    pub http_vs_blackbox: Option<f64>,
+    /// blackbox_exporter / floor.
+    pub blackbox_vs_floor: Option<f64>,
+}
+
+/// A target and whether this run met it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Target {
+    /// What is measured.
+    pub what: String,
+    /// The limit.
+    pub limit: f64,
+    /// The figure.
+    pub measured: f64,
+    /// Whether `measured <= limit`.
+    pub met: bool,
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Report {
+    /// When (Unix seconds).
+    pub unix_time: u64,
+    /// CPUs online.
+    pub cpus: usize,
+    /// 1-minute load average before the run.
+    pub load_before: f64,
+    /// Probes per second in the rate phases.
+    pub rate: f64,
+    /// The bare handshake loop, both runs pooled.
+    pub floor: Option<FloorResult>,
+    /// CPU per handshake of each floor run, ms.
+    pub floor_runs_ms: Vec<f64>,
+    /// nginx CPU per floor handshake, ms.
+    pub floor_nginx_cpu_ms: f64,
+    #[serde(skip)]
+    floor_nginx_cpu: std::time::Duration,
+    /// depprobe with `http` probes.
+    pub depprobe_http: Option<AgentResult>,
+    /// depprobe with `tls` probes.
+    pub depprobe_tls: Option<AgentResult>,
+    /// blackbox_exporter.
+    pub blackbox: Option<BlackboxResult>,
+    /// depprobe at scale.
+    pub scale: Option<AgentResult>,
+    /// Ratios of CPU per probe.
+    pub ratios: Ratios,
+    /// The targets.
+    pub targets: Vec<Target>,
+}
+
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0 && a > 0.0).then(|| a / b)
+}
+
+impl Report {
+    /// An empty report for `opts`.
+    pub fn new(opts: &Options) -> Report {
+        Report {
+            unix_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            load_before: load_average(),
+            rate: opts.rate,
+            ..Report::default()
+        }
+    }
+
+    /// Pools a run of the floor (and the nginx CPU it caused) into the report.
+    pub fn add_floor(&mut self, run: FloorResult, nginx_cpu: std::time::Duration) {
+        self.floor_runs_ms.push(run.cpu_ms_per_handshake());
+        self.floor_nginx_cpu += nginx_cpu;
+        let pooled = match self.floor.take() {
+            None => run,
+            Some(mut p) => {
+                p.handshakes += run.handshakes;
+                p.failures += run.failures;
+                p.cpu_seconds += run.cpu_seconds;
+                p
+            }
+        };
+        self.floor_nginx_cpu_ms = if pooled.handshakes == 0 {
+            0.0
+        } else {
+            self.floor_nginx_cpu.as_secs_f64() * 1000.0 / pooled.handshakes as f64
+        };
+        self.floor = Some(pooled);
+    }
+
+    /// Computes the ratios and the targets.
+    pub fn finish(&mut self) {
+        let floor = self
+            .floor
+            .as_ref()
+            .map_or(0.0, |f| f.cpu_ms_per_handshake());
+        let http = self
+            .depprobe_http
+            .as_ref()
+            .map_or(0.0, |r| r.cpu_ms_per_probe);
+        let tls = self
+            .depprobe_tls
+            .as_ref()
+            .map_or(0.0, |r| r.cpu_ms_per_probe);
+        let bb = self.blackbox.as_ref().map_or(0.0, |r| r.cpu_ms_per_probe);
+        self.ratios = Ratios {
+            http_vs_floor: ratio(http, floor),
+            tls_vs_floor: ratio(tls, floor),
+            http_vs_blackbox: ratio(http, bb),
+            blackbox_vs_floor: ratio(bb, floor),
+        };
+        let mut targets = Vec::new();
+        if let Some(r) = self.ratios.http_vs_floor {
+            targets.push(Target {
+                what: "CPU per HTTPS probe / floor".into(),
+                limit: TARGET_VS_FLOOR,
+                measured: r,
+                met: r <= TARGET_VS_FLOOR,
+            });
+        }
+        if let Some(s) = &self.scale {
+            targets.push(Target {
+                what: format!("steady RSS at {} targets, MiB", s.targets),
+                limit: TARGET_SCALE_RSS_MIB,
+                measured: s.rss_mib,
+                met: s.rss_mib <= TARGET_SCALE_RSS_MIB,
+            });
+            targets.push(Target {
+                what: format!("p99 schedule lateness at {} targets, ms", s.targets),
+                limit: TARGET_SCALE_P99_MS,
+                measured: s.lateness.p99_ms,
+                met: s.lateness.p99_ms <= TARGET_SCALE_P99_MS,
+            });
+        }
+        self.targets = targets;
+    }
+
+    /// The report as a Markdown table.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+        let _ = writeln!(
+            t,
+            "{} CPUs, load {:.2} before the run, {} probes/s\n",
+            self.cpus, self.load_before, self.rate
+        );
+        let _ = writeln!(
+            t,
+            "| process | probes | CPU ms/probe | vs floor | vs blackbox | RSS MiB (peak) | lateness p50/p99/max ms | nginx CPU ms/probe | key exchange |"
+        );
+        let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        let floor_ms = self.floor.as_ref().map(FloorResult::cpu_ms_per_handshake);
+        if let Some(fl) = &self.floor {
+            let _ = writeln!(
+                t,
+                "| floor: rustls handshake loop (runs: {}) | {} | {:.3} | 1.00 | {} | - | - | {:.3} | {} {} |",
+                self.floor_runs_ms
+                    .iter()
+                    .map(|v| format!("{v:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                fl.handshakes,
+                fl.cpu_ms_per_handshake(),
+                f(self
+                    .blackbox
+                    .as_ref()
+                    .and_then(|b| ratio(fl.cpu_ms_per_handshake(), b.cpu_ms_per_probe))),
+                self.floor_nginx_cpu_ms,
+                fl.version,
+                fl.kx_group
+            );
+        }
+        let bb = self.blackbox.as_ref().map(|b| b.cpu_ms_per_probe);
+        for (name, r) in [
+            ("depprobe `http`", &self.depprobe_http),
+            ("depprobe `tls`", &self.depprobe_tls),
+        ] {
+            if let Some(r) = r {
+                let _ = writeln!(
+                    t,
+                    "| {name} ({} targets) | {} | {:.3} | {} | {} | {:.1} ({:.1}) | {:.2} / {:.2} / {:.2} | {:.3} | {} |",
+                    r.targets,
+                    r.probes,
+                    r.cpu_ms_per_probe,
+                    f(floor_ms.and_then(|fl| ratio(r.cpu_ms_per_probe, fl))),
+                    f(bb.and_then(|b| ratio(r.cpu_ms_per_probe, b))),
+                    r.rss_mib,
+                    r.peak_rss_mib,
+                    r.lateness.p50_ms,
+                    r.lateness.p99_ms,
+                    r.lateness.max_ms,
+                    r.nginx_cpu_ms_per_probe,
+                    r.kx_group
+                );
+            }
+        }
+        if let Some(b) = &self.blackbox {
+            let groups: Vec<String> = b
+                .kx_groups
+                .iter()
+                .map(|(g, n)| format!("{g} x{n}"))
+                .collect();
+            let _ = writeln!(
+                t,
+                "| blackbox_exporter `http` | {} ({} ok) | {:.3} | {} | 1.00 | {:.1} ({:.1}) | - | {:.3} | {} |",
+                b.probes,
+                b.successes,
+                b.cpu_ms_per_probe,
+                f(floor_ms.and_then(|fl| ratio(b.cpu_ms_per_probe, fl))),
+                b.rss_mib,
+                b.peak_rss_mib,
+                b.nginx_cpu_ms_per_probe,
+                groups.join(", ")
+            );
+        }
+        if let Some(s) = &self.scale {
+            let _ = writeln!(
+                t,
+                "\nScale: {} `http` targets every {:.0} s, {:.0} s measured after one full round: {} runs ({} targets up), CPU {:.1} ms/s ({:.3} ms/probe), RSS {:.1} MiB steady (median of a sample a second; {:.1} MiB at most in the window, {:.1} MiB peak since start), lateness p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} scrapes of /metrics ({} bytes).",
+                s.targets,
+                s.interval_s,
+                s.window_s,
+                s.probes,
+                s.up,
+                s.cpu_ms_per_second,
+                s.cpu_ms_per_probe,
+                s.rss_mib,
+                s.rss_max_mib,
+                s.peak_rss_mib,
+                s.lateness.p50_ms,
+                s.lateness.p99_ms,
+                s.lateness.max_ms,
+                s.scrapes,
+                s.metrics_bytes
+            );
+        }
+        if !self.targets.is_empty() {
+            let _ = writeln!(t, "\n| target | limit | measured | |\n|---|---:|---:|---|");
+            for g in &self.targets {
+                let _ = writeln!(
+                    t,
+                    "| {} | {:.2} | {:.2} | {} |",
+                    g.what,
+                    g.limit,
+                    g.measured,
+                    if g.met { "met" } else { "MISSED" }
+                );
+            }
+        }
+        t
+    }
+}
