@@ -190,7 +190,15 @@ async fn a_hanging_target_does_not_delay_the_others() {
         fast.url("127.0.0.1", "/")
     );
     let config = world.scratch.write("hang.yaml", &text).unwrap();
-    let agent = world.start(&config, "hang.log").await;
+    // On several threads (the other tests run the default, one): the same isolation.
+    let agent = depprobe_tests::agent_process::AgentProcess::start(
+        &common::bin(),
+        &config,
+        &world.log("hang.log"),
+        &[("DEPPROBE_THREADS", "3")],
+    )
+    .await
+    .unwrap();
     // The hanging probe holds one of the two slots for its whole 20 s deadline; the
     // fast target keeps being probed at its own pace with the other.
     let served =

@@ -269,6 +269,15 @@ async fn shards_split_the_probes_without_overlap() {
 }
 
 #[tokio::test]
+async fn run_refuses_a_thread_count_it_cannot_use() {
+    for bad in ["0", "many"] {
+        let (code, _, err) = run(&["run", "--threads", bad, "-c", "/nonexistent.yaml"]).await;
+        assert_eq!(code, Some(2), "--threads {bad}: {err}");
+        assert!(err.contains("--threads"), "--threads {bad}: {err}");
+    }
+}
+
+#[tokio::test]
 async fn demo_once_names_every_case() {
     let (code, out, err) = run(&["demo", "--once", "--json"]).await;
     assert_eq!(code, Some(0), "{err}");
