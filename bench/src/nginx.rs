@@ -3,7 +3,7 @@
 //! pays a full handshake).
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,11 +23,6 @@ pub struct Nginx {
 /// Where nginx is looked for.
 pub const BINARIES: &[&str] = &["/usr/sbin/nginx", "/usr/bin/nginx"];
 
-fn free_port() -> Result<u16, BenchError> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(BenchError::Io)?;
-    Ok(l.local_addr().map_err(BenchError::Io)?.port())
-}
-
 impl Nginx {
     /// Starts nginx in `dir` on `ports` free ports with the certificate chain and key
     /// at `cert` and `key`, and waits until every port accepts connections.
@@ -37,7 +32,7 @@ impl Nginx {
             .find(|b| Path::new(b).exists())
             .ok_or_else(|| BenchError::Missing("nginx (Debian package nginx-light)".into()))?;
         let ports: Vec<u16> = (0..ports.max(1))
-            .map(|_| free_port())
+            .map(|_| depprobe_tests::free_port().map_err(BenchError::Io))
             .collect::<Result<_, _>>()?;
         let listens: String = ports
             .iter()

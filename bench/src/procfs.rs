@@ -37,14 +37,7 @@ fn stat(pid: u32) -> Result<(Duration, u32), BenchError> {
 }
 
 fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    depprobe_tests::agent_process::proc_status_kib(pid, key).unwrap_or(0)
 }
 
 /// The usage of `pid` alone.

@@ -22,5 +22,5 @@ pub use harness::{HarnessError, Scratch, run_once};
 pub use postgres::{Cluster, ClusterSpec, DirectTlsFront, PgError};
 pub use prometheus::{BlackboxExporter, ChildServerError, PrometheusServer};
 pub use servers::{
-    HttpServer, RawServer, Reply, Req, ServerError, SilentServer, Versions, closed_port,
+    HttpServer, RawServer, Reply, Req, ServerError, SilentServer, Versions, closed_port, free_port,
 };

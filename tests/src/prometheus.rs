@@ -81,7 +81,7 @@ impl ChildServer {
         let mut last_log = String::new();
         for _ in 0..ATTEMPTS {
             let dir = tempfile::tempdir()?;
-            let port = free_port()?;
+            let port = crate::free_port()?;
             prepare(port, dir.path())?;
             let log_path = dir.path().join("log");
             let log = File::create(&log_path)?;
@@ -251,12 +251,6 @@ impl BlackboxExporter {
     pub fn url(&self, path: &str) -> String {
         self.server.url(path)
     }
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> std::io::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    listener.local_addr().map(|a| a.port())
 }
 
 /// `GET http://127.0.0.1:port{path}`: the status and the body as text.

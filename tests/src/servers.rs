@@ -460,8 +460,12 @@ impl RawServer {
 
 /// A loopback port with nothing listening (bound, then released).
 pub async fn closed_port() -> Result<u16, ServerError> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
-    let port = l.local_addr()?.port();
-    drop(l);
-    Ok(port)
+    Ok(free_port()?)
+}
+
+/// A loopback port that was free a moment ago (bound on `127.0.0.1:0`, then released),
+/// for a child process (PostgreSQL, Prometheus, nginx) that must be told its port.
+pub fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    l.local_addr().map(|a| a.port())
 }

@@ -24,9 +24,7 @@ mod process;
 
 pub use direct_tls::DirectTlsFront;
 pub use process::files_dir;
-use process::{
-    base_dir, free_port, pg_tool, register, run, stop, template, unregister, write_owned,
-};
+use process::{base_dir, pg_tool, register, run, stop, template, unregister, write_owned};
 
 /// Why a cluster could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -244,7 +242,7 @@ impl Cluster {
         register(&self.data);
         let mut last = None;
         for _ in 0..5 {
-            self.port = free_port()?;
+            self.port = crate::free_port().map_err(io_err("binding 127.0.0.1:0"))?;
             let conf = format!(
                 "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
                  max_connections = 20\nshared_buffers = 16MB\nfsync = off\n\

@@ -8,7 +8,6 @@
 //! starts a cluster stops and removes the leftovers of processes that no longer exist.
 
 use std::ffi::CString;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -117,13 +116,6 @@ fn give_to_owner(path: &Path) -> Result<(), PgError> {
     })?;
     std::os::unix::fs::chown(path, Some(uid), Some(gid))
         .map_err(io_err(format!("chown {}", path.display())))
-}
-
-/// A loopback port nobody listens on right now.
-pub(super) fn free_port() -> Result<u16, PgError> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(io_err("binding 127.0.0.1:0"))?;
-    let port = l.local_addr().map_err(io_err("local_addr"))?.port();
-    Ok(port)
 }
 
 /// This process's cluster directory, created (after cleaning up leftovers) on first
