@@ -44,7 +44,49 @@ pub struct Received {
     headers: Mutex<Vec<Vec<(String, String)>>>,
     required: Mutex<Option<(String, String)>>,
     partial: Mutex<Option<(i64, String)>>,
+    refusal: Mutex<Option<Refusal>>,
     changed: Notify,
+}
+
+/// How the receiver refuses every export, as a collector under pressure or in front
+/// of an authenticating proxy does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// gRPC `UNAVAILABLE` / HTTP 503.
+    Unavailable,
+    /// gRPC `RESOURCE_EXHAUSTED` / HTTP 429 (rate limited).
+    ResourceExhausted,
+    /// gRPC `PERMISSION_DENIED` / HTTP 403.
+    PermissionDenied,
+    /// gRPC `UNAUTHENTICATED` / HTTP 401 with a message naming the token
+    /// (`Failed to validate JWT.`).
+    TokenRejected,
+}
+
+impl Refusal {
+    const JWT_MESSAGE: &'static str = "Failed to validate JWT.";
+
+    fn grpc(self) -> tonic::Status {
+        match self {
+            Refusal::Unavailable => tonic::Status::unavailable("the pipeline is not ready"),
+            Refusal::ResourceExhausted => {
+                tonic::Status::resource_exhausted("rate limit exceeded for this tenant")
+            }
+            Refusal::PermissionDenied => {
+                tonic::Status::permission_denied("this key may not write metrics")
+            }
+            Refusal::TokenRejected => tonic::Status::unauthenticated(Self::JWT_MESSAGE),
+        }
+    }
+
+    fn http(self) -> (u16, &'static str) {
+        match self {
+            Refusal::Unavailable => (503, "the pipeline is not ready"),
+            Refusal::ResourceExhausted => (429, "rate limit exceeded for this tenant"),
+            Refusal::PermissionDenied => (403, "this key may not write metrics"),
+            Refusal::TokenRejected => (401, r#"{"message":"Failed to validate JWT."}"#),
+        }
+    }
 }
 
 /// A running receiver.
@@ -123,6 +165,10 @@ impl Received {
         }
     }
 
+    fn refusal(&self) -> Option<Refusal> {
+        self.refusal.lock().ok().and_then(|r| *r)
+    }
+
     fn partial(&self) -> Option<(i64, String)> {
         self.partial.lock().ok().and_then(|p| p.clone())
     }
@@ -175,6 +221,9 @@ impl TraceService for Grpc {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let headers = metadata_pairs(request.metadata());
         self.0.note_headers(headers.clone());
+        if let Some(refusal) = self.0.refusal() {
+            return Err(refusal.grpc());
+        }
         if !self.0.check_header(&headers) {
             return Err(tonic::Status::unauthenticated(
                 "missing or wrong credentials",
@@ -194,6 +243,9 @@ impl MetricsService for Grpc {
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         let headers = metadata_pairs(request.metadata());
         self.0.note_headers(headers.clone());
+        if let Some(refusal) = self.0.refusal() {
+            return Err(refusal.grpc());
+        }
         if !self.0.check_header(&headers) {
             return Err(tonic::Status::unauthenticated(
                 "missing or wrong credentials",
@@ -371,6 +423,13 @@ impl OtlpReceiver {
         }
     }
 
+    /// Refuse every export this way (`None`: accept again).
+    pub fn refuse(&self, refusal: Option<Refusal>) {
+        if let Ok(mut r) = self.received.refusal.lock() {
+            *r = refusal;
+        }
+    }
+
     /// Answer every export with a partial success rejecting `rejected` items.
     pub fn answer_partial_success(&self, rejected: i64, message: &str) {
         if let Ok(mut p) = self.received.partial.lock() {
@@ -487,6 +546,10 @@ async fn http_export(
         );
         resp
     };
+    if let Some(refusal) = r.refusal() {
+        let (status, body) = refusal.http();
+        return respond(status, body.as_bytes().to_vec());
+    }
     if !r.check_header(&headers) {
         return respond(401, Vec::new());
     }

@@ -1,8 +1,9 @@
 //! `kind: otlp` against the tests' OTLP receiver, over gRPC and HTTP/protobuf:
-//! accepted, refused for a missing header, receiver down, partial success.
+//! accepted, refused for a missing header, refused as a busy or authenticating
+//! collector refuses, receiver down, partial success.
 
 use depprobe_probes::{ErrorType, FindingType, Outcome, Phase, Status};
-use depprobe_tests::otlp::OtlpReceiver;
+use depprobe_tests::otlp::{OtlpReceiver, Refusal};
 use depprobe_tests::run_once;
 
 async fn probe(endpoint: &str, protocol: &str, extra: &str) -> Outcome {
@@ -74,6 +75,63 @@ async fn a_missing_required_header_is_auth_rejected_over_both_protocols() {
             .headers()
             .iter()
             .any(|h| h.iter().any(|(k, v)| k == "x-api-key" && v == "k-123"))
+    );
+}
+
+#[tokio::test]
+async fn every_refusal_is_named_with_its_code_over_both_protocols() {
+    let r = OtlpReceiver::start().await.unwrap();
+    // (refusal, class, what the gRPC message names, the HTTP status)
+    let cases = [
+        (
+            Refusal::Unavailable,
+            ErrorType::HttpStatus,
+            "gRPC UNAVAILABLE (14)",
+            503,
+        ),
+        (
+            Refusal::ResourceExhausted,
+            ErrorType::HttpStatus,
+            "gRPC RESOURCE_EXHAUSTED (8)",
+            429,
+        ),
+        (
+            Refusal::PermissionDenied,
+            ErrorType::AuthRejected,
+            "gRPC PERMISSION_DENIED (7)",
+            403,
+        ),
+        (
+            Refusal::TokenRejected,
+            ErrorType::JwtRejected,
+            "gRPC UNAUTHENTICATED (16)",
+            401,
+        ),
+    ];
+    for (refusal, class, grpc_text, http_status) in cases {
+        r.refuse(Some(refusal));
+        let o = probe(&r.grpc_endpoint(), "grpc", "").await;
+        assert_eq!(o.status, Status::Down, "{refusal:?} over gRPC: {o:#?}");
+        assert_eq!(o.error_type, Some(class), "{refusal:?} over gRPC: {o:#?}");
+        assert_eq!(o.phase, Some(Phase::Request), "{refusal:?} over gRPC");
+        assert!(o.message.contains(grpc_text), "{refusal:?}: {}", o.message);
+
+        let o = probe(&r.http_endpoint(), "http/protobuf", "").await;
+        assert_eq!(o.status, Status::Down, "{refusal:?} over HTTP: {o:#?}");
+        assert_eq!(o.error_type, Some(class), "{refusal:?} over HTTP: {o:#?}");
+        assert_eq!(o.phase, Some(Phase::Request), "{refusal:?} over HTTP");
+        assert_eq!(o.http.as_ref().unwrap().status_code, http_status);
+        assert!(
+            o.message.contains(&format!("HTTP {http_status}")),
+            "{refusal:?}: {}",
+            o.message
+        );
+    }
+    // The collector recovers: the probe is up again.
+    r.refuse(None);
+    assert_eq!(
+        probe(&r.grpc_endpoint(), "grpc", "").await.status,
+        Status::Up
     );
 }
 

@@ -49,10 +49,10 @@ fn default_protocol() -> OtlpProtocol {
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OtlpSignal {
-    /// One gauge point, `depprobe.probe.heartbeat`.
+    /// One gauge point, `depprobe.synthetic.heartbeat`.
     #[default]
     Metrics,
-    /// One span, `depprobe probe`.
+    /// One span, `depprobe synthetic probe`.
     Traces,
 }
 
