@@ -415,6 +415,9 @@ async fn incident_04_vpn_split_and_mongodb_election_storm() {
     );
     let cut = finding(o, FindingType::MemberUnreachable);
     assert_eq!(cut.facts["member"], set.host(2).as_str());
+    // The cut-off member is named with its class: it accepts and never answers.
+    assert_eq!(cut.facts["error_type"], "timeout", "{cut:#?}");
+    assert!(cut.message.contains("(timeout)"), "{}", cut.message);
     assert_eq!(o.status, Status::Degraded, "the set still works: {o:#?}");
 
     // A moment with no primary at all.

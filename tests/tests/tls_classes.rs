@@ -360,8 +360,12 @@ async fn certificate_two_days_from_expiry_is_critical() {
         .unwrap();
     let server = serve(&leaf).await;
     let o = probe_tls(&p, server.port(), "").await;
-    assert_eq!(o.status, Status::Degraded);
-    assert_eq!(o.findings[0].severity, Severity::Critical);
+    assert_eq!(o.status, Status::Degraded, "{o:#?}");
+    assert_eq!(o.findings.len(), 1, "{o:#?}");
+    let f = &o.findings[0];
+    assert_eq!(f.kind, FindingType::CertExpiring);
+    assert_eq!(f.severity, Severity::Critical);
+    assert_eq!(f.facts["days_left"].as_f64().map(f64::floor), Some(2.0));
 }
 
 #[tokio::test]
