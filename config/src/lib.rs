@@ -49,14 +49,26 @@ pub fn parse_str(
     env: &HashMap<String, String>,
 ) -> Result<Config, ConfigErrors> {
     let mut errors = Errors::new(file);
-    for (loc, name) in tree::unset_references(text, env) {
-        errors.push(
-            loc,
-            "",
-            format!("environment variable `{name}` is not set (write ${{{name}:-default}} for a default)"),
-        );
-    }
-    if !errors.list.is_empty() {
+    let unset = tree::unset_references(text, env);
+    if !unset.is_empty() {
+        // The key each reference sits under, from the document read with the unset
+        // variables empty (when it reads at all).
+        let mut lenient = env.clone();
+        for (_, name) in &unset {
+            lenient.entry(name.clone()).or_default();
+        }
+        let root = tree::parse(text, &lenient).ok();
+        for (loc, name) in unset {
+            let path = root
+                .as_ref()
+                .map(|r| tree::path_at(r, loc))
+                .unwrap_or_default();
+            errors.push(
+                loc,
+                path,
+                format!("environment variable `{name}` is not set (write ${{{name}:-default}} for a default)"),
+            );
+        }
         return Err(ConfigErrors(errors.list));
     }
     let root = match tree::parse(text, env) {

@@ -315,6 +315,41 @@ pub fn unset_references(text: &str, env: &HashMap<String, String>) -> Vec<(Loc, 
     found
 }
 
+/// The key path (`probes[0].bearer_token`) of the value written at `at`: the last
+/// value that starts at or before it, in document order. Empty when `at` is before
+/// every value.
+pub fn path_at(root: &Node, at: Loc) -> String {
+    fn before(a: Loc, b: Loc) -> bool {
+        (a.line, a.column) <= (b.line, b.column)
+    }
+    fn walk(node: &Node, path: String, at: Loc, best: &mut Option<(Loc, String)>) {
+        if before(node.loc, at) && best.as_ref().is_none_or(|(l, _)| before(*l, node.loc)) {
+            *best = Some((node.loc, path.clone()));
+        }
+        match &node.value {
+            Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, format!("{path}[{i}]"), at, best);
+                }
+            }
+            Value::Map(entries) => {
+                for e in entries {
+                    let p = if path.is_empty() {
+                        e.key.clone()
+                    } else {
+                        format!("{path}.{}", e.key)
+                    };
+                    walk(&e.value, p, at, best);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut best = None;
+    walk(root, String::new(), at, &mut best);
+    best.map(|(_, p)| p).unwrap_or_default()
+}
+
 /// Reads a reference after `$`: the name, whether it is the plain form (no operator),
 /// and how many characters it spans.
 fn reference_at(rest: &[char]) -> (String, bool, usize) {

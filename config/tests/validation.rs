@@ -115,7 +115,18 @@ fn unset_environment_variable_is_an_error_with_its_position() {
         "probes:\n  - name: a\n    kind: http\n    url: https://a\n    bearer_token: \"${NOPE_UNSET}\"\n",
     );
     assert!(
-        e.starts_with("depprobe.yaml:5:20: environment variable `NOPE_UNSET` is not set"),
+        e.starts_with(
+            "depprobe.yaml:5:20: probes[0].bearer_token: environment variable `NOPE_UNSET` is not set"
+        ),
+        "{e}"
+    );
+    let e = one_error(
+        "probes:\n  - name: a\n    kind: tls\n    address: a:443\n  - name: b\n    kind: tls\n    address: b:443\n    tls:\n      ca_file: ${NOPE_CA_DIR}/ca.pem\n",
+    );
+    assert!(
+        e.starts_with(
+            "depprobe.yaml:9:16: probes[1].tls.ca_file: environment variable `NOPE_CA_DIR` is not set"
+        ),
         "{e}"
     );
 }
