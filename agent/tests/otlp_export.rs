@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{World, entry, sample, wait_status};
+use depprobe_tests::agent_process::AgentProcess;
 use depprobe_tests::otlp::{OtlpReceiver, Received, ReceivedSpan, attr};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -42,30 +43,28 @@ fn metric_names(r: &Received) -> Vec<String> {
     r.metrics().into_iter().map(|(m, _)| m.name).collect()
 }
 
-const EXPECTED_METRICS: &[&str] = &[
-    "probe.success",
-    "probe.duration",
-    "probe.phase.duration",
-    "probe.status",
-    "probe.error.info",
-    "probe.failures",
-    "probe.ssl.earliest_cert_expiry",
-    "probe.tls.cert.time_left",
-    "probe.tls.version_info",
-    "probe.http.status_code",
+/// Every metric the two targets reliably produce, with its unit ("" for none).
+/// `probe.findings` is not expected: neither target has findings here (the healthy
+/// certificate has 90 days left, the expired one is an error, the leaf never changes).
+const EXPECTED_METRICS: &[(&str, &str)] = &[
+    ("probe.success", ""),
+    ("probe.duration", "s"),
+    ("probe.phase.duration", "s"),
+    ("probe.status", ""),
+    ("probe.error.info", ""),
+    ("probe.failures", ""),
+    ("probe.ssl.earliest_cert_expiry", ""),
+    ("probe.tls.cert.time_left", "s"),
+    ("probe.tls.cert.changes", ""),
+    ("probe.tls.version_info", ""),
+    ("probe.http.status_code", ""),
 ];
 
-#[tokio::test]
-async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
-    let world = World::new().await;
-    let receiver = OtlpReceiver::start().await.unwrap();
-    let config = world.config(
-        "grpc.yaml",
-        &telemetry(&receiver.grpc_endpoint(), "grpc", ""),
-    );
-    let agent = world.start(&config, "grpc.log").await;
-    let got = receiver.received();
-
+/// Waits for, then checks, what any OTLP export must carry for the two targets of
+/// the world: a root span `probe <kind>` per target with a child per phase, their
+/// key attributes and status, the resource, and every metric of the design with
+/// its unit and main series.
+async fn assert_spans_and_metrics(world: &World, got: &Received, agent: &AgentProcess) {
     assert!(
         got.wait_for(WAIT, has_both_roots).await,
         "no spans; log:\n{}",
@@ -92,6 +91,10 @@ async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
     assert!(ok.attr("tls.server.not_after").unwrap().ends_with('Z'));
     assert_eq!(ok.attr("tls.server.hash.sha256").unwrap().len(), 64);
     assert!(ok.attr("error.type").is_none());
+    assert_ne!(
+        ok.span.status.as_ref().map(|s| s.code),
+        Some(StatusCode::Error as i32)
+    );
     let phases: Vec<String> = children(&spans, ok)
         .iter()
         .map(|s| s.span.name.clone())
@@ -105,6 +108,11 @@ async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
 
     let bad = root(&spans, "expired-tls").unwrap();
     assert_eq!(bad.span.name, "probe tls");
+    assert_eq!(bad.attr("probe.kind").as_deref(), Some("tls"));
+    assert_eq!(
+        bad.attr("server.port"),
+        Some(world.expired.port().to_string())
+    );
     assert_eq!(bad.attr("error.type").as_deref(), Some("tls_cert_expired"));
     let status = bad.span.status.as_ref().unwrap();
     assert_eq!(status.code, StatusCode::Error as i32);
@@ -113,10 +121,16 @@ async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
         bad.attr("tls.server.not_after").is_some(),
         "certificate facts are kept on failure"
     );
+    let phases: Vec<String> = children(&spans, bad)
+        .iter()
+        .map(|s| s.span.name.clone())
+        .collect();
+    assert_eq!(phases, vec!["dns", "connect", "tls"]);
     let tls_child = children(&spans, bad)
         .into_iter()
         .find(|c| c.span.name == "tls")
         .unwrap();
+    assert_eq!(tls_child.span.trace_id, bad.span.trace_id);
     assert_eq!(
         tls_child.attr("error.type").as_deref(),
         Some("tls_cert_expired")
@@ -139,12 +153,13 @@ async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
         let names = metric_names(r);
         EXPECTED_METRICS
             .iter()
-            .all(|m| names.iter().any(|n| n == m))
+            .all(|(m, _)| names.iter().any(|n| n == m))
     };
     assert!(
         got.wait_for(WAIT, all_present).await,
-        "metrics missing: {:?}",
-        metric_names(&got)
+        "metrics missing: {:?}; log:\n{}",
+        metric_names(got),
+        agent.log_text()
     );
     let metrics = got.metrics();
     let find = |name: &str| {
@@ -155,6 +170,9 @@ async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
             .map(|(m, _)| m.clone())
             .unwrap()
     };
+    for (name, unit) in EXPECTED_METRICS {
+        assert_eq!(find(name).unit, *unit, "unit of {name}");
+    }
 
     let success = find("probe.success");
     let Some(Data::Gauge(g)) = &success.data else {
@@ -185,9 +203,7 @@ async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
         );
     }
 
-    assert_eq!(find("probe.duration").unit, "s");
     let phase = find("probe.phase.duration");
-    assert_eq!(phase.unit, "s");
     let Some(Data::Gauge(h)) = &phase.data else {
         panic!("probe.phase.duration is not a gauge")
     };
@@ -212,8 +228,20 @@ async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
             .any(|p| attr(&p.attributes, "error.type").as_deref() == Some("tls_cert_expired"))
     );
 
+    let Some(Data::Sum(changes)) = &find("probe.tls.cert.changes").data else {
+        panic!("probe.tls.cert.changes is not a sum")
+    };
+    assert!(changes.is_monotonic);
+    assert!(
+        changes
+            .data_points
+            .iter()
+            .any(|p| attr(&p.attributes, "probe.name").as_deref() == Some("healthy-api")),
+        "{changes:?}"
+    );
+
     let Some(Data::Gauge(left)) = &find("probe.tls.cert.time_left").data else {
-        panic!()
+        panic!("probe.tls.cert.time_left is not a gauge")
     };
     assert!(
         left.data_points
@@ -221,7 +249,18 @@ async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
             .any(|p| attr(&p.attributes, "tls.cert.subject")
                 .is_some_and(|s| s.contains("localhost")))
     );
-    assert_eq!(find("probe.tls.cert.time_left").unit, "s");
+}
+
+#[tokio::test]
+async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
+    let world = World::new().await;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let config = world.config(
+        "grpc.yaml",
+        &telemetry(&receiver.grpc_endpoint(), "grpc", ""),
+    );
+    let agent = world.start(&config, "grpc.log").await;
+    assert_spans_and_metrics(&world, &receiver.received(), &agent).await;
 }
 
 #[tokio::test]
@@ -236,20 +275,9 @@ async fn http_protobuf_export_with_gzip_and_headers() {
     );
     let agent = world.start(&config, "http.log").await;
     let got = receiver.received();
-    assert!(
-        got.wait_for(WAIT, has_both_roots).await,
-        "no spans; log:\n{}",
-        agent.log_text()
-    );
-    assert!(
-        got.wait_for(WAIT, |r| metric_names(r)
-            .iter()
-            .any(|n| n == "probe.success"))
-            .await,
-        "no metrics; log:\n{}",
-        agent.log_text()
-    );
+    assert_spans_and_metrics(&world, &got, &agent).await;
     let headers = got.headers();
+    assert!(!headers.is_empty());
     assert!(headers.iter().all(|h| {
         h.iter()
             .any(|(k, v)| k == "content-encoding" && v == "gzip")
@@ -259,9 +287,6 @@ async fn http_protobuf_export_with_gzip_and_headers() {
             .iter()
             .all(|h| h.iter().any(|(k, v)| k == "x-tenant" && v == "team-a"))
     );
-    let spans = got.spans();
-    let bad = root(&spans, "expired-tls").unwrap();
-    assert_eq!(bad.attr("error.type").as_deref(), Some("tls_cert_expired"));
 }
 
 #[tokio::test]
