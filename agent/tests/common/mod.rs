@@ -146,16 +146,28 @@ pub async fn wait_for_log_line(agent: &AgentProcess, needles: &[&str]) -> String
 
 /// Polls `/metrics` until `metric{labels}` equals `value`.
 pub async fn wait_metric(agent: &AgentProcess, metric: &str, labels: &[(&str, &str)], value: f64) {
+    wait_metric_where(agent, metric, labels, &format!("= {value}"), |v| v == value).await;
+}
+
+/// Polls `/metrics` (for at most 30 s) until the sample of `metric` with `labels`
+/// satisfies `ok` (described by `what` in the failure message); returns it.
+pub async fn wait_metric_where(
+    agent: &AgentProcess,
+    metric: &str,
+    labels: &[(&str, &str)],
+    what: &str,
+    ok: impl Fn(f64) -> bool,
+) -> f64 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok((_, text)) = agent.get("/metrics").await
-            && sample(&text, metric, labels) == Some(value)
+            && let Some(v) = sample(&text, metric, labels).filter(|v| ok(*v))
         {
-            return;
+            return v;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{metric} never became {value}; log:\n{}",
+            "{metric} never became {what}; log:\n{}",
             agent.log_text()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
