@@ -21,6 +21,7 @@ async fn a_tiny_benchmark_measures_every_process_and_writes_every_figure() {
         scale_window: Duration::from_secs(2),
         ports: 2,
         scrape_every: Some(Duration::from_secs(1)),
+        otlp: true,
         ..Options::default()
     };
     assert!(
@@ -41,6 +42,7 @@ async fn a_tiny_benchmark_measures_every_process_and_writes_every_figure() {
         ("http", &report.depprobe_http),
         ("tls", &report.depprobe_tls),
         ("scale", &report.scale),
+        ("scale with OTLP", &report.scale_otlp),
     ] {
         let r = r.as_ref().unwrap_or_else(|| panic!("{name} not measured"));
         assert!(r.probes > 0, "{name}: no runs in the window: {r:?}");
@@ -63,6 +65,16 @@ async fn a_tiny_benchmark_measures_every_process_and_writes_every_figure() {
     }
     let scale = report.scale.as_ref().expect("scale measured");
     assert!(scale.scrapes > 0 && scale.metrics_bytes > 0, "{scale:?}");
+    assert_eq!(scale.otlp_spans, 0, "no OTLP in the plain scale phase");
+    let otlp = report
+        .scale_otlp
+        .as_ref()
+        .expect("scale with OTLP measured");
+    // Spans are flushed every 2 s: the first round's, one root per target, are in.
+    assert!(
+        otlp.otlp_spans >= otlp.targets,
+        "the first round's spans reached the receiver: {otlp:?}"
+    );
 
     let bb = report
         .blackbox
@@ -89,6 +101,8 @@ async fn a_tiny_benchmark_measures_every_process_and_writes_every_figure() {
         "depprobe `tls`",
         "blackbox_exporter `http`",
         "Scale: 40 `http` targets",
+        "Scale with OTLP export: 40 `http` targets",
+        "OTLP receiver: ",
     ] {
         assert!(table.contains(row), "{row} missing from\n{table}");
     }

@@ -481,3 +481,74 @@ async fn standard_otel_variables_configure_export_and_resource() {
             .await
     );
 }
+
+#[tokio::test]
+async fn many_targets_are_exported_in_requests_of_at_most_500_targets() {
+    const TARGETS: usize = 1_100;
+    let world = World::new().await;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    // Local `credential` probes (no network), every 2 s; metrics are exported hourly,
+    // so the requests that arrive are the single flush at exit.
+    let mut text = format!(
+        "agent:\n  interval: 2s\n  listen: 127.0.0.1:0\ntelemetry:\n  otlp:\n    endpoint: {}\n    metrics_interval: 1h\nprobes:\n",
+        receiver.grpc_endpoint()
+    );
+    for i in 0..TARGETS {
+        text.push_str(&format!(
+            "  - {{ name: c-{i}, kind: credential, env: PATH }}\n"
+        ));
+    }
+    let config = world.scratch.write("many.yaml", &text).unwrap();
+    let mut agent = world.start(&config, "many.log").await;
+    wait_status(&agent, WAIT, |s| {
+        s.as_array().is_some_and(|a| a.len() == TARGETS)
+    })
+    .await;
+    agent.signal("TERM").unwrap();
+    assert_eq!(
+        agent.wait_exit(WAIT).await,
+        Some(0),
+        "log:\n{}",
+        agent.log_text()
+    );
+
+    // Each request carries its own part of the targets: together all of them, once.
+    let mut seen = std::collections::BTreeSet::new();
+    let requests = receiver.received().metric_requests();
+    assert_eq!(requests.len(), 3, "1,100 targets in parts of at most 500");
+    for req in &requests {
+        let names: std::collections::BTreeSet<String> = req
+            .resource_metrics
+            .iter()
+            .flat_map(|rm| &rm.scope_metrics)
+            .flat_map(|sm| &sm.metrics)
+            .filter(|m| m.name == "probe.success")
+            .flat_map(|m| match &m.data {
+                Some(Data::Gauge(g)) => g.data_points.clone(),
+                _ => Vec::new(),
+            })
+            .filter_map(|p| attr(&p.attributes, "probe.name"))
+            .collect();
+        assert!(
+            (300..=500).contains(&names.len()),
+            "a request with {} targets",
+            names.len()
+        );
+        for n in names {
+            assert!(seen.insert(n.clone()), "{n} exported twice");
+        }
+    }
+    assert_eq!(seen.len(), TARGETS);
+    // The agent's own series are exported once, with the first part.
+    let reloads = requests
+        .iter()
+        .filter(|req| {
+            req.resource_metrics
+                .iter()
+                .flat_map(|rm| &rm.scope_metrics)
+                .flat_map(|sm| &sm.metrics)
+                .any(|m| m.name == "depprobe.config.last_reload_success")
+        })
+        .count();
+    assert_eq!(reloads, 1);
+}

@@ -56,6 +56,10 @@ pub struct AgentResult {
     pub metrics_bytes: usize,
     /// Scrapes of `/metrics` during the window.
     pub scrapes: u32,
+    /// Spans the OTLP receiver got over the whole run (OTLP runs only).
+    pub otlp_spans: usize,
+    /// Metric export requests the OTLP receiver got over the whole run (OTLP runs only).
+    pub otlp_metric_exports: usize,
 }
 
 /// How to run one measurement.
@@ -78,6 +82,8 @@ pub struct AgentRun<'a> {
     pub scrape_every: Option<Duration>,
     /// Label for files.
     pub label: &'a str,
+    /// OTLP/gRPC endpoint the agent exports its spans and metrics to, if any.
+    pub otlp: Option<&'a str>,
 }
 
 fn config(run: &AgentRun<'_>, ports: &[u16]) -> String {
@@ -118,14 +124,14 @@ pub async fn measure(run: &AgentRun<'_>, nginx: &Nginx) -> Result<AgentResult, B
     let cfg = run.dir.join(format!("{}.yaml", run.label));
     std::fs::write(&cfg, config(run, &nginx.ports)).map_err(BenchError::Io)?;
     let log = run.dir.join(format!("{}.log", run.label));
-    let agent = AgentProcess::start(
-        run.bin,
-        &cfg,
-        &log,
-        &[("DEPPROBE_LOG", "warn,depprobe_agent::agent=info")],
-    )
-    .await
-    .map_err(|e| BenchError::Agent(e.to_string()))?;
+    let mut envs = vec![("DEPPROBE_LOG", "warn,depprobe_agent::agent=info")];
+    if let Some(endpoint) = run.otlp {
+        envs.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));
+        envs.push(("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"));
+    }
+    let agent = AgentProcess::start(run.bin, &cfg, &log, &envs)
+        .await
+        .map_err(|e| BenchError::Agent(e.to_string()))?;
 
     // Warm-up: every target has run once (readiness, polled on /readyz).
     let round = run.interval * 2 + Duration::from_secs(30);
@@ -202,10 +208,13 @@ pub async fn measure(run: &AgentRun<'_>, nginx: &Nginx) -> Result<AgentResult, B
         .to_owned();
     rss.push(u1.rss_kib);
     rss.sort_unstable();
+    let max_kib = rss.last().copied().unwrap_or(0);
     let memory = Memory {
         median_kib: rss[rss.len() / 2],
-        max_kib: rss.last().copied().unwrap_or(0),
-        peak_kib: u1.peak_kib,
+        max_kib,
+        // VmHWM and VmRSS are read one after the other: the peak is at least every
+        // sample taken.
+        peak_kib: u1.peak_kib.max(max_kib),
     };
     Ok(result(
         run,
@@ -269,5 +278,7 @@ fn result(
         kx_group,
         metrics_bytes,
         scrapes,
+        otlp_spans: 0,
+        otlp_metric_exports: 0,
     }
 }

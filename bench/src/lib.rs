@@ -77,6 +77,8 @@ pub struct Options {
     pub ports: usize,
     /// `/metrics` scrape interval during the scale phase (as Prometheus would).
     pub scrape_every: Option<Duration>,
+    /// Run the scale phase a second time with OTLP export to a receiver.
+    pub otlp: bool,
 }
 
 impl Default for Options {
@@ -92,6 +94,7 @@ impl Default for Options {
             scale_window: Duration::from_secs(60),
             ports: 8,
             scrape_every: Some(Duration::from_secs(15)),
+            otlp: false,
         }
     }
 }
@@ -139,6 +142,7 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
                 window: opts.window,
                 scrape_every: None,
                 label,
+                otlp: None,
             },
             &nginx,
         )
@@ -168,26 +172,53 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
             "scale: {} targets every {:?}; one round, then {:?} measured",
             opts.scale_targets, opts.scale_interval, opts.scale_window
         ));
-        report.scale = Some(
-            agent::measure(
-                &agent::AgentRun {
-                    bin: &opts.depprobe,
-                    dir: dir.path(),
-                    ca: &ca_path,
-                    load: agent::Load::Https,
-                    targets: opts.scale_targets,
-                    interval: opts.scale_interval,
-                    window: opts.scale_window,
-                    scrape_every: opts.scrape_every,
-                    label: "depprobe-scale",
-                },
-                &nginx,
-            )
-            .await?,
-        );
+        report.scale = Some(scale(opts, dir.path(), &ca_path, &nginx, None).await?);
+        if opts.otlp {
+            let receiver = depprobe_tests::otlp::OtlpReceiver::start()
+                .await
+                .map_err(|e| BenchError::Server(format!("OTLP receiver: {e}")))?;
+            let endpoint = receiver.grpc_endpoint();
+            progress(&format!(
+                "scale with OTLP: the same, exporting spans and metrics to {endpoint}"
+            ));
+            let mut r = scale(opts, dir.path(), &ca_path, &nginx, Some(&endpoint)).await?;
+            r.otlp_spans = receiver.received().span_count();
+            r.otlp_metric_exports = receiver.received().requests().1;
+            report.scale_otlp = Some(r);
+        }
     }
     report.finish();
     Ok(report)
+}
+
+/// The scale phase, exporting over OTLP to `otlp` when given.
+async fn scale(
+    opts: &Options,
+    dir: &std::path::Path,
+    ca: &std::path::Path,
+    nginx: &nginx::Nginx,
+    otlp: Option<&str>,
+) -> Result<agent::AgentResult, BenchError> {
+    agent::measure(
+        &agent::AgentRun {
+            bin: &opts.depprobe,
+            dir,
+            ca,
+            load: agent::Load::Https,
+            targets: opts.scale_targets,
+            interval: opts.scale_interval,
+            window: opts.scale_window,
+            scrape_every: opts.scrape_every,
+            label: if otlp.is_some() {
+                "depprobe-scale-otlp"
+            } else {
+                "depprobe-scale"
+            },
+            otlp,
+        },
+        nginx,
+    )
+    .await
 }
 
 async fn measure_floor(

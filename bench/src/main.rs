@@ -39,6 +39,10 @@ struct Args {
     /// nginx ports the targets are spread over.
     #[arg(long, default_value_t = 8)]
     ports: usize,
+    /// Run the scale phase a second time, exporting spans and metrics over OTLP/gRPC
+    /// to a receiver in the benchmark.
+    #[arg(long)]
+    otlp: bool,
     /// Skip blackbox_exporter.
     #[arg(long)]
     no_blackbox: bool,
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         scale_window: a.scale_window,
         ports: a.ports.max(1),
         scrape_every: Some(a.scrape_every).filter(|d| !d.is_zero()),
+        otlp: a.otlp,
         ..Options::default()
     };
     if a.no_blackbox {

@@ -68,6 +68,8 @@ pub struct Report {
     pub blackbox: Option<BlackboxResult>,
     /// depprobe at scale.
     pub scale: Option<AgentResult>,
+    /// depprobe at scale, exporting over OTLP (`--otlp`).
+    pub scale_otlp: Option<AgentResult>,
     /// Ratios of CPU per probe.
     pub ratios: Ratios,
     /// The targets.
@@ -248,10 +250,11 @@ impl Report {
                 groups.join(", ")
             );
         }
-        if let Some(s) = &self.scale {
+        for (what, s) in [("", &self.scale), (" with OTLP export", &self.scale_otlp)] {
+            let Some(s) = s else { continue };
             let _ = writeln!(
                 t,
-                "\nScale: {} `http` targets every {:.0} s, {:.0} s measured after one full round: {} runs ({} targets up), CPU {:.1} ms/s ({:.3} ms/probe), RSS {:.1} MiB steady (median of a sample a second; {:.1} MiB at most in the window, {:.1} MiB peak since start), lateness p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} scrapes of /metrics ({} bytes).",
+                "\nScale{what}: {} `http` targets every {:.0} s, {:.0} s measured after one full round: {} runs ({} targets up), CPU {:.1} ms/s ({:.3} ms/probe), RSS {:.1} MiB steady (median of a sample a second; {:.1} MiB at most in the window, {:.1} MiB peak since start), lateness p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} scrapes of /metrics ({} bytes).",
                 s.targets,
                 s.interval_s,
                 s.window_s,
@@ -268,6 +271,13 @@ impl Report {
                 s.scrapes,
                 s.metrics_bytes
             );
+            if s.otlp_spans > 0 || s.otlp_metric_exports > 0 {
+                let _ = writeln!(
+                    t,
+                    "OTLP receiver: {} spans, {} metric exports over the run.",
+                    s.otlp_spans, s.otlp_metric_exports
+                );
+            }
         }
         if !self.targets.is_empty() {
             let _ = writeln!(t, "\n| target | limit | measured | |\n|---|---:|---:|---|");

@@ -465,6 +465,11 @@ impl Received {
         out
     }
 
+    /// Every metrics export request received so far, as sent.
+    pub fn metric_requests(&self) -> Vec<ExportMetricsServiceRequest> {
+        self.metrics.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
     /// Every metric received so far, with its resource attributes.
     pub fn metrics(&self) -> Vec<(Metric, Vec<(String, String)>)> {
         let Ok(reqs) = self.metrics.lock() else {
@@ -491,6 +496,17 @@ impl Received {
     /// The headers of every request received.
     pub fn headers(&self) -> Vec<Vec<(String, String)>> {
         self.headers.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// The number of spans received so far.
+    pub fn span_count(&self) -> usize {
+        self.traces.lock().map_or(0, |reqs| {
+            reqs.iter()
+                .flat_map(|r| &r.resource_spans)
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len())
+                .sum()
+        })
     }
 
     /// The number of export requests received (traces, metrics).

@@ -398,31 +398,56 @@ pub const FAMILIES: &[Family] = &[
     },
 ];
 
+/// Which part of the targets a meter provider observes: those whose configuration
+/// order is `index` modulo `of`; the agent's own series go with part 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This part.
+    pub index: usize,
+    /// How many parts.
+    pub of: usize,
+}
+
+impl Shard {
+    /// Whether a series of `target` (`None`: the agent's own) belongs to this part.
+    pub fn holds(self, target: Option<&TargetState>) -> bool {
+        match target {
+            None => self.index == 0,
+            Some(t) => t.order % self.of.max(1) == self.index,
+        }
+    }
+}
+
 /// The instruments recorded as runs finish; the observed ones live in the meter.
+#[derive(Default)]
 pub struct Instruments {
-    lateness: Histogram<f64>,
+    lateness: Option<Histogram<f64>>,
 }
 
 impl Instruments {
-    /// Registers every family on `meter` as an observable instrument reading
-    /// `state`, and the lateness histogram.
-    pub fn install(meter: &Meter, state: Arc<State>) -> Instruments {
+    /// Registers every family on `meter` as an observable instrument reading the
+    /// series of `shard` off `state`, and (in part 0) the lateness histogram.
+    pub fn install(meter: &Meter, state: Arc<State>, shard: Shard) -> Instruments {
         for f in FAMILIES {
-            register(meter, f, state.clone());
+            register(meter, f, state.clone(), shard);
         }
         Instruments {
-            lateness: meter
-                .f64_histogram("depprobe.schedule.lateness")
-                .with_unit("s")
-                .with_description("How late runs started against their schedule.")
-                .with_boundaries(LATENESS_BOUNDARIES.to_vec())
-                .build(),
+            lateness: (shard.index == 0).then(|| {
+                meter
+                    .f64_histogram("depprobe.schedule.lateness")
+                    .with_unit("s")
+                    .with_description("How late runs started against their schedule.")
+                    .with_boundaries(LATENESS_BOUNDARIES.to_vec())
+                    .build()
+            }),
         }
     }
 
     /// Records how late a run started.
     pub fn record_lateness(&self, seconds: f64) {
-        self.lateness.record(seconds, &[]);
+        if let Some(h) = &self.lateness {
+            h.record(seconds, &[]);
+        }
     }
 }
 
@@ -435,7 +460,7 @@ fn attributes(t: Option<&TargetState>, extra: &[KeyValue]) -> Vec<KeyValue> {
     v
 }
 
-fn register(meter: &Meter, f: &'static Family, state: Arc<State>) {
+fn register(meter: &Meter, f: &'static Family, state: Arc<State>, shard: Shard) {
     macro_rules! build {
         ($builder:ident, $conv:expr) => {{
             let mut b = meter.$builder(f.name).with_description(f.description);
@@ -444,7 +469,9 @@ fn register(meter: &Meter, f: &'static Family, state: Arc<State>) {
             }
             b.with_callback(move |o| {
                 (f.observe)(&state, SystemTime::now(), &mut |t, v, extra| {
-                    o.observe($conv(v), &attributes(t, extra))
+                    if shard.holds(t) {
+                        o.observe($conv(v), &attributes(t, extra))
+                    }
                 })
             })
             .build();

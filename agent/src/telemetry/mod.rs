@@ -53,6 +53,16 @@ const MIN_CARDINALITY_LIMIT: usize = 4096;
 /// is needed (a fixed million cost some 35 MB); series past it are folded into one
 /// `otel.metric.overflow` series, which a restart after a reload that multiplied the
 /// targets fixes.
+/// Targets whose metrics go in one OTLP export request. About 15 series a target at
+/// some 200 bytes each: 500 targets make requests of 1 to 2 MB, well under the 4 MiB
+/// a gRPC server (the Collector's OTLP receiver included) accepts by default.
+pub const TARGETS_PER_EXPORT: usize = 500;
+
+/// How many OTLP metric exports `targets` targets are split into.
+pub fn export_shards(targets: usize) -> usize {
+    targets.div_ceil(TARGETS_PER_EXPORT).max(1)
+}
+
 pub fn cardinality_limit(targets: usize) -> usize {
     targets
         .saturating_mul(SERIES_PER_TARGET)
@@ -71,7 +81,7 @@ pub enum TelemetryError {
 pub struct Telemetry {
     state: Arc<State>,
     instruments: Instruments,
-    provider: SdkMeterProvider,
+    providers: Vec<SdkMeterProvider>,
     resource: Resource,
     spans: Mutex<Option<SpanQueue>>,
     span_task: Mutex<Option<JoinHandle<()>>>,
@@ -162,29 +172,64 @@ impl Telemetry {
         state: Arc<State>,
         targets: usize,
     ) -> Result<Telemetry, TelemetryError> {
-        let limit = cardinality_limit(targets);
+        let limit = cardinality_limit(targets.div_ceil(export_shards(targets)));
         let resource = resource(cfg);
-        let mut builder = SdkMeterProvider::builder()
-            .with_resource(resource.clone())
-            .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
-                Stream::builder().with_cardinality_limit(limit).build().ok()
-            });
-
         let otlp = otlp::settings(cfg)?;
+        // With OTLP, the targets are split over several meter providers, each read and
+        // exported on its own, so that no export request outgrows what a collector
+        // accepts and no collection holds every series of every target at once.
+        let shards = if otlp.is_some() {
+            export_shards(targets)
+        } else {
+            1
+        };
+        let mut providers = Vec::with_capacity(shards);
+        let mut readers = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let mut builder = SdkMeterProvider::builder()
+                .with_resource(resource.clone())
+                .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
+                    Stream::builder().with_cardinality_limit(limit).build().ok()
+                });
+            if otlp.is_some() {
+                let reader = Arc::new(
+                    ManualReader::builder()
+                        .with_temporality(Temporality::Cumulative)
+                        .build(),
+                );
+                builder = builder.with_reader(SharedReader(reader.clone()));
+                readers.push(reader);
+            }
+            providers.push(builder.build());
+        }
+        let scope = || {
+            InstrumentationScope::builder("depprobe")
+                .with_version(VERSION)
+                .build()
+        };
+        let mut instruments = Instruments::default();
+        for (i, provider) in providers.iter().enumerate() {
+            let installed = Instruments::install(
+                &provider.meter_with_scope(scope()),
+                state.clone(),
+                metrics::Shard {
+                    index: i,
+                    of: shards,
+                },
+            );
+            if i == 0 {
+                instruments = installed;
+            }
+        }
+
         let mut metrics_task = None;
         let mut spans = None;
         let mut span_task = None;
         if let Some(s) = &otlp {
-            let reader = Arc::new(
-                ManualReader::builder()
-                    .with_temporality(Temporality::Cumulative)
-                    .build(),
-            );
-            builder = builder.with_reader(SharedReader(reader.clone()));
             let exporter = s.metric_exporter()?;
             let (stop_tx, stop_rx) = watch::channel(false);
             let task = tokio::spawn(metrics_loop(
-                reader,
+                readers,
                 exporter,
                 state.clone(),
                 s.metrics_interval,
@@ -205,25 +250,23 @@ impl Telemetry {
             spans = Some(queue);
             span_task = Some(task);
             tracing::info!(
-                "exporting OTLP ({}) to {}",
+                "exporting OTLP ({}) to {}{}",
                 match s.protocol {
                     depprobe_config::OtlpProtocol::Grpc => "grpc",
                     depprobe_config::OtlpProtocol::HttpProtobuf => "http/protobuf",
                 },
-                s.display_endpoint("traces")
+                s.display_endpoint("traces"),
+                if shards > 1 {
+                    format!("; metrics in {shards} requests of up to {TARGETS_PER_EXPORT} targets")
+                } else {
+                    String::new()
+                }
             );
         }
-        let provider = builder.build();
-        let meter = provider.meter_with_scope(
-            InstrumentationScope::builder("depprobe")
-                .with_version(VERSION)
-                .build(),
-        );
-        let instruments = Instruments::install(&meter, state.clone());
         Ok(Telemetry {
             state,
             instruments,
-            provider,
+            providers,
             resource,
             spans: Mutex::new(spans),
             span_task: Mutex::new(span_task),
@@ -292,7 +335,9 @@ impl Telemetry {
             let _ = stop.send(true);
             let _ = tokio::time::timeout_at(deadline, task).await;
         }
-        let _ = self.provider.shutdown();
+        for p in &self.providers {
+            let _ = p.shutdown();
+        }
         let dropped = self.state.dropped_spans.load(Ordering::Relaxed);
         if dropped > 0 {
             tracing::info!("{dropped} spans were dropped in total");
@@ -301,7 +346,7 @@ impl Telemetry {
 }
 
 async fn metrics_loop<E: PushMetricExporter>(
-    reader: Arc<ManualReader>,
+    readers: Vec<Arc<ManualReader>>,
     exporter: E,
     state: Arc<State>,
     every: Duration,
@@ -317,23 +362,87 @@ async fn metrics_loop<E: PushMetricExporter>(
             _ = tick.tick() => false,
             _ = stop.changed() => true,
         };
-        let mut rm = ResourceMetrics::default();
-        match reader.collect(&mut rm) {
-            Err(e) => tracing::debug!("metrics collection failed: {e}"),
-            Ok(()) => match tokio::time::timeout(timeout, exporter.export(&rm)).await {
-                Ok(Ok(())) => log.success(),
+        // One request per shard; the collection (every series of the shard read off
+        // the state into the SDK's form) runs off the probes' thread.
+        let mut failed = None;
+        for reader in &readers {
+            let reader = reader.clone();
+            let collected = tokio::task::spawn_blocking(move || {
+                let mut rm = ResourceMetrics::default();
+                reader.collect(&mut rm).map(|()| rm)
+            })
+            .await;
+            let rm = match collected {
+                Ok(Ok(rm)) => rm,
                 Ok(Err(e)) => {
-                    state.metric_export_failures.fetch_add(1, Ordering::Relaxed);
-                    log.failure(&e.to_string(), 0);
+                    tracing::debug!("metrics collection failed: {e}");
+                    continue;
                 }
-                Err(_) => {
-                    state.metric_export_failures.fetch_add(1, Ordering::Relaxed);
-                    log.failure(&format!("no answer within {}s", timeout.as_secs()), 0);
+                Err(e) => {
+                    tracing::debug!("metrics collection did not finish: {e}");
+                    continue;
                 }
-            },
+            };
+            let outcome = tokio::time::timeout(timeout, exporter.export(&rm)).await;
+            drop(rm);
+            let error = match outcome {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {}s", timeout.as_secs()),
+            };
+            state.metric_export_failures.fetch_add(1, Ordering::Relaxed);
+            failed.get_or_insert(error);
         }
+        match failed {
+            None => log.success(),
+            Some(e) => log.failure(&e, 0),
+        }
+        crate::memory::trim();
         if last {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_exports_are_split_every_500_targets() {
+        assert_eq!(export_shards(0), 1);
+        assert_eq!(export_shards(1), 1);
+        assert_eq!(export_shards(TARGETS_PER_EXPORT), 1);
+        assert_eq!(export_shards(TARGETS_PER_EXPORT + 1), 2);
+        assert_eq!(export_shards(10_000), 20);
+    }
+
+    #[test]
+    fn every_target_is_in_exactly_one_shard_and_the_agent_in_the_first() {
+        let of = export_shards(1_234);
+        let shards: Vec<metrics::Shard> =
+            (0..of).map(|index| metrics::Shard { index, of }).collect();
+        let meta = depprobe_probes::ProbeMeta {
+            name: "t".into(),
+            kind: depprobe_config::Kind::Tls,
+            target: depprobe_probes::outcome::Target {
+                address: "localhost".into(),
+                port: 443,
+            },
+            timeout: Duration::from_secs(1),
+            budgets: Vec::new(),
+            secrets: Vec::new(),
+        };
+        for order in 0..1_234 {
+            let t = crate::state::TargetState::new(&meta, order, 0);
+            let holding = shards.iter().filter(|s| s.holds(Some(&t))).count();
+            assert_eq!(holding, 1, "target {order}");
+        }
+        let agent: Vec<usize> = shards
+            .iter()
+            .filter(|s| s.holds(None))
+            .map(|s| s.index)
+            .collect();
+        assert_eq!(agent, vec![0]);
     }
 }
