@@ -425,14 +425,15 @@ pub struct Instruments {
 }
 
 impl Instruments {
-    /// Registers every family on `meter` as an observable instrument reading the
-    /// series of `shard` off `state`, and (in part 0) the lateness histogram.
-    pub fn install(meter: &Meter, state: Arc<State>, shard: Shard) -> Instruments {
-        for f in FAMILIES {
+    /// Registers every family of type `kind` on `meter` as an observable instrument
+    /// reading the series of `shard` off `state`, and with the counters of part 0
+    /// the lateness histogram.
+    pub fn install(meter: &Meter, state: Arc<State>, shard: Shard, kind: Type) -> Instruments {
+        for f in FAMILIES.iter().filter(|f| f.kind == kind) {
             register(meter, f, state.clone(), shard);
         }
         Instruments {
-            lateness: (shard.index == 0).then(|| {
+            lateness: (shard.index == 0 && kind == Type::Counter).then(|| {
                 meter
                     .f64_histogram("depprobe.schedule.lateness")
                     .with_unit("s")

@@ -175,51 +175,40 @@ impl Telemetry {
         let limit = cardinality_limit(targets.div_ceil(export_shards(targets)));
         let resource = resource(cfg);
         let otlp = otlp::settings(cfg)?;
-        // With OTLP, the targets are split over several meter providers, each read and
-        // exported on its own, so that no export request outgrows what a collector
-        // accepts and no collection holds every series of every target at once.
+        // With OTLP, the targets are split in parts, each read and exported on its own,
+        // so that no export request outgrows what a collector accepts. Counters live
+        // in one meter provider per part for the agent's lifetime (their start time
+        // must not move); gauges, most of the series, are read through a provider
+        // made for each export and dropped after it, so that the SDK does not keep a
+        // copy of every series between exports.
         let shards = if otlp.is_some() {
             export_shards(targets)
         } else {
             1
         };
+        let parts = Parts {
+            resource: resource.clone(),
+            state: state.clone(),
+            shards,
+            limit,
+        };
         let mut providers = Vec::with_capacity(shards);
         let mut readers = Vec::with_capacity(shards);
-        for _ in 0..shards {
-            let mut builder = SdkMeterProvider::builder()
-                .with_resource(resource.clone())
-                .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
-                    Stream::builder().with_cardinality_limit(limit).build().ok()
-                });
-            if otlp.is_some() {
-                let reader = Arc::new(
-                    ManualReader::builder()
-                        .with_temporality(Temporality::Cumulative)
-                        .build(),
-                );
-                builder = builder.with_reader(SharedReader(reader.clone()));
-                readers.push(reader);
-            }
-            providers.push(builder.build());
-        }
-        let scope = || {
-            InstrumentationScope::builder("depprobe")
-                .with_version(VERSION)
-                .build()
-        };
         let mut instruments = Instruments::default();
-        for (i, provider) in providers.iter().enumerate() {
+        for index in 0..shards {
+            let reader = otlp.as_ref().map(|_| parts.reader());
+            let provider = parts.provider(reader.clone());
+            readers.extend(reader);
             let installed = Instruments::install(
                 &provider.meter_with_scope(scope()),
                 state.clone(),
-                metrics::Shard {
-                    index: i,
-                    of: shards,
-                },
+                metrics::Shard { index, of: shards },
+                metrics::Type::Counter,
             );
-            if i == 0 {
+            if index == 0 {
                 instruments = installed;
             }
+            providers.push(provider);
         }
 
         let mut metrics_task = None;
@@ -230,6 +219,7 @@ impl Telemetry {
             let (stop_tx, stop_rx) = watch::channel(false);
             let task = tokio::spawn(metrics_loop(
                 readers,
+                parts,
                 exporter,
                 state.clone(),
                 s.metrics_interval,
@@ -345,8 +335,74 @@ impl Telemetry {
     }
 }
 
+/// How the metrics are split for OTLP export, and how a part's gauges are read.
+#[derive(Clone)]
+struct Parts {
+    resource: Resource,
+    state: Arc<State>,
+    shards: usize,
+    limit: usize,
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder("depprobe")
+        .with_version(VERSION)
+        .build()
+}
+
+impl Parts {
+    fn reader(&self) -> Arc<ManualReader> {
+        Arc::new(
+            ManualReader::builder()
+                .with_temporality(Temporality::Cumulative)
+                .build(),
+        )
+    }
+
+    fn provider(&self, reader: Option<Arc<ManualReader>>) -> SdkMeterProvider {
+        let limit = self.limit;
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(self.resource.clone())
+            .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
+                Stream::builder().with_cardinality_limit(limit).build().ok()
+            });
+        if let Some(r) = reader {
+            builder = builder.with_reader(SharedReader(r));
+        }
+        builder.build()
+    }
+
+    /// Reads the gauges of part `index` through a provider made for this read.
+    fn gauges(
+        &self,
+        index: usize,
+    ) -> Result<ResourceMetrics, opentelemetry_sdk::error::OTelSdkError> {
+        let reader = self.reader();
+        let provider = self.provider(Some(reader.clone()));
+        let _ = Instruments::install(
+            &provider.meter_with_scope(scope()),
+            self.state.clone(),
+            metrics::Shard {
+                index,
+                of: self.shards,
+            },
+            metrics::Type::Gauge,
+        );
+        let mut rm = ResourceMetrics::default();
+        let collected = reader.collect(&mut rm);
+        let _ = provider.shutdown();
+        collected.map(|()| rm)
+    }
+}
+
+/// Whether `rm` holds any metric (an empty request is not sent).
+fn has_metrics(rm: &ResourceMetrics) -> bool {
+    rm.scope_metrics().any(|s| s.metrics().next().is_some())
+}
+
 async fn metrics_loop<E: PushMetricExporter>(
-    readers: Vec<Arc<ManualReader>>,
+    counters: Vec<Arc<ManualReader>>,
+    parts: Parts,
     exporter: E,
     state: Arc<State>,
     every: Duration,
@@ -362,36 +418,44 @@ async fn metrics_loop<E: PushMetricExporter>(
             _ = tick.tick() => false,
             _ = stop.changed() => true,
         };
-        // One request per shard; the collection (every series of the shard read off
-        // the state into the SDK's form) runs off the probes' thread.
+        // Per part: its counters, then its gauges, each one request. Reading the
+        // state into the SDK's form happens off the probes' thread.
         let mut failed = None;
-        for reader in &readers {
-            let reader = reader.clone();
-            let collected = tokio::task::spawn_blocking(move || {
-                let mut rm = ResourceMetrics::default();
-                reader.collect(&mut rm).map(|()| rm)
-            })
-            .await;
-            let rm = match collected {
-                Ok(Ok(rm)) => rm,
-                Ok(Err(e)) => {
-                    tracing::debug!("metrics collection failed: {e}");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::debug!("metrics collection did not finish: {e}");
-                    continue;
-                }
-            };
-            let outcome = tokio::time::timeout(timeout, exporter.export(&rm)).await;
-            drop(rm);
-            let error = match outcome {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer within {}s", timeout.as_secs()),
-            };
-            state.metric_export_failures.fetch_add(1, Ordering::Relaxed);
-            failed.get_or_insert(error);
+        for (index, reader) in counters.iter().enumerate() {
+            for gauges in [false, true] {
+                let reader = reader.clone();
+                let parts = parts.clone();
+                let collected = tokio::task::spawn_blocking(move || {
+                    if gauges {
+                        parts.gauges(index)
+                    } else {
+                        let mut rm = ResourceMetrics::default();
+                        reader.collect(&mut rm).map(|()| rm)
+                    }
+                })
+                .await;
+                let rm = match collected {
+                    Ok(Ok(rm)) if has_metrics(&rm) => rm,
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => {
+                        tracing::debug!("metrics collection failed: {e}");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!("metrics collection did not finish: {e}");
+                        continue;
+                    }
+                };
+                let outcome = tokio::time::timeout(timeout, exporter.export(&rm)).await;
+                drop(rm);
+                let error = match outcome {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {}s", timeout.as_secs()),
+                };
+                state.metric_export_failures.fetch_add(1, Ordering::Relaxed);
+                failed.get_or_insert(error);
+            }
         }
         match failed {
             None => log.success(),
