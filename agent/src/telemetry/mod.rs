@@ -221,7 +221,6 @@ impl Telemetry {
                 readers,
                 parts,
                 exporter,
-                state.clone(),
                 s.metrics_interval,
                 s.timeout,
                 s.display_endpoint("metrics"),
@@ -404,7 +403,6 @@ async fn metrics_loop<E: PushMetricExporter>(
     counters: Vec<Arc<ManualReader>>,
     parts: Parts,
     exporter: E,
-    state: Arc<State>,
     every: Duration,
     timeout: Duration,
     endpoint: String,
@@ -424,10 +422,10 @@ async fn metrics_loop<E: PushMetricExporter>(
         for (index, reader) in counters.iter().enumerate() {
             for gauges in [false, true] {
                 let reader = reader.clone();
-                let parts = parts.clone();
+                let part = parts.clone();
                 let collected = tokio::task::spawn_blocking(move || {
                     if gauges {
-                        parts.gauges(index)
+                        part.gauges(index)
                     } else {
                         let mut rm = ResourceMetrics::default();
                         reader.collect(&mut rm).map(|()| rm)
@@ -453,7 +451,10 @@ async fn metrics_loop<E: PushMetricExporter>(
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no answer within {}s", timeout.as_secs()),
                 };
-                state.metric_export_failures.fetch_add(1, Ordering::Relaxed);
+                parts
+                    .state
+                    .metric_export_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 failed.get_or_insert(error);
             }
         }
