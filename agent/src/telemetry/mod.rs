@@ -189,7 +189,6 @@ impl Telemetry {
         let parts = Parts {
             resource: resource.clone(),
             state: state.clone(),
-            shards,
             limit,
         };
         let mut providers = Vec::with_capacity(shards);
@@ -246,7 +245,9 @@ impl Telemetry {
                 },
                 s.display_endpoint("traces"),
                 if shards > 1 {
-                    format!("; metrics in {shards} requests of up to {TARGETS_PER_EXPORT} targets")
+                    format!(
+                        "; metrics in parts of up to {TARGETS_PER_EXPORT} targets ({shards} now)"
+                    )
                 } else {
                     String::new()
                 }
@@ -339,7 +340,6 @@ impl Telemetry {
 struct Parts {
     resource: Resource,
     state: Arc<State>,
-    shards: usize,
     limit: usize,
 }
 
@@ -372,19 +372,22 @@ impl Parts {
     }
 
     /// Reads the gauges of part `index` through a provider made for this read.
+    /// Reads the gauges of part `shard` through a provider made for this read.
     fn gauges(
         &self,
-        index: usize,
+        shard: metrics::Shard,
     ) -> Result<ResourceMetrics, opentelemetry_sdk::error::OTelSdkError> {
         let reader = self.reader();
-        let provider = self.provider(Some(reader.clone()));
+        let limit = cardinality_limit(self.state.len().div_ceil(shard.of));
+        let provider = Parts {
+            limit,
+            ..self.clone()
+        }
+        .provider(Some(reader.clone()));
         let _ = Instruments::install(
             &provider.meter_with_scope(scope()),
             self.state.clone(),
-            metrics::Shard {
-                index,
-                of: self.shards,
-            },
+            shard,
             metrics::Type::Gauge,
         );
         let mut rm = ResourceMetrics::default();
@@ -416,47 +419,49 @@ async fn metrics_loop<E: PushMetricExporter>(
             _ = tick.tick() => false,
             _ = stop.changed() => true,
         };
-        // Per part: its counters, then its gauges, each one request. Reading the
-        // state into the SDK's form happens off the probes' thread.
+        // One request per part of the counters (parts fixed at start), then per part
+        // of the gauges (parts sized to the targets configured now, so a reload that
+        // adds targets adds parts). Reading the state into the SDK's form happens off
+        // the probes' thread.
+        let gauge_parts = export_shards(parts.state.len());
+        let jobs = (0..counters.len())
+            .map(|i| (Some(counters[i].clone()), i, counters.len()))
+            .chain((0..gauge_parts).map(|i| (None, i, gauge_parts)));
         let mut failed = None;
-        for (index, reader) in counters.iter().enumerate() {
-            for gauges in [false, true] {
-                let reader = reader.clone();
-                let part = parts.clone();
-                let collected = tokio::task::spawn_blocking(move || {
-                    if gauges {
-                        part.gauges(index)
-                    } else {
-                        let mut rm = ResourceMetrics::default();
-                        reader.collect(&mut rm).map(|()| rm)
-                    }
-                })
-                .await;
-                let rm = match collected {
-                    Ok(Ok(rm)) if has_metrics(&rm) => rm,
-                    Ok(Ok(_)) => continue,
-                    Ok(Err(e)) => {
-                        tracing::debug!("metrics collection failed: {e}");
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::debug!("metrics collection did not finish: {e}");
-                        continue;
-                    }
-                };
-                let outcome = tokio::time::timeout(timeout, exporter.export(&rm)).await;
-                drop(rm);
-                let error = match outcome {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => format!("no answer within {}s", timeout.as_secs()),
-                };
-                parts
-                    .state
-                    .metric_export_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                failed.get_or_insert(error);
-            }
+        for (counter_reader, index, of) in jobs {
+            let part = parts.clone();
+            let collected = tokio::task::spawn_blocking(move || match counter_reader {
+                Some(reader) => {
+                    let mut rm = ResourceMetrics::default();
+                    reader.collect(&mut rm).map(|()| rm)
+                }
+                None => part.gauges(metrics::Shard { index, of }),
+            })
+            .await;
+            let rm = match collected {
+                Ok(Ok(rm)) if has_metrics(&rm) => rm,
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => {
+                    tracing::debug!("metrics collection failed: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!("metrics collection did not finish: {e}");
+                    continue;
+                }
+            };
+            let outcome = tokio::time::timeout(timeout, exporter.export(&rm)).await;
+            drop(rm);
+            let error = match outcome {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {}s", timeout.as_secs()),
+            };
+            parts
+                .state
+                .metric_export_failures
+                .fetch_add(1, Ordering::Relaxed);
+            failed.get_or_insert(error);
         }
         match failed {
             None => log.success(),
