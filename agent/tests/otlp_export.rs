@@ -21,6 +21,22 @@ fn telemetry(endpoint: &str, protocol: &str, extra: &str) -> String {
     )
 }
 
+/// Starts the agent on the world's probes, exporting to `endpoint` over `protocol`;
+/// its config and log are named after `name`.
+async fn exporting(
+    world: &World,
+    name: &str,
+    endpoint: &str,
+    protocol: &str,
+    extra: &str,
+) -> AgentProcess {
+    let config = world.config(
+        &format!("{name}.yaml"),
+        &telemetry(endpoint, protocol, extra),
+    );
+    world.start(&config, &format!("{name}.log")).await
+}
+
 fn root<'a>(spans: &'a [ReceivedSpan], probe: &str) -> Option<&'a ReceivedSpan> {
     spans.iter().find(|s| {
         s.span.parent_span_id.is_empty() && s.attr("probe.name").as_deref() == Some(probe)
@@ -255,11 +271,7 @@ async fn assert_spans_and_metrics(world: &World, got: &Received, agent: &AgentPr
 async fn grpc_export_carries_spans_with_phases_and_the_metrics_of_the_design() {
     let world = World::new().await;
     let receiver = OtlpReceiver::start().await.unwrap();
-    let config = world.config(
-        "grpc.yaml",
-        &telemetry(&receiver.grpc_endpoint(), "grpc", ""),
-    );
-    let agent = world.start(&config, "grpc.log").await;
+    let agent = exporting(&world, "grpc", &receiver.grpc_endpoint(), "grpc", "").await;
     assert_spans_and_metrics(&world, &receiver.received(), &agent).await;
 }
 
@@ -269,11 +281,14 @@ async fn http_protobuf_export_with_gzip_and_headers() {
     let receiver = OtlpReceiver::start().await.unwrap();
     receiver.require_header("x-tenant", "team-a");
     let extra = "    compression: gzip\n    headers:\n      x-tenant: team-a\n";
-    let config = world.config(
-        "http.yaml",
-        &telemetry(&receiver.http_endpoint(), "http/protobuf", extra),
-    );
-    let agent = world.start(&config, "http.log").await;
+    let agent = exporting(
+        &world,
+        "http",
+        &receiver.http_endpoint(),
+        "http/protobuf",
+        extra,
+    )
+    .await;
     let got = receiver.received();
     assert_spans_and_metrics(&world, &got, &agent).await;
     let headers = got.headers();
@@ -293,11 +308,7 @@ async fn http_protobuf_export_with_gzip_and_headers() {
 async fn collector_outage_neither_stops_probing_nor_grows_memory_and_export_resumes() {
     let world = World::new().await;
     let receiver = OtlpReceiver::start().await.unwrap();
-    let config = world.config(
-        "outage.yaml",
-        &telemetry(&receiver.grpc_endpoint(), "grpc", ""),
-    );
-    let agent = world.start(&config, "outage.log").await;
+    let agent = exporting(&world, "outage", &receiver.grpc_endpoint(), "grpc", "").await;
     let got = receiver.received();
     assert!(
         got.wait_for(WAIT, has_both_roots).await,
@@ -402,11 +413,14 @@ async fn http_protobuf_export_over_tls_trusts_the_configured_ca() {
     let receiver = OtlpReceiver::start_tls(&identity).await.unwrap();
     let ca_file = world.scratch.ca(&collector_ca).unwrap();
     let extra = format!("    ca_file: {}\n", ca_file.display());
-    let config = world.config(
-        "tls.yaml",
-        &telemetry(&receiver.https_endpoint(), "http/protobuf", &extra),
-    );
-    let agent = world.start(&config, "tls.log").await;
+    let agent = exporting(
+        &world,
+        "tls",
+        &receiver.https_endpoint(),
+        "http/protobuf",
+        &extra,
+    )
+    .await;
     let got = receiver.received();
     assert!(
         got.wait_for(WAIT, has_both_roots).await,
@@ -417,11 +431,14 @@ async fn http_protobuf_export_over_tls_trusts_the_configured_ca() {
     // Without the CA, the collector's certificate is not trusted: export fails, is
     // logged once, and probing goes on.
     let receiver2 = OtlpReceiver::start_tls(&identity).await.unwrap();
-    let config = world.config(
-        "untrusted.yaml",
-        &telemetry(&receiver2.https_endpoint(), "http/protobuf", ""),
-    );
-    let agent = world.start(&config, "untrusted.log").await;
+    let agent = exporting(
+        &world,
+        "untrusted",
+        &receiver2.https_endpoint(),
+        "http/protobuf",
+        "",
+    )
+    .await;
     common::wait_for_log_line(&agent, &["OTLP traces export", "failing"]).await;
     assert_eq!(receiver2.received().requests(), (0, 0));
     wait_status(&agent, WAIT, |s| entry(s, "healthy-api").is_some()).await;
