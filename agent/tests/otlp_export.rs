@@ -37,6 +37,17 @@ async fn exporting(
     world.start(&config, &format!("{name}.log")).await
 }
 
+/// SIGTERM, then a clean exit (status 0) within the wait: pending metrics are flushed.
+async fn stop_cleanly(agent: &mut AgentProcess) {
+    agent.signal("TERM").unwrap();
+    assert_eq!(
+        agent.wait_exit(WAIT).await,
+        Some(0),
+        "log:\n{}",
+        agent.log_text()
+    );
+}
+
 fn root<'a>(spans: &'a [ReceivedSpan], probe: &str) -> Option<&'a ReceivedSpan> {
     spans.iter().find(|s| {
         s.span.parent_span_id.is_empty() && s.attr("probe.name").as_deref() == Some(probe)
@@ -233,28 +244,22 @@ async fn assert_spans_and_metrics(world: &World, got: &Received, agent: &AgentPr
         "{phases:?}"
     );
 
-    let Some(Data::Sum(failures)) = &find("probe.failures").data else {
-        panic!("probe.failures is not a sum")
-    };
-    assert!(failures.is_monotonic);
-    assert!(
-        failures
-            .data_points
-            .iter()
-            .any(|p| attr(&p.attributes, "error.type").as_deref() == Some("tls_cert_expired"))
-    );
-
-    let Some(Data::Sum(changes)) = &find("probe.tls.cert.changes").data else {
-        panic!("probe.tls.cert.changes is not a sum")
-    };
-    assert!(changes.is_monotonic);
-    assert!(
-        changes
-            .data_points
-            .iter()
-            .any(|p| attr(&p.attributes, "probe.name").as_deref() == Some("healthy-api")),
-        "{changes:?}"
-    );
+    // Counters are monotonic sums carrying the series that names them.
+    for (counter, key, value) in [
+        ("probe.failures", "error.type", "tls_cert_expired"),
+        ("probe.tls.cert.changes", "probe.name", "healthy-api"),
+    ] {
+        let Some(Data::Sum(sum)) = &find(counter).data else {
+            panic!("{counter} is not a sum")
+        };
+        assert!(sum.is_monotonic, "{counter}");
+        assert!(
+            sum.data_points
+                .iter()
+                .any(|p| attr(&p.attributes, key).as_deref() == Some(value)),
+            "{counter}: no point with {key}={value}: {sum:?}"
+        );
+    }
 
     let Some(Data::Gauge(left)) = &find("probe.tls.cert.time_left").data else {
         panic!("probe.tls.cert.time_left is not a gauge")
@@ -388,13 +393,7 @@ async fn sigterm_stops_cleanly_and_flushes_pending_metrics() {
     })
     .await;
     assert_eq!(receiver.received().requests().1, 0);
-    agent.signal("TERM").unwrap();
-    assert_eq!(
-        agent.wait_exit(WAIT).await,
-        Some(0),
-        "log:\n{}",
-        agent.log_text()
-    );
+    stop_cleanly(&mut agent).await;
     assert!(
         metric_names(&receiver.received())
             .iter()
@@ -521,13 +520,7 @@ async fn many_targets_are_exported_in_requests_of_at_most_500_targets() {
         s.as_array().is_some_and(|a| a.len() == TARGETS)
     })
     .await;
-    agent.signal("TERM").unwrap();
-    assert_eq!(
-        agent.wait_exit(WAIT).await,
-        Some(0),
-        "log:\n{}",
-        agent.log_text()
-    );
+    stop_cleanly(&mut agent).await;
 
     // Each request carries its own part of the targets: together all of them, once.
     let mut seen = std::collections::BTreeSet::new();
