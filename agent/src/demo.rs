@@ -1,8 +1,8 @@
 //! `depprobe demo`: local dependencies that fail in every way the incidents did,
 //! probed and shown, with nothing to set up.
 
+use depprobe_demo::Demo;
 use depprobe_probes::ProbeEnv;
-use depprobe_tests::demo::Demo;
 
 use crate::check::{self, EXIT_CONFIG};
 use crate::{setup, table};

@@ -20,7 +20,7 @@ pub enum SetupError {
 
 /// Loads the configuration at `path`.
 pub fn load(path: &Path) -> Result<Config, SetupError> {
-    depprobe_config::load(path).map_err(|e| SetupError::Config(e.to_string()))
+    depprobe_probes::load_config(path).map_err(|e| SetupError::Config(e.to_string()))
 }
 
 /// Builds every probe of `config`, in order. Each failure names the file and probe.

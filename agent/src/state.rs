@@ -1,8 +1,8 @@
 //! What the agent remembers about each target between runs.
 //!
-//! The latest outcome, failure counters by class, and the leaf certificate last
-//! seen: a different fingerprint is a `cert_changed` finding, a different issuer an
-//! `issuer_changed` one (incident 02: a renewal silently fell back to an internal CA).
+//! The latest outcome and counters derived from outcomes: runs, failures by class,
+//! certificate changes. Outcomes arrive complete (the probes' own memory finds
+//! changes between runs: `depprobe_probes::memory`) and are never edited here.
 //! Everything exported (gauges, `/status`) is derived from this state, so a target
 //! removed by a reload simply stops being reported.
 
@@ -10,20 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use depprobe_probes::outcome::common_name;
-use depprobe_probes::{ErrorType, Finding, FindingType, Outcome, ProbeMeta, Severity, Status};
+use depprobe_probes::{ErrorType, FindingType, Outcome, ProbeMeta};
 use opentelemetry::KeyValue;
-
-/// The leaf certificate of the last run that reached TLS.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SeenLeaf {
-    /// SHA-256 fingerprint.
-    pub sha256: String,
-    /// Issuer DN.
-    pub issuer: String,
-    /// Subject DN.
-    pub subject: String,
-}
 
 /// One target's memory.
 #[derive(Debug)]
@@ -43,8 +31,8 @@ pub struct TargetState {
     pub failures: BTreeMap<ErrorType, u64>,
     /// Leaf certificate changes seen.
     pub cert_changes: u64,
-    /// The leaf seen last.
-    pub leaf: Option<SeenLeaf>,
+    /// Whether a run has reached TLS and seen a certificate.
+    pub saw_certificate: bool,
 }
 
 impl TargetState {
@@ -58,66 +46,25 @@ impl TargetState {
             runs: 0,
             failures: BTreeMap::new(),
             cert_changes: 0,
-            leaf: None,
+            saw_certificate: false,
         }
     }
 
-    /// Records a run; adds the findings that need memory (certificate changes) to
-    /// `outcome` and returns it.
-    pub fn record(&mut self, mut outcome: Outcome) -> Arc<Outcome> {
+    /// Records a run's outcome (complete as the probe made it).
+    pub fn record(&mut self, outcome: Outcome) -> Arc<Outcome> {
         self.runs += 1;
         if let Some(class) = outcome.error_type {
             *self.failures.entry(class).or_default() += 1;
         }
-        if let Some(leaf) = outcome.tls.as_ref().and_then(|t| t.leaf()) {
-            let seen = SeenLeaf {
-                sha256: leaf.sha256.clone(),
-                issuer: leaf.issuer.clone(),
-                subject: leaf.subject.clone(),
-            };
-            if let Some(before) = &self.leaf
-                && before.sha256 != seen.sha256
-            {
-                self.cert_changes += 1;
-                if before.issuer != seen.issuer {
-                    outcome.findings.push(
-                        Finding::new(
-                            FindingType::IssuerChanged,
-                            Severity::Critical,
-                            format!(
-                                "the certificate's issuer changed from {} to {}: check the renewal (did it fall back to another CA?)",
-                                common_name(&before.issuer),
-                                common_name(&seen.issuer)
-                            ),
-                        )
-                        .with("old_issuer", before.issuer.clone())
-                        .with("new_issuer", seen.issuer.clone()),
-                    );
-                }
-                outcome.findings.push(
-                    Finding::new(
-                        FindingType::CertChanged,
-                        Severity::Warning,
-                        format!(
-                            "the certificate changed (sha256 {}… -> {}…, issued by {})",
-                            &before.sha256[..12.min(before.sha256.len())],
-                            &seen.sha256[..12.min(seen.sha256.len())],
-                            common_name(&seen.issuer)
-                        ),
-                    )
-                    .with("old_sha256", before.sha256.clone())
-                    .with("new_sha256", seen.sha256.clone()),
-                );
-                if outcome.status == Status::Up {
-                    outcome.status = Status::Degraded;
-                }
-                if outcome.status == Status::Degraded
-                    && let Some(worst) = outcome.findings.iter().max_by_key(|f| f.severity)
-                {
-                    outcome.message = worst.message.clone();
-                }
-            }
-            self.leaf = Some(seen);
+        if outcome.tls.as_ref().and_then(|t| t.leaf()).is_some() {
+            self.saw_certificate = true;
+        }
+        if outcome
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingType::CERT_CHANGED)
+        {
+            self.cert_changes += 1;
         }
         let outcome = Arc::new(outcome);
         self.last = Some(outcome.clone());

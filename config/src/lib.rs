@@ -2,8 +2,10 @@
 //! validation whose every error names file, line, column and key path.
 //!
 //! Loading goes text -> located tree ([`tree`]) -> `defaults` merged into each probe
-//! -> typed structs ([`model`], [`kinds`]) -> checks. Nothing here knows how a probe
-//! runs; the `depprobe-probes` crate turns a [`ProbeConfig`] into a running probe.
+//! -> typed structs ([`model`], and each kind's settings) -> checks. Nothing here
+//! knows any probe kind: the kinds are declared in `depprobe-probes`, which hands
+//! their [`KindEntry`] list to [`load`] and [`parse_str`] and turns a
+//! [`ProbeConfig`] into a running probe.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,7 +13,8 @@ use std::path::Path;
 pub mod de;
 pub mod duration;
 pub mod error;
-pub mod kinds;
+pub mod http;
+pub mod kind;
 mod load;
 pub mod model;
 pub mod secret;
@@ -20,7 +23,7 @@ pub mod tree;
 
 pub use duration::ConfigDuration;
 pub use error::{ConfigError, ConfigErrors, LoadError};
-pub use kinds::{Kind, ProbeSpec};
+pub use kind::{Check, Checked, Kind, KindEntry, KindSpec, ProbeSpec};
 pub use model::{
     AgentConfig, Config, OtlpCompression, OtlpConfig, OtlpProtocol, ProbeConfig, TelemetryConfig,
     TlsSpec,
@@ -31,22 +34,23 @@ use error::Errors;
 use tree::Loc;
 
 /// Reads and checks the configuration file at `path`, interpolating from the
-/// process environment.
-pub fn load(path: &Path) -> Result<Config, LoadError> {
+/// process environment; `kinds` are the probe kinds it may use.
+pub fn load(path: &Path, kinds: &[KindEntry]) -> Result<Config, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_owned(),
         source,
     })?;
     let env: HashMap<String, String> = std::env::vars().collect();
-    parse_str(&text, &path.display().to_string(), &env).map_err(LoadError::Invalid)
+    parse_str(&text, &path.display().to_string(), &env, kinds).map_err(LoadError::Invalid)
 }
 
 /// Checks configuration `text` read from `file` (used in messages), interpolating
-/// `${VAR}` from `env`.
+/// `${VAR}` from `env`; `kinds` are the probe kinds it may use.
 pub fn parse_str(
     text: &str,
     file: &str,
     env: &HashMap<String, String>,
+    kinds: &[KindEntry],
 ) -> Result<Config, ConfigErrors> {
     let mut errors = Errors::new(file);
     let unset = tree::unset_references(text, env);
@@ -85,7 +89,7 @@ pub fn parse_str(
             return Err(ConfigErrors(errors.list));
         }
     };
-    let config = load::build(&root, file, &mut errors);
+    let config = load::build(&root, file, kinds, &mut errors);
     match config {
         Some(c) if errors.list.is_empty() => Ok(c),
         _ => {

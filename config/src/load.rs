@@ -5,14 +5,19 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::error::Errors;
-use crate::kinds::{self, Kind};
+use crate::kind::{self as kinds, Check, Kind, KindEntry, ProbeSpec};
 use crate::model::{self, AgentConfig, CommonKeys, Config, ProbeConfig, TelemetryConfig};
 use crate::tree::{Entry, Loc, Node, Value};
 use crate::{de, suggest};
 
 const TOP_KEYS: &[&str] = &["agent", "telemetry", "defaults", "probes"];
 
-pub(crate) fn build(root: &Node, file: &str, errors: &mut Errors) -> Option<Config> {
+pub(crate) fn build(
+    root: &Node,
+    file: &str,
+    kinds: &[KindEntry],
+    errors: &mut Errors,
+) -> Option<Config> {
     let empty = Node::synthetic(Value::Map(Vec::new()), Loc { line: 1, column: 1 });
     let root = match root.value {
         Value::Null => &empty,
@@ -56,7 +61,7 @@ pub(crate) fn build(root: &Node, file: &str, errors: &mut Errors) -> Option<Conf
 
     let defaults = root.get("defaults");
     if let Some(d) = defaults {
-        check_defaults(d, errors);
+        check_defaults(d, kinds, errors);
     }
 
     let probes = match root.get("probes") {
@@ -76,7 +81,7 @@ pub(crate) fn build(root: &Node, file: &str, errors: &mut Errors) -> Option<Conf
             items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, n)| probe(n, i, defaults, &agent_defaults, errors))
+                .filter_map(|(i, n)| probe(n, i, defaults, &agent_defaults, kinds, errors))
                 .collect()
         }
         Some(other) => {
@@ -123,7 +128,7 @@ fn common_fields() -> &'static [&'static str] {
     kinds::fields_of::<CommonKeys>()
 }
 
-fn check_defaults(defaults: &Node, errors: &mut Errors) {
+fn check_defaults(defaults: &Node, kinds: &[KindEntry], errors: &mut Errors) {
     let Some(entries) = defaults.as_map() else {
         errors.push(defaults.loc, "defaults", "expected a mapping of probe keys");
         return;
@@ -131,8 +136,8 @@ fn check_defaults(defaults: &Node, errors: &mut Errors) {
     let mut allowed: BTreeSet<&str> = common_fields().iter().copied().collect();
     allowed.remove("name");
     allowed.remove("kind");
-    for k in Kind::ALL {
-        allowed.extend(kinds::kind_fields(*k).iter().copied());
+    for k in kinds {
+        allowed.extend((k.fields)().iter().copied());
     }
     let allowed: Vec<&str> = allowed.into_iter().collect();
     for entry in entries {
@@ -195,6 +200,7 @@ fn probe(
     index: usize,
     defaults: Option<&Node>,
     agent: &AgentConfig,
+    kinds: &[KindEntry],
     errors: &mut Errors,
 ) -> Option<ProbeConfig> {
     let path = format!("probes[{index}]");
@@ -209,52 +215,16 @@ fn probe(
         );
         return None;
     }
-    let kind = match node.get("kind") {
-        None => {
-            errors.push(node.loc, &path, "missing required key `kind`");
-            return None;
-        }
-        Some(k) => match k.as_str().and_then(Kind::from_name) {
-            Some(kind) => kind,
-            None => {
-                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
-                let given = k.as_str().unwrap_or("");
-                let hint = match suggest::nearest(given, &names) {
-                    Some(n) => format!("; did you mean `{n}`?"),
-                    None => String::new(),
-                };
-                errors.push(
-                    k.loc,
-                    format!("{path}.kind"),
-                    format!("unknown kind `{given}`{hint} (kinds: {})", names.join(", ")),
-                );
-                return None;
-            }
-        },
-    };
-
-    let own = kinds::kind_fields(kind);
+    let entry = kind_of(node, &path, kinds, errors)?;
+    let own = (entry.fields)();
     let common = common_fields();
-    let mut merged = node.clone();
-    if let Some(d) = defaults {
-        let applicable: Vec<Entry> = d
-            .as_map()
-            .unwrap_or(&[])
-            .iter()
-            .filter(|e| {
-                own.contains(&e.key.as_str())
-                    || (common.contains(&e.key.as_str()) && e.key != "name" && e.key != "kind")
-            })
-            .cloned()
-            .collect();
-        merged.merge_defaults(&Node::synthetic(Value::Map(applicable), d.loc));
-    }
+    let merged = with_defaults(node, defaults, own, common);
 
     let valid: Vec<&str> = common.iter().chain(own.iter()).copied().collect();
-    let elsewhere: Vec<(&str, Kind)> = Kind::ALL
+    let elsewhere: Vec<(&str, Kind)> = kinds
         .iter()
-        .filter(|k| **k != kind)
-        .flat_map(|k| kinds::kind_fields(*k).iter().map(move |f| (*f, *k)))
+        .filter(|k| k.kind != entry.kind)
+        .flat_map(|k| (k.fields)().iter().map(move |f| (*f, k.kind)))
         .collect();
     let before = errors.list.len();
     unknown_keys(node, &path, &valid, &elsewhere, errors);
@@ -270,6 +240,66 @@ fn probe(
             return None;
         }
     };
+    check_common(node, &path, &keys, errors);
+    let settings = (entry.parse)(&mut Check::new(&kind_node, &path, errors))?;
+    Some(ProbeConfig {
+        name: keys.name,
+        interval: keys.interval.unwrap_or(agent.interval),
+        timeout: keys.timeout.unwrap_or(agent.timeout),
+        latency_budget: keys.latency_budget,
+        spec: ProbeSpec::new(entry.kind, settings),
+    })
+}
+
+/// The kind named by the probe's `kind` key, or an error naming the kinds there are.
+fn kind_of<'k>(
+    node: &Node,
+    path: &str,
+    kinds: &'k [KindEntry],
+    errors: &mut Errors,
+) -> Option<&'k KindEntry> {
+    let Some(k) = node.get("kind") else {
+        errors.push(node.loc, path, "missing required key `kind`");
+        return None;
+    };
+    if let Some(entry) = k.as_str().and_then(|name| KindEntry::find(kinds, name)) {
+        return Some(entry);
+    }
+    let names: Vec<&str> = kinds.iter().map(|k| k.kind.as_str()).collect();
+    let given = k.as_str().unwrap_or("");
+    let hint = match suggest::nearest(given, &names) {
+        Some(n) => format!("; did you mean `{n}`?"),
+        None => String::new(),
+    };
+    errors.push(
+        k.loc,
+        format!("{path}.kind"),
+        format!("unknown kind `{given}`{hint} (kinds: {})", names.join(", ")),
+    );
+    None
+}
+
+/// The probe mapping with the `defaults` that apply to its kind merged in.
+fn with_defaults(node: &Node, defaults: Option<&Node>, own: &[&str], common: &[&str]) -> Node {
+    let mut merged = node.clone();
+    if let Some(d) = defaults {
+        let applicable: Vec<Entry> = d
+            .as_map()
+            .unwrap_or(&[])
+            .iter()
+            .filter(|e| {
+                own.contains(&e.key.as_str())
+                    || (common.contains(&e.key.as_str()) && e.key != "name" && e.key != "kind")
+            })
+            .cloned()
+            .collect();
+        merged.merge_defaults(&Node::synthetic(Value::Map(applicable), d.loc));
+    }
+    merged
+}
+
+/// Checks of the keys every probe has: budget phases, the name, non-zero durations.
+fn check_common(node: &Node, path: &str, keys: &CommonKeys, errors: &mut Errors) {
     for phase in keys.latency_budget.keys() {
         if !model::BUDGET_PHASES.contains(&phase.as_str()) {
             errors.push(
@@ -298,14 +328,6 @@ fn probe(
             );
         }
     }
-    let spec = kinds::parse_spec(kind, &kind_node, &path, errors)?;
-    Some(ProbeConfig {
-        name: keys.name,
-        interval: keys.interval.unwrap_or(agent.interval),
-        timeout: keys.timeout.unwrap_or(agent.timeout),
-        latency_budget: keys.latency_budget,
-        spec,
-    })
 }
 
 /// Splits a probe mapping into its common keys and its kind's keys.

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::duration::ConfigDuration;
-use crate::kinds::ProbeSpec;
+use crate::kind::ProbeSpec;
 
 /// A whole configuration file.
 #[derive(Clone, Debug)]

@@ -9,12 +9,31 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+use crate::declared::{Instrument, MetricDecl, Number, Sample};
 use crate::outcome::{Finding, FindingType, Severity, human_delta, rfc3339, seconds_between};
-use crate::run::ProbeError;
+use crate::run::{ProbeError, Run};
 use crate::taxonomy::{ErrorType, Phase};
 
-/// Detail key (unix seconds) from which the agent derives `probe.credential.time_left`.
+/// Detail key (unix seconds): when the credential a run depends on expires.
 pub const NOT_AFTER_DETAIL: &str = "credential_not_after";
+
+/// `probe.credential.time_left`: shared by every kind that reads a local credential.
+pub static TIME_LEFT: MetricDecl = MetricDecl {
+    name: "probe.credential.time_left",
+    unit: Some("s"),
+    description: "Time left before the local credential expires.",
+    instrument: Instrument::Gauge,
+    number: Number::F64,
+    until_now: true,
+};
+
+/// Records when the credential the run depends on expires: a detail for `/status`
+/// and a sample of [`TIME_LEFT`].
+pub fn record_expiry(run: &mut Run<'_>, at: std::time::SystemTime) {
+    let secs = seconds_between(std::time::SystemTime::UNIX_EPOCH, at);
+    run.details.insert(NOT_AFTER_DETAIL.into(), secs.into());
+    run.samples.push(Sample::new(&TIME_LEFT, secs));
+}
 
 /// The times of a JWT, and who issued it for whom.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -132,7 +151,7 @@ pub fn judge(
     };
     Ok(Some(
         Finding::new(
-            FindingType::CredentialExpiring,
+            FindingType::CREDENTIAL_EXPIRING,
             severity,
             format!(
                 "{what} expires {} (at {}); rotate it",

@@ -7,7 +7,9 @@
 //! [`kinds`]. Nothing here knows how outcomes are exported.
 
 pub mod credentials;
+pub mod declared;
 pub mod kinds;
+pub mod memory;
 pub mod outcome;
 pub mod run;
 pub mod taxonomy;
@@ -93,16 +95,25 @@ pub fn build(
     cfg: &depprobe_config::ProbeConfig,
     env: &ProbeEnv,
 ) -> Result<Box<dyn Probe>, BuildError> {
-    use depprobe_config::ProbeSpec;
-    Ok(match &cfg.spec {
-        ProbeSpec::Tls(spec) => Box::new(kinds::tls::TlsProbe::new(cfg, spec, env)?),
-        ProbeSpec::Http(spec) => Box::new(kinds::http::HttpProbe::new(cfg, spec, env)?),
-        ProbeSpec::Credential(spec) => {
-            Box::new(kinds::credential::CredentialProbe::new(cfg, spec, env)?)
-        }
-        ProbeSpec::Postgres(spec) => Box::new(kinds::postgres::PostgresProbe::new(cfg, spec, env)?),
-        ProbeSpec::Mongodb(spec) => Box::new(kinds::mongodb::MongoProbe::new(cfg, spec, env)?),
-        ProbeSpec::Metrics(spec) => Box::new(kinds::metrics::MetricsProbe::new(cfg, spec, env)?),
-        ProbeSpec::Otlp(spec) => Box::new(kinds::otlp::OtlpProbe::new(cfg, spec, env)?),
-    })
+    let kind = cfg.spec.kind();
+    kinds::find(kind.as_str())
+        .ok_or_else(|| BuildError::Invalid(format!("unknown kind `{kind}`")))?
+        .build(cfg, env)
+}
+
+/// Reads and checks the configuration file at `path` with every registered kind.
+pub fn load_config(
+    path: &std::path::Path,
+) -> Result<depprobe_config::Config, depprobe_config::LoadError> {
+    depprobe_config::load(path, kinds::CONFIG_KINDS)
+}
+
+/// Checks configuration `text` (from `file`, for messages) with every registered
+/// kind, interpolating `${VAR}` from `env`.
+pub fn parse_config(
+    text: &str,
+    file: &str,
+    env: &std::collections::HashMap<String, String>,
+) -> Result<depprobe_config::Config, depprobe_config::ConfigErrors> {
+    depprobe_config::parse_str(text, file, env, kinds::CONFIG_KINDS)
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
+use crate::declared::{Attribute, Sample};
 use crate::taxonomy::{ErrorType, Phase, Status};
 use depprobe_config::Kind;
 
@@ -56,6 +57,13 @@ pub struct Outcome {
     pub http: Option<HttpFacts>,
     /// Facts specific to the kind (server version, replica-set topology, ...).
     pub details: BTreeMap<String, serde_json::Value>,
+    /// Semantic attributes of the run's span that the kind declares
+    /// (`db.system.name`, ...).
+    #[serde(skip)]
+    pub attributes: Vec<Attribute>,
+    /// Values of the metric families the kind declares.
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
 }
 
 /// Total and per-phase durations of a run.
@@ -111,51 +119,60 @@ pub struct Finding {
     pub facts: BTreeMap<String, serde_json::Value>,
 }
 
-/// The kinds of finding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FindingType {
-    /// A certificate of the chain expires within `warn_before`.
-    CertExpiring,
-    /// The leaf certificate differs from the last run.
-    CertChanged,
-    /// The leaf's issuer differs from the last run.
-    IssuerChanged,
-    /// The certificate fails verification, but the probe's mode does not enforce it
-    /// (PostgreSQL `sslmode=require`): the connection works, verifying clients fail.
-    CertInvalid,
-    /// A local credential expires within its window.
-    CredentialExpiring,
-    /// The MongoDB primary changed within the window.
-    Elections,
-    /// The number of primary changes reached the storm threshold.
-    ElectionStorm,
-    /// A replica-set member cannot be reached.
-    MemberUnreachable,
-    /// A database changed role (primary / standby) since the last run.
-    RoleChanged,
-    /// A phase exceeded its latency budget.
-    Slow,
-    /// A receiver accepted only part of what was sent.
-    PartialSuccess,
-}
+/// The type of a finding: a stable snake_case name. The findings every kind may
+/// report are constants here; a kind declares its own in its module (and lists them
+/// in its [`crate::kinds::ProbeKind::FINDINGS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FindingType(&'static str);
 
 impl FindingType {
+    /// A certificate of the chain expires within `warn_before`.
+    pub const CERT_EXPIRING: FindingType = FindingType("cert_expiring");
+    /// The leaf certificate differs from the last run.
+    pub const CERT_CHANGED: FindingType = FindingType("cert_changed");
+    /// The leaf's issuer differs from the last run.
+    pub const ISSUER_CHANGED: FindingType = FindingType("issuer_changed");
+    /// The certificate fails verification, but the probe's mode does not enforce it
+    /// (PostgreSQL `sslmode=require`): the connection works, verifying clients fail.
+    pub const CERT_INVALID: FindingType = FindingType("cert_invalid");
+    /// A local credential expires within its window.
+    pub const CREDENTIAL_EXPIRING: FindingType = FindingType("credential_expiring");
+    /// A database changed role (primary / standby) since the last run.
+    pub const ROLE_CHANGED: FindingType = FindingType("role_changed");
+    /// A phase exceeded its latency budget.
+    pub const SLOW: FindingType = FindingType("slow");
+
+    /// The findings any kind may report.
+    pub const COMMON: &'static [FindingType] = &[
+        FindingType::CERT_EXPIRING,
+        FindingType::CERT_CHANGED,
+        FindingType::ISSUER_CHANGED,
+        FindingType::CERT_INVALID,
+        FindingType::CREDENTIAL_EXPIRING,
+        FindingType::ROLE_CHANGED,
+        FindingType::SLOW,
+    ];
+
+    /// The finding named `name` (snake_case); a kind declares its own with this.
+    pub const fn new(name: &'static str) -> FindingType {
+        FindingType(name)
+    }
+
     /// The stable string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FindingType::CertExpiring => "cert_expiring",
-            FindingType::CertChanged => "cert_changed",
-            FindingType::IssuerChanged => "issuer_changed",
-            FindingType::CertInvalid => "cert_invalid",
-            FindingType::CredentialExpiring => "credential_expiring",
-            FindingType::Elections => "elections",
-            FindingType::ElectionStorm => "election_storm",
-            FindingType::MemberUnreachable => "member_unreachable",
-            FindingType::RoleChanged => "role_changed",
-            FindingType::Slow => "slow",
-            FindingType::PartialSuccess => "partial_success",
-        }
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for FindingType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Serialize for FindingType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
     }
 }
 

@@ -8,11 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use depprobe_config::{Kind, ProbeConfig, Secret};
 use tokio::time::Instant;
 
+use crate::declared::{Attribute, Sample};
+use crate::memory::Memory;
 use crate::outcome::{
     Finding, FindingType, HttpFacts, Outcome, Problem, Severity, Target, Timings, TlsFacts,
 };
@@ -113,6 +116,10 @@ pub struct ProbeMeta {
     pub budgets: Vec<(Option<Phase>, Duration)>,
     /// Secrets written in the configuration, scrubbed from every outcome.
     pub secrets: Vec<Secret>,
+    /// The semantic attributes the kind declares for its spans.
+    pub attributes: &'static [(&'static str, &'static str)],
+    /// What the probe remembers between runs (shared by every run of the probe).
+    pub memory: Arc<Mutex<Memory>>,
 }
 
 impl ProbeMeta {
@@ -130,7 +137,23 @@ impl ProbeMeta {
             timeout: cfg.timeout.0,
             budgets,
             secrets: cfg.spec.inline_secrets(),
+            attributes: crate::kinds::find(cfg.spec.kind().as_str()).map_or(&[], |k| k.attributes),
+            memory: Arc::default(),
         }
+    }
+}
+
+impl ProbeMeta {
+    /// The declared attributes, with those a run set in their place.
+    fn declared_with(&self, mut set: Vec<Attribute>) -> Vec<Attribute> {
+        let declared = self
+            .attributes
+            .iter()
+            .filter(|(k, _)| !set.iter().any(|(s, _)| s == k))
+            .map(|(k, v)| (*k, (*v).to_owned()));
+        let mut out: Vec<Attribute> = declared.collect();
+        out.append(&mut set);
+        out
     }
 }
 
@@ -150,6 +173,10 @@ pub struct Run<'m> {
     pub findings: Vec<Finding>,
     /// Kind-specific facts.
     pub details: BTreeMap<String, serde_json::Value>,
+    /// Values of the kind's declared metric families.
+    pub samples: Vec<Sample>,
+    /// Semantic attributes this run sets (they take the place of the declared ones).
+    attributes: Vec<Attribute>,
 }
 
 impl<'m> Run<'m> {
@@ -167,7 +194,16 @@ impl<'m> Run<'m> {
             http: None,
             findings: Vec::new(),
             details: BTreeMap::new(),
+            samples: Vec::new(),
+            attributes: Vec::new(),
         }
+    }
+
+    /// Sets a semantic attribute of this run's span (`db.system.name` when it
+    /// depends on the server met), in place of the kind's declared one.
+    pub fn attribute(&mut self, key: &'static str, value: impl Into<String>) {
+        self.attributes.retain(|(k, _)| *k != key);
+        self.attributes.push((key, value.into()));
     }
 
     /// Wall-clock time at the start of the run (certificate validity is judged at it).
@@ -204,6 +240,16 @@ impl<'m> Run<'m> {
         }
     }
 
+    /// Remembers the server's `role` (`primary`, `standby`, ...); a change since the
+    /// last run that learned it is a `role_changed` finding.
+    pub fn role(&mut self, role: &str) {
+        let changed = match self.meta.memory.lock() {
+            Ok(mut memory) => memory.role_change(role),
+            Err(_) => None,
+        };
+        self.findings.extend(changed);
+    }
+
     /// Records a phase measured elsewhere.
     pub fn record(&mut self, phase: Phase, d: Duration) {
         self.timings.add(phase, d);
@@ -213,6 +259,13 @@ impl<'m> Run<'m> {
     pub fn finish(mut self, result: Result<String, ProbeError>) -> Outcome {
         self.timings.total = self.started.elapsed();
         self.budget_findings();
+        let result = result.map_err(|mut e| {
+            if let Some(tls) = e.tls.take() {
+                self.tls = Some(*tls);
+            }
+            e
+        });
+        self.certificate_changes();
         let (status, error_type, phase, mut message, problems) = match result {
             Ok(msg) => {
                 let worst = self
@@ -226,9 +279,6 @@ impl<'m> Run<'m> {
                 }
             }
             Err(e) => {
-                if let Some(tls) = e.tls {
-                    self.tls = Some(*tls);
-                }
                 let msg = format!("{}; {}", e.message, e.class.hint());
                 (Status::Down, Some(e.class), Some(e.phase), msg, e.problems)
             }
@@ -256,6 +306,8 @@ impl<'m> Run<'m> {
             tls: self.tls,
             http: self.http,
             details: self.details,
+            attributes: self.meta.declared_with(self.attributes),
+            samples: self.samples,
         };
         let secrets: Vec<&str> = self
             .meta
@@ -266,6 +318,14 @@ impl<'m> Run<'m> {
             .collect();
         outcome.scrub(&secrets);
         outcome
+    }
+
+    /// Compares the leaf certificate with the last run's (see [`Memory`]).
+    fn certificate_changes(&mut self) {
+        let Some(tls) = &self.tls else { return };
+        if let Ok(mut memory) = self.meta.memory.lock() {
+            self.findings.extend(memory.leaf_changes(tls));
+        }
     }
 
     fn budget_findings(&mut self) {
@@ -279,7 +339,7 @@ impl<'m> Run<'m> {
                 let name = phase.map_or("total", Phase::as_str);
                 self.findings.push(
                     Finding::new(
-                        FindingType::Slow,
+                        FindingType::SLOW,
                         Severity::Warning,
                         format!(
                             "{name} took {} ms, over its budget of {}",

@@ -1,44 +1,11 @@
 //! Running a probe from a few lines of YAML, as the agent would.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use depprobe_config::Config;
 use depprobe_probes::{Outcome, ProbeEnv};
-use tempfile::TempDir;
 
-use crate::certs::{Ca, CertError};
-
-/// A scratch directory for the files a case needs (CA bundles, keys, tokens).
-pub struct Scratch {
-    dir: TempDir,
-}
-
-impl Scratch {
-    /// A new empty directory, removed when dropped.
-    pub fn new() -> Result<Scratch, std::io::Error> {
-        Ok(Scratch {
-            dir: tempfile::tempdir()?,
-        })
-    }
-
-    /// The path of `name` inside it.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Writes `text` to `name` and returns the path.
-    pub fn write(&self, name: &str, text: &str) -> Result<PathBuf, CertError> {
-        let p = self.path(name);
-        crate::certs::write(&p, text)?;
-        Ok(p)
-    }
-
-    /// Writes the CA's certificate as `<name>.pem` and returns the path.
-    pub fn ca(&self, ca: &Ca) -> Result<PathBuf, CertError> {
-        self.write(&format!("{}.pem", ca.name.replace(' ', "_")), &ca.pem)
-    }
-}
+pub use depprobe_demo::Scratch;
 
 /// Why a case could not run.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +21,7 @@ pub enum HarnessError {
 /// Parses a whole configuration with the process environment.
 pub fn config(yaml: &str) -> Result<Config, HarnessError> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    Ok(depprobe_config::parse_str(yaml, "test.yaml", &env)?)
+    Ok(depprobe_probes::parse_config(yaml, "test.yaml", &env)?)
 }
 
 /// Runs, once, the single probe described by `probe_yaml` (the keys of one list

@@ -1,21 +1,22 @@
-//! Support for depprobe's end-to-end tests and for `depprobe demo`: a certificate
-//! factory, local servers that behave like healthy or broken dependencies, and real
-//! PostgreSQL clusters.
+//! Support for depprobe's end-to-end tests: real PostgreSQL clusters, the MongoDB
+//! wire-protocol server, an OTLP receiver, Prometheus tools, and (re-exported from
+//! `depprobe-demo`, which the demo shares) the certificate factory and local
+//! servers that behave like healthy or broken dependencies. The product binary does
+//! not link this crate.
 //!
 //! Everything here binds loopback ports from `127.0.0.1:0` and is ready when its
 //! constructor returns. The same code serves the tests and the demo, so the demo
 //! shows exactly what the tests prove.
 
 pub mod agent_process;
-pub mod certs;
 pub mod contract;
-pub mod demo;
 pub mod harness;
 pub mod mongo;
 pub mod otlp;
 pub mod postgres;
 pub mod prometheus;
-pub mod servers;
+
+pub use depprobe_demo::{certs, servers};
 
 pub use certs::{Ca, CertError, Identity, Validity};
 pub use harness::{HarnessError, Scratch, run_once};

@@ -88,7 +88,7 @@ async fn token_past_eighty_percent_of_its_life_is_expiring() {
         .unwrap();
     let o = token_probe(&path, "").await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
-    assert_eq!(o.findings[0].kind, FindingType::CredentialExpiring);
+    assert_eq!(o.findings[0].kind, FindingType::CREDENTIAL_EXPIRING);
     assert_eq!(o.findings[0].severity, Severity::Warning);
     // An explicit window wins.
     let o = token_probe(&path, "warn_before: 10m\ncritical_before: 6m\n").await;
@@ -164,7 +164,7 @@ async fn certificate_and_key_are_checked() {
     let (scert, skey) = soon.write(&s.path(""), "soon").unwrap();
     let o = run_once(&probe(&scert, &skey)).await.unwrap();
     assert_eq!(o.status, Status::Degraded);
-    assert_eq!(o.findings[0].kind, FindingType::CredentialExpiring);
+    assert_eq!(o.findings[0].kind, FindingType::CREDENTIAL_EXPIRING);
 
     let garbage = s.write("garbage.crt", "not pem").unwrap();
     assert_down(

@@ -69,7 +69,7 @@ async fn bearer_jwt_near_expiry_is_a_finding_on_a_working_target() {
     .await
     .unwrap();
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
-    assert_eq!(o.findings[0].kind, FindingType::CredentialExpiring);
+    assert_eq!(o.findings[0].kind, FindingType::CREDENTIAL_EXPIRING);
     assert!(o.details["credential_not_after"].as_f64().is_some());
 }
 

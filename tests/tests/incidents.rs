@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use depprobe_agent::state::State;
+use depprobe_probes::kinds::mongodb;
 use depprobe_probes::{
     ErrorType, Finding, FindingType, Outcome, Phase, Probe, ProbeEnv, Severity, Status,
 };
@@ -142,7 +143,7 @@ async fn incident_01_metrics_endpoint_cert_expiry_then_jwt_rejection() {
     let o = t.stage("10 days before the certificate expires").await;
     let o = by(&o, "customer-metrics");
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
-    let f = finding(o, FindingType::CertExpiring);
+    let f = finding(o, FindingType::CERT_EXPIRING);
     assert_eq!(f.severity, Severity::Warning);
     assert_lead_time(f, 10.0);
 
@@ -178,7 +179,7 @@ async fn incident_01_metrics_endpoint_cert_expiry_then_jwt_rejection() {
     assert!(
         o.findings
             .iter()
-            .any(|f| f.kind == FindingType::CertChanged),
+            .any(|f| f.kind == FindingType::CERT_CHANGED),
         "the renewal is seen: {o:#?}"
     );
 
@@ -232,7 +233,7 @@ async fn incident_02_renewal_falls_back_to_an_internal_ca() {
     );
 
     let o = t.stage("12 days before expiry: renewal is due").await;
-    let f = finding(by(&o, "aiven-api"), FindingType::CertExpiring);
+    let f = finding(by(&o, "aiven-api"), FindingType::CERT_EXPIRING);
     assert_lead_time(f, 12.0);
     assert_eq!(by(&o, "aiven-console").status, Status::Up);
 
@@ -247,7 +248,7 @@ async fn incident_02_renewal_falls_back_to_an_internal_ca() {
     let o = t.stage("renewal fell back to the internal CA").await;
     let a = by(&o, "aiven-api");
     assert_down(a, ErrorType::TlsUnknownIssuer, Phase::Tls);
-    let changed = finding(a, FindingType::IssuerChanged);
+    let changed = finding(a, FindingType::ISSUER_CHANGED);
     assert_eq!(changed.severity, Severity::Critical);
     assert!(
         changed
@@ -270,7 +271,7 @@ async fn incident_02_renewal_falls_back_to_an_internal_ca() {
     let a = by(&o, "aiven-api");
     assert_ne!(a.status, Status::Down, "{a:#?}");
     assert!(
-        finding(a, FindingType::IssuerChanged)
+        finding(a, FindingType::ISSUER_CHANGED)
             .message
             .contains("from Aiven Internal CA to R3 Test Public CA")
     );
@@ -329,7 +330,7 @@ async fn incident_03_database_provider_certificate_expires() {
     for name in ["orders-db", "orders-db-as-the-app-connects"] {
         let o = by(&o, name);
         assert_eq!(o.status, Status::Degraded, "{o:#?}");
-        assert_lead_time(finding(o, FindingType::CertExpiring), 13.0);
+        assert_lead_time(finding(o, FindingType::CERT_EXPIRING), 13.0);
         assert!(o.details["server_version"].is_string());
     }
 
@@ -358,7 +359,7 @@ async fn incident_03_database_provider_certificate_expires() {
     // The application's sslmode=require still connects; depprobe flags it anyway.
     let lax = by(&o, "orders-db-as-the-app-connects");
     assert_eq!(lax.status, Status::Degraded, "{lax:#?}");
-    let f = finding(lax, FindingType::CertInvalid);
+    let f = finding(lax, FindingType::CERT_INVALID);
     assert_eq!(f.severity, Severity::Critical);
     assert_eq!(f.facts["error_type"], "tls_cert_expired");
 }
@@ -399,13 +400,13 @@ async fn incident_04_vpn_split_and_mongodb_election_storm() {
             .await
             .findings
             .iter()
-            .any(|f| f.kind == FindingType::MemberUnreachable)
+            .any(|f| f.kind == mongodb::MEMBER_UNREACHABLE)
     })
     .await;
     assert!(cut_off, "the cut-off member is never reported");
     let o = t.stage("5 elections, one member cut off").await;
     let o = by(&o, "sessions");
-    let storm = finding(o, FindingType::ElectionStorm);
+    let storm = finding(o, mongodb::ELECTION_STORM);
     assert_eq!(storm.severity, Severity::Critical);
     assert!(storm.facts["count"].as_u64().unwrap() >= 3, "{storm:#?}");
     assert!(
@@ -413,7 +414,7 @@ async fn incident_04_vpn_split_and_mongodb_election_storm() {
         "{}",
         storm.message
     );
-    let cut = finding(o, FindingType::MemberUnreachable);
+    let cut = finding(o, mongodb::MEMBER_UNREACHABLE);
     assert_eq!(cut.facts["member"], set.host(2).as_str());
     // The cut-off member is named with its class: it accepts and never answers.
     assert_eq!(cut.facts["error_type"], "timeout", "{cut:#?}");

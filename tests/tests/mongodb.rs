@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use depprobe_config::ProbeSpec;
-use depprobe_probes::kinds::mongodb::{MemberState, MongoProbe, TopologyView};
+use depprobe_probes::kinds::mongodb::spec::MongoSpec;
+use depprobe_probes::kinds::mongodb::{self, MemberState, MongoProbe, TopologyView};
 use depprobe_probes::{ErrorType, FindingType, Outcome, Phase, Probe, ProbeEnv, Severity, Status};
 use depprobe_tests::mongo::ReplicaSet;
 use depprobe_tests::{Ca, Scratch, Validity};
@@ -32,7 +32,7 @@ fn probe(probe_yaml: &str) -> MongoProbe {
         yaml.push('\n');
     }
     let cfg = depprobe_tests::harness::config(&yaml).unwrap();
-    let ProbeSpec::Mongodb(spec) = &cfg.probes[0].spec else {
+    let Some(spec) = cfg.probes[0].spec.get::<MongoSpec>() else {
         panic!("not a mongodb probe")
     };
     MongoProbe::new(&cfg.probes[0], spec, &ProbeEnv::system().unwrap()).unwrap()
@@ -203,7 +203,7 @@ async fn one_primary_change_is_an_elections_finding() {
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
     assert_eq!(o.findings.len(), 1, "{o:#?}");
     let f = &o.findings[0];
-    assert_eq!(f.kind, FindingType::Elections);
+    assert_eq!(f.kind, mongodb::ELECTIONS);
     assert_eq!(f.severity, Severity::Warning);
     assert_eq!(f.facts["count"], 1);
     assert!(
@@ -252,7 +252,7 @@ async fn five_primary_changes_with_a_silent_member_is_an_election_storm() {
     let storm = o
         .findings
         .iter()
-        .find(|f| f.kind == FindingType::ElectionStorm)
+        .find(|f| f.kind == mongodb::ELECTION_STORM)
         .unwrap_or_else(|| panic!("no storm finding: {o:#?}"));
     assert_eq!(storm.severity, Severity::Critical);
     assert_eq!(storm.facts["count"], 5);
@@ -283,8 +283,7 @@ async fn five_primary_changes_with_a_silent_member_is_an_election_storm() {
     assert!(
         o.findings
             .iter()
-            .any(|f| f.kind == FindingType::MemberUnreachable
-                && f.facts["member"] == silent.as_str())
+            .any(|f| f.kind == mongodb::MEMBER_UNREACHABLE && f.facts["member"] == silent.as_str())
     );
     assert_eq!(o.details["primary_changes_total"], 5);
     assert_eq!(o.details["primary_changes_in_window"], 5);
@@ -311,7 +310,7 @@ async fn member_that_stops_answering_is_unreachable_while_the_probe_stays_up() {
     assert_eq!(o.error_type, None);
     assert_eq!(o.findings.len(), 1, "{o:#?}");
     let f = &o.findings[0];
-    assert_eq!(f.kind, FindingType::MemberUnreachable);
+    assert_eq!(f.kind, mongodb::MEMBER_UNREACHABLE);
     assert_eq!(f.facts["member"], silent.as_str());
     assert_eq!(f.facts["error_type"], "timeout");
     assert!(
@@ -467,7 +466,7 @@ async fn certificate_expiring_soon_is_a_finding_on_a_working_set() {
     let o = tls_probe(&t).run().await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
     assert_eq!(o.findings.len(), 1, "{o:#?}");
-    assert_eq!(o.findings[0].kind, FindingType::CertExpiring);
+    assert_eq!(o.findings[0].kind, FindingType::CERT_EXPIRING);
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! accepted, refused for a missing header, refused as a busy or authenticating
 //! collector refuses, receiver down, partial success.
 
-use depprobe_probes::{ErrorType, FindingType, Outcome, Phase, Status};
+use depprobe_probes::kinds::otlp;
+use depprobe_probes::{ErrorType, Outcome, Phase, Status};
 use depprobe_tests::otlp::{OtlpReceiver, Refusal};
 use depprobe_tests::run_once;
 
@@ -157,7 +158,7 @@ async fn partial_success_is_degraded_with_a_finding() {
     r.answer_partial_success(1, "metric name not allowed by policy");
     let o = probe(&r.grpc_endpoint(), "grpc", "").await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
-    assert_eq!(o.findings[0].kind, FindingType::PartialSuccess);
+    assert_eq!(o.findings[0].kind, otlp::PARTIAL_SUCCESS);
     assert!(
         o.message
             .contains("rejected 1 data point(s): metric name not allowed by policy"),

@@ -266,7 +266,7 @@ async fn expired_certificate_under_require_connects_but_is_flagged_cert_invalid(
     let invalid: Vec<_> = o
         .findings
         .iter()
-        .filter(|f| f.kind == FindingType::CertInvalid)
+        .filter(|f| f.kind == FindingType::CERT_INVALID)
         .collect();
     assert_eq!(invalid.len(), 1, "{o:#?}");
     let f = invalid[0];
@@ -302,7 +302,7 @@ async fn unknown_ca_is_unknown_issuer_and_require_with_sslrootcert_verifies_the_
     let o = probe(&format!("{url}?sslmode=prefer"), "").await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
     assert_eq!(o.findings.len(), 1, "{o:#?}");
-    assert_eq!(o.findings[0].kind, FindingType::CertInvalid);
+    assert_eq!(o.findings[0].kind, FindingType::CERT_INVALID);
     assert_eq!(o.findings[0].facts["error_type"], "tls_unknown_issuer");
     assert_eq!(
         o.findings[0].facts["issuer"],
@@ -512,7 +512,7 @@ async fn certificate_ten_days_from_expiry_is_degraded() {
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
     assert_eq!(o.findings.len(), 1, "{o:#?}");
     let f = &o.findings[0];
-    assert_eq!(f.kind, FindingType::CertExpiring);
+    assert_eq!(f.kind, FindingType::CERT_EXPIRING);
     assert_eq!(f.severity, Severity::Warning);
     assert_eq!(f.facts["days_left"], 10.0);
     assert!(o.message.contains("expires in 10 days"), "{}", o.message);
@@ -599,7 +599,7 @@ async fn promoted_standby_is_a_role_change() {
     assert_eq!(detail(&o, "role"), "primary");
     assert_eq!(o.findings.len(), 1, "{o:#?}");
     let f = &o.findings[0];
-    assert_eq!(f.kind, FindingType::RoleChanged);
+    assert_eq!(f.kind, FindingType::ROLE_CHANGED);
     assert_eq!(f.facts["from"], "standby");
     assert_eq!(f.facts["to"], "primary");
     assert!(o.message.contains("failover"), "{}", o.message);

@@ -345,7 +345,7 @@ async fn certificate_ten_days_from_expiry_is_a_warning() {
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
     assert_eq!(o.findings.len(), 1);
     let f = &o.findings[0];
-    assert_eq!(f.kind, FindingType::CertExpiring);
+    assert_eq!(f.kind, FindingType::CERT_EXPIRING);
     assert_eq!(f.severity, Severity::Warning);
     assert_eq!(f.facts["days_left"].as_f64().map(f64::floor), Some(10.0));
     assert!(o.message.contains("expires in 10 days"), "{}", o.message);
@@ -363,7 +363,7 @@ async fn certificate_two_days_from_expiry_is_critical() {
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
     assert_eq!(o.findings.len(), 1, "{o:#?}");
     let f = &o.findings[0];
-    assert_eq!(f.kind, FindingType::CertExpiring);
+    assert_eq!(f.kind, FindingType::CERT_EXPIRING);
     assert_eq!(f.severity, Severity::Critical);
     assert_eq!(f.facts["days_left"].as_f64().map(f64::floor), Some(2.0));
 }

@@ -20,10 +20,11 @@
 //! agent's own schedule lateness is a histogram.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
+use depprobe_probes::declared::{Instrument, MetricDecl, Number};
 use depprobe_probes::outcome::seconds_between;
 use depprobe_probes::{Outcome, Severity, Status};
 use opentelemetry::KeyValue;
@@ -36,28 +37,8 @@ pub const LATENESS_BOUNDARIES: &[f64] = &[
     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
-/// Detail key (cumulative count) exported as `probe.mongodb.primary_changes`.
-pub const PRIMARY_CHANGES_TOTAL: &str = "primary_changes_total";
-/// Detail key (`{state: count}`) exported as `probe.mongodb.members`.
-pub const MEMBERS_BY_STATE: &str = "members_by_state";
-
-/// The type of a family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Type {
-    /// A gauge.
-    Gauge,
-    /// A monotonic counter.
-    Counter,
-}
-
-/// Whether values are integers or floats (OTLP keeps the difference).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Number {
-    /// Unsigned integers.
-    U64,
-    /// Floats.
-    F64,
-}
+/// The type of a family: gauge or counter.
+pub type Type = Instrument;
 
 /// Receives one series: its target (whose attributes it carries first), its
 /// value, and its own extra attributes.
@@ -75,8 +56,89 @@ pub struct Family {
     pub kind: Type,
     /// Integer or float.
     pub number: Number,
-    /// Reads the series off the state.
-    pub observe: fn(&State, SystemTime, &mut Emit<'_>),
+    /// Where its series come from.
+    pub source: Source,
+}
+
+/// Where a family's series come from.
+pub enum Source {
+    /// Read off the agent's state.
+    State(fn(&State, SystemTime, &mut Emit<'_>)),
+    /// The samples of a family a probe kind declares, from each target's last run.
+    Declared(&'static MetricDecl),
+}
+
+impl Family {
+    /// The family a probe kind declares.
+    pub fn declared(decl: &'static MetricDecl) -> Family {
+        Family {
+            name: decl.name,
+            unit: decl.unit,
+            description: decl.description,
+            kind: decl.instrument,
+            number: decl.number,
+            source: Source::Declared(decl),
+        }
+    }
+
+    /// Emits every series of the family, as seen at `now`.
+    pub fn observe(&self, state: &State, now: SystemTime, emit: &mut Emit<'_>) {
+        match self.source {
+            Source::State(read) => read(state, now, emit),
+            Source::Declared(decl) => observe_declared(decl, state, now, emit),
+        }
+    }
+}
+
+/// Every family: the agent's own and every kind's, ordered by name.
+pub fn families() -> &'static [Family] {
+    static ALL: OnceLock<Vec<Family>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let declared = depprobe_probes::kinds::metric_families()
+            .into_iter()
+            .map(Family::declared);
+        let mut all: Vec<Family> = declared.chain(COMMON.iter().map(Family::copy_of)).collect();
+        all.sort_by_key(|f| f.name);
+        all
+    })
+}
+
+impl Family {
+    fn copy_of(f: &Family) -> Family {
+        Family {
+            name: f.name,
+            unit: f.unit,
+            description: f.description,
+            kind: f.kind,
+            number: f.number,
+            source: match f.source {
+                Source::State(read) => Source::State(read),
+                Source::Declared(d) => Source::Declared(d),
+            },
+        }
+    }
+}
+
+/// The samples of `decl` in every target's last outcome; instants become the time
+/// left until them.
+fn observe_declared(decl: &MetricDecl, s: &State, now: SystemTime, emit: &mut Emit<'_>) {
+    let now_s = seconds_between(SystemTime::UNIX_EPOCH, now);
+    s.each(|t| {
+        let Some(last) = &t.last else { return };
+        for sample in last.samples.iter().filter(|x| x.metric == decl.name) {
+            let value = if decl.until_now {
+                sample.value - now_s
+            } else {
+                sample.value
+            };
+            let attrs: Vec<KeyValue> = sample
+                .attributes
+                .iter()
+                .map(|(k, v)| KeyValue::new(*k, v.clone()))
+                .collect();
+            emit(Some(t), value, &attrs);
+        }
+    });
 }
 
 /// Calls `f` with the last outcome of every target that has run.
@@ -96,15 +158,17 @@ fn b(v: bool) -> f64 {
     if v { 1.0 } else { 0.0 }
 }
 
-/// Every family, in the order of the Prometheus exposition.
-pub const FAMILIES: &[Family] = &[
+/// The families the agent reads off its state (see [`families`] for all).
+const COMMON: &[Family] = &[
     Family {
         name: "depprobe.config.last_reload_success",
         unit: None,
         description: "1 if the last configuration reload succeeded, 0 if it failed (the old one keeps running).",
         kind: Type::Gauge,
         number: Number::U64,
-        observe: |s, _, emit| emit(None, b(s.last_reload_success.load(Ordering::Relaxed)), &[]),
+        source: Source::State(|s, _, emit| {
+            emit(None, b(s.last_reload_success.load(Ordering::Relaxed)), &[])
+        }),
     },
     Family {
         name: "depprobe.telemetry.dropped",
@@ -112,13 +176,13 @@ pub const FAMILIES: &[Family] = &[
         description: "Telemetry items dropped because an export queue was full.",
         kind: Type::Counter,
         number: Number::U64,
-        observe: |s, _, emit| {
+        source: Source::State(|s, _, emit| {
             emit(
                 None,
                 s.dropped_spans.load(Ordering::Relaxed) as f64,
                 &[KeyValue::new("signal", "traces")],
             )
-        },
+        }),
     },
     Family {
         name: "depprobe.telemetry.export_failures",
@@ -126,7 +190,7 @@ pub const FAMILIES: &[Family] = &[
         description: "Failed OTLP exports.",
         kind: Type::Counter,
         number: Number::U64,
-        observe: |s, _, emit| {
+        source: Source::State(|s, _, emit| {
             emit(
                 None,
                 s.metric_export_failures.load(Ordering::Relaxed) as f64,
@@ -137,7 +201,7 @@ pub const FAMILIES: &[Family] = &[
                 s.trace_export_failures.load(Ordering::Relaxed) as f64,
                 &[KeyValue::new("signal", "traces")],
             );
-        },
+        }),
     },
     Family {
         name: "probe.duration",
@@ -145,7 +209,9 @@ pub const FAMILIES: &[Family] = &[
         description: "Duration of the last run.",
         kind: Type::Gauge,
         number: Number::F64,
-        observe: |s, _, emit| each_last(s, emit, |l, e| e(l.timings.total.as_secs_f64(), &[])),
+        source: Source::State(|s, _, emit| {
+            each_last(s, emit, |l, e| e(l.timings.total.as_secs_f64(), &[]))
+        }),
     },
     Family {
         name: "probe.error.info",
@@ -153,7 +219,7 @@ pub const FAMILIES: &[Family] = &[
         description: "1 while the target is down, with the failure class and the phase.",
         kind: Type::Gauge,
         number: Number::U64,
-        observe: |s, _, emit| {
+        source: Source::State(|s, _, emit| {
             each_last(s, emit, |l, e| {
                 if let (Some(class), Some(phase)) = (l.error_type, l.phase) {
                     e(
@@ -165,7 +231,7 @@ pub const FAMILIES: &[Family] = &[
                     );
                 }
             })
-        },
+        }),
     },
     Family {
         name: "probe.failures",
@@ -173,7 +239,7 @@ pub const FAMILIES: &[Family] = &[
         description: "Failed runs, by failure class.",
         kind: Type::Counter,
         number: Number::U64,
-        observe: |s, _, emit| {
+        source: Source::State(|s, _, emit| {
             s.each(|t| {
                 for (class, n) in &t.failures {
                     emit(
@@ -183,7 +249,7 @@ pub const FAMILIES: &[Family] = &[
                     );
                 }
             })
-        },
+        }),
     },
     Family {
         name: "probe.findings",
@@ -191,7 +257,7 @@ pub const FAMILIES: &[Family] = &[
         description: "Current findings of the target, by type and severity.",
         kind: Type::Gauge,
         number: Number::U64,
-        observe: |s, _, emit| {
+        source: Source::State(|s, _, emit| {
             each_last(s, emit, |l, e| {
                 let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
                 for f in &l.findings {
@@ -211,26 +277,7 @@ pub const FAMILIES: &[Family] = &[
                     );
                 }
             })
-        },
-    },
-    Family {
-        name: "probe.credential.time_left",
-        unit: Some("s"),
-        description: "Time left before the local credential expires.",
-        kind: Type::Gauge,
-        number: Number::F64,
-        observe: |s, now, emit| {
-            let now_s = seconds_between(SystemTime::UNIX_EPOCH, now);
-            each_last(s, emit, |l, e| {
-                if let Some(at) = l
-                    .details
-                    .get(depprobe_probes::credentials::NOT_AFTER_DETAIL)
-                    .and_then(|v| v.as_f64())
-                {
-                    e(at - now_s, &[]);
-                }
-            })
-        },
+        }),
     },
     Family {
         name: "probe.http.status_code",
@@ -238,53 +285,13 @@ pub const FAMILIES: &[Family] = &[
         description: "Status code of the last HTTP answer.",
         kind: Type::Gauge,
         number: Number::U64,
-        observe: |s, _, emit| {
+        source: Source::State(|s, _, emit| {
             each_last(s, emit, |l, e| {
                 if let Some(h) = &l.http {
                     e(f64::from(h.status_code), &[]);
                 }
             })
-        },
-    },
-    Family {
-        name: "probe.mongodb.members",
-        unit: None,
-        description: "Replica-set members by state.",
-        kind: Type::Gauge,
-        number: Number::U64,
-        observe: |s, _, emit| {
-            each_last(s, emit, |l, e| {
-                let Some(map) = l.details.get(MEMBERS_BY_STATE).and_then(|v| v.as_object()) else {
-                    return;
-                };
-                for (member_state, n) in map {
-                    if let Some(n) = n.as_u64() {
-                        e(
-                            n as f64,
-                            &[KeyValue::new("member.state", member_state.clone())],
-                        );
-                    }
-                }
-            })
-        },
-    },
-    Family {
-        name: "probe.mongodb.primary_changes",
-        unit: None,
-        description: "Primary changes seen by the replica-set watch.",
-        kind: Type::Counter,
-        number: Number::U64,
-        observe: |s, _, emit| {
-            each_last(s, emit, |l, e| {
-                if let Some(n) = l
-                    .details
-                    .get(PRIMARY_CHANGES_TOTAL)
-                    .and_then(|v| v.as_u64())
-                {
-                    e(n as f64, &[]);
-                }
-            })
-        },
+        }),
     },
     Family {
         name: "probe.phase.duration",
@@ -292,7 +299,7 @@ pub const FAMILIES: &[Family] = &[
         description: "Duration of each phase of the last run.",
         kind: Type::Gauge,
         number: Number::F64,
-        observe: |s, _, emit| {
+        source: Source::State(|s, _, emit| {
             each_last(s, emit, |l, e| {
                 for (phase, d) in &l.timings.phases {
                     e(
@@ -301,7 +308,7 @@ pub const FAMILIES: &[Family] = &[
                     );
                 }
             })
-        },
+        }),
     },
     Family {
         name: "probe.ssl.earliest_cert_expiry",
@@ -309,13 +316,13 @@ pub const FAMILIES: &[Family] = &[
         description: "Earliest not_after of the presented chain, unix seconds.",
         kind: Type::Gauge,
         number: Number::F64,
-        observe: |s, _, emit| {
+        source: Source::State(|s, _, emit| {
             each_last(s, emit, |l, e| {
                 if let Some(at) = l.tls.as_ref().and_then(|tls| tls.earliest_not_after()) {
                     e(seconds_between(SystemTime::UNIX_EPOCH, at), &[]);
                 }
             })
-        },
+        }),
     },
     Family {
         name: "probe.status",
@@ -323,7 +330,7 @@ pub const FAMILIES: &[Family] = &[
         description: "1 on the current status of the target (up, degraded, down), 0 on the others.",
         kind: Type::Gauge,
         number: Number::U64,
-        observe: |s, _, emit| {
+        source: Source::State(|s, _, emit| {
             each_last(s, emit, |l, e| {
                 for status in [Status::Degraded, Status::Down, Status::Up] {
                     e(
@@ -332,7 +339,7 @@ pub const FAMILIES: &[Family] = &[
                     );
                 }
             })
-        },
+        }),
     },
     Family {
         name: "probe.success",
@@ -340,7 +347,9 @@ pub const FAMILIES: &[Family] = &[
         description: "1 if the last run succeeded (up or degraded), 0 if it failed.",
         kind: Type::Gauge,
         number: Number::U64,
-        observe: |s, _, emit| each_last(s, emit, |l, e| e(b(l.status != Status::Down), &[])),
+        source: Source::State(|s, _, emit| {
+            each_last(s, emit, |l, e| e(b(l.status != Status::Down), &[]))
+        }),
     },
     Family {
         name: "probe.tls.cert.changes",
@@ -348,13 +357,13 @@ pub const FAMILIES: &[Family] = &[
         description: "Changes of the leaf certificate seen between runs.",
         kind: Type::Counter,
         number: Number::U64,
-        observe: |s, _, emit| {
+        source: Source::State(|s, _, emit| {
             s.each(|t| {
-                if t.leaf.is_some() {
+                if t.saw_certificate {
                     emit(Some(t), t.cert_changes as f64, &[]);
                 }
             })
-        },
+        }),
     },
     Family {
         name: "probe.tls.cert.time_left",
@@ -362,7 +371,7 @@ pub const FAMILIES: &[Family] = &[
         description: "Time left before each presented certificate expires.",
         kind: Type::Gauge,
         number: Number::F64,
-        observe: |s, now, emit| {
+        source: Source::State(|s, now, emit| {
             each_last(s, emit, |l, e| {
                 let Some(tls) = &l.tls else { return };
                 for (i, c) in tls.chain.iter().enumerate() {
@@ -380,7 +389,7 @@ pub const FAMILIES: &[Family] = &[
                     );
                 }
             })
-        },
+        }),
     },
     Family {
         name: "probe.tls.version_info",
@@ -388,13 +397,13 @@ pub const FAMILIES: &[Family] = &[
         description: "1, with the negotiated TLS version.",
         kind: Type::Gauge,
         number: Number::U64,
-        observe: |s, _, emit| {
+        source: Source::State(|s, _, emit| {
             each_last(s, emit, |l, e| {
                 if let Some(v) = l.tls.as_ref().and_then(|tls| tls.version.as_ref()) {
                     e(1.0, &[KeyValue::new("version", format!("TLS {v}"))]);
                 }
             })
-        },
+        }),
     },
 ];
 
@@ -429,7 +438,7 @@ impl Instruments {
     /// reading the series of `shard` off `state`, and with the counters of part 0
     /// the lateness histogram.
     pub fn install(meter: &Meter, state: Arc<State>, shard: Shard, kind: Type) -> Instruments {
-        for f in FAMILIES.iter().filter(|f| f.kind == kind) {
+        for f in families().iter().filter(|f| f.kind == kind) {
             register(meter, f, state.clone(), shard);
         }
         Instruments {
@@ -469,7 +478,7 @@ fn register(meter: &Meter, f: &'static Family, state: Arc<State>, shard: Shard) 
                 b = b.with_unit(u);
             }
             b.with_callback(move |o| {
-                (f.observe)(&state, SystemTime::now(), &mut |t, v, extra| {
+                f.observe(&state, SystemTime::now(), &mut |t, v, extra| {
                     if shard.holds(t) {
                         o.observe($conv(v), &attributes(t, extra))
                     }

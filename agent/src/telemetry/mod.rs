@@ -2,7 +2,7 @@
 //!
 //! `/metrics` is rendered straight from the state ([`prom`]); when OTLP is
 //! configured, an OpenTelemetry meter provider observes the same metric families
-//! ([`metrics::FAMILIES`]) through a reader collected on a timer by an export task. Spans are built from outcomes and exported through a bounded queue.
+//! ([`metrics::families`]) through a reader collected on a timer by an export task. Spans are built from outcomes and exported through a bounded queue.
 //! Exporters run in their own tasks: a down or slow collector never stops or delays
 //! probing, and memory stays bounded.
 
@@ -494,7 +494,7 @@ mod tests {
             (0..of).map(|index| metrics::Shard { index, of }).collect();
         let meta = depprobe_probes::ProbeMeta {
             name: "t".into(),
-            kind: depprobe_config::Kind::Tls,
+            kind: depprobe_config::Kind::new("tls"),
             target: depprobe_probes::outcome::Target {
                 address: "localhost".into(),
                 port: 443,
@@ -502,6 +502,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             budgets: Vec::new(),
             secrets: Vec::new(),
+            attributes: &[],
+            memory: Default::default(),
         };
         for order in 0..1_234 {
             let t = crate::state::TargetState::new(&meta, order, 0);

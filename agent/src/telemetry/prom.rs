@@ -1,5 +1,5 @@
 //! The Prometheus text exposition (`/metrics`), rendered straight from the agent's
-//! state: the [`FAMILIES`] with the standard OpenTelemetry-to-Prometheus translation
+//! state: the [`families`] with the standard OpenTelemetry-to-Prometheus translation
 //! (names: dots to underscores, `_seconds` for the unit `s`, `_total` for counters;
 //! attribute keys: invalid characters to underscores; labels sorted), the schedule
 //! lateness histogram, and `target_info` with the resource attributes. One pass, one
@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
 
-use super::metrics::{FAMILIES, Family, LATENESS_BOUNDARIES, Type};
+use super::metrics::{Family, LATENESS_BOUNDARIES, Type, families};
 use crate::state::{State, TargetState};
 
 /// The Prometheus name of a family.
@@ -99,7 +99,7 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 fn family(out: &mut String, f: &Family, state: &State, now: SystemTime) {
     let name = prometheus_name(f);
     let mut series = String::new();
-    (f.observe)(state, now, &mut |t, v, extra| {
+    f.observe(state, now, &mut |t, v, extra| {
         series.push_str(&name);
         labels(&mut series, t, extra);
         series.push(' ');
@@ -153,7 +153,7 @@ fn target_info(out: &mut String, resource: &Resource) {
 pub fn render(state: &State, resource: &Resource, schedule: &Buckets) -> String {
     let mut out = String::with_capacity(4096 + state.len() * 2048);
     let now = SystemTime::now();
-    let (agent, targets): (Vec<&Family>, Vec<&Family>) = FAMILIES
+    let (agent, targets): (Vec<&Family>, Vec<&Family>) = families()
         .iter()
         .partition(|f| f.name.starts_with("depprobe."));
     for f in &agent {
@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn names_follow_the_opentelemetry_translation() {
-        let by = |n: &str| FAMILIES.iter().find(|f| f.name == n).map(prometheus_name);
+        let by = |n: &str| families().iter().find(|f| f.name == n).map(prometheus_name);
         assert_eq!(by("probe.success").as_deref(), Some("probe_success"));
         assert_eq!(
             by("probe.duration").as_deref(),

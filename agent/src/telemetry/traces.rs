@@ -28,15 +28,6 @@ pub const BATCH: usize = 512;
 /// How often a partial batch is exported.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
-/// The database system of a kind, for `db.system.name`.
-fn db_system(kind: &str) -> Option<&'static str> {
-    match kind {
-        "postgres" => Some("postgresql"),
-        "mongodb" => Some("mongodb"),
-        _ => None,
-    }
-}
-
 /// The spans of one run.
 pub fn spans(
     outcome: &Outcome,
@@ -97,8 +88,8 @@ pub fn spans(
             i64::from(http.status_code),
         ));
     }
-    if let Some(db) = db_system(outcome.kind.as_str()) {
-        attributes.push(KeyValue::new("db.system.name", db));
+    for (key, value) in &outcome.attributes {
+        attributes.push(KeyValue::new(*key, value.clone()));
     }
 
     let mut events = Vec::new();

@@ -301,7 +301,7 @@ pub fn expiry_findings(
         let days = left / 86_400.0;
         out.push(
             Finding::new(
-                FindingType::CertExpiring,
+                FindingType::CERT_EXPIRING,
                 severity,
                 format!(
                     "certificate {} ({}) expires {} ({}); renew it{}",

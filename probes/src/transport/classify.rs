@@ -1,7 +1,10 @@
-//! From a typed TLS error to a failure class.
+//! From a typed error to a failure class: the one classifier of the transport.
 //!
-//! Classification follows the error value, never its text: the `rustls::Error` is
-//! found by walking the error's sources and `io::Error::get_ref()`.
+//! Classification follows the error value, never its text: a `rustls::Error` or an
+//! `io::Error` is found by walking the error's sources and `io::Error::get_ref()`
+//! ([`find_in_chain`]), and an `io::ErrorKind` has one class per phase
+//! ([`io_class`]), whoever met it (our dialer, hyper, tokio-postgres, the MongoDB
+//! driver).
 
 use std::error::Error as StdError;
 use std::io;
@@ -21,25 +24,54 @@ pub struct ClientAuth {
     pub sent: bool,
 }
 
-/// The `rustls::Error` inside `e`, if any.
-pub fn find_rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a TlsError> {
+/// The first error of type `T` in `e`, its sources, and the errors that
+/// `io::Error`s on the way wrap.
+pub fn find_in_chain<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(tls) = err.downcast_ref::<TlsError>() {
-            return Some(tls);
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
         }
-        if let Some(ioe) = err.downcast_ref::<io::Error>()
-            && let Some(inner) = ioe.get_ref()
+        cur = match err
+            .downcast_ref::<io::Error>()
+            .and_then(|ioe| ioe.get_ref())
         {
-            if let Some(tls) = inner.downcast_ref::<TlsError>() {
-                return Some(tls);
-            }
-            cur = Some(inner);
-            continue;
-        }
-        cur = err.source();
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => err.source(),
+        };
     }
     None
+}
+
+/// The `rustls::Error` inside `e`, if any.
+pub fn find_rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a TlsError> {
+    find_in_chain::<TlsError>(e)
+}
+
+/// The class of an I/O error met in `phase`, with what happened for the message: a
+/// TLS error inside it first, then the kind of the error. A timeout while connecting
+/// is `connect_timeout`; later it is `timeout`.
+pub fn io_class(e: &io::Error, phase: Phase) -> (ErrorType, String) {
+    if let Some(tls) = find_rustls_error(e) {
+        return classify(tls, ClientAuth::default());
+    }
+    use io::ErrorKind::*;
+    let connecting = phase == Phase::Connect;
+    match e.kind() {
+        ConnectionRefused => (ErrorType::ConnectRefused, "connection refused".into()),
+        TimedOut if connecting => (ErrorType::ConnectTimeout, "connection timed out".into()),
+        TimedOut => (ErrorType::Timeout, format!("timed out ({e})")),
+        NetworkUnreachable | HostUnreachable | NetworkDown | AddrNotAvailable => (
+            ErrorType::NetworkUnreachable,
+            format!("no route to the host ({e})"),
+        ),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => (
+            ErrorType::ConnectionReset,
+            format!("the peer closed the connection ({e})"),
+        ),
+        _ if connecting => (ErrorType::NetworkUnreachable, e.to_string()),
+        _ => (ErrorType::ConnectionReset, format!("connection error: {e}")),
+    }
 }
 
 /// The TLS failure inside an I/O error met after the handshake (TLS 1.3 servers

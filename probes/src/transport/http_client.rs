@@ -23,7 +23,7 @@ use regex::Regex;
 use tokio::io::{AsyncRead, AsyncWrite};
 use url::Url;
 
-use depprobe_config::kinds::http::HttpCredentials;
+use depprobe_config::http::HttpCredentials;
 use depprobe_config::{Secret, SecretError, SecretSource};
 
 use super::classify::{ClientAuth, classify};
@@ -125,11 +125,7 @@ impl HttpClient {
                 )?;
                 run.findings.extend(finding);
                 if let Some(exp) = claims.as_ref().and_then(credentials::expiry) {
-                    run.details.insert(
-                        credentials::NOT_AFTER_DETAIL.into(),
-                        crate::outcome::seconds_between(std::time::SystemTime::UNIX_EPOCH, exp)
-                            .into(),
-                    );
+                    credentials::record_expiry(run, exp);
                 }
                 format!("Bearer {}", token.expose())
             }
@@ -179,8 +175,7 @@ impl HttpClient {
                 .phase(Phase::Tls, self.tls.handshake(tcp, &host, now))
                 .await?;
             let h2 = session.facts.alpn.as_deref() == Some("h2");
-            run.tls = Some(session.facts.clone());
-            run.findings.append(&mut session.findings);
+            session.adopt(run);
             let req = self.request(method, url, body, h2, extra_headers, authorization)?;
             let auth = session.client_auth;
             run.phase(
@@ -450,12 +445,8 @@ async fn read_answer(
 
 /// The class of a failed exchange.
 fn request_error(e: hyper::Error) -> ProbeError {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return classify_stream(Phase::Request, io);
-        }
-        cur = err.source();
+    if let Some(io) = super::classify::find_in_chain::<std::io::Error>(&e) {
+        return classify_stream(Phase::Request, io);
     }
     if let Some(tls) = super::classify::find_rustls_error(&e) {
         let (class, message) = classify(tls, Default::default());

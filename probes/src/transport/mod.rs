@@ -5,17 +5,19 @@
 
 pub mod chain;
 pub mod classify;
+mod dial;
 pub mod http_client;
 pub mod tap;
 pub mod tls;
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::net::{DnsError, NetError};
-use tokio::net::TcpStream;
+
+pub use dial::{connect, dial, literal};
 
 use crate::run::ProbeError;
 use crate::taxonomy::{ErrorType, Phase};
@@ -56,9 +58,8 @@ impl Dns {
 
     /// The addresses of `host` (an IP literal is returned as is, without a lookup).
     pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ProbeError> {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
+        if let Some(addrs) = literal(host, port) {
+            return Ok(addrs);
         }
         match self.resolver.lookup_ip(host).await {
             Ok(found) => {
@@ -100,46 +101,9 @@ fn classify_dns(host: &str, e: &NetError) -> ProbeError {
     }
 }
 
-/// Connects to the first address that accepts; the error is the first address's.
-pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, ProbeError> {
-    let mut first_err: Option<(SocketAddr, io::Error)> = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Err(e) => {
-                if first_err.is_none() {
-                    first_err = Some((*addr, e));
-                }
-            }
-        }
-    }
-    Err(match first_err {
-        Some((addr, e)) => classify_connect(addr, &e),
-        None => ProbeError::new(
-            ErrorType::DnsNotFound,
-            Phase::Dns,
-            "no address to connect to",
-        ),
-    })
-}
-
-/// The class of a failed TCP connect.
+/// The class of a failed TCP connect to `addr`.
 pub fn classify_connect(addr: SocketAddr, e: &io::Error) -> ProbeError {
-    use io::ErrorKind::*;
-    let class = match e.kind() {
-        ConnectionRefused => ErrorType::ConnectRefused,
-        TimedOut => ErrorType::ConnectTimeout,
-        ConnectionReset | ConnectionAborted => ErrorType::ConnectionReset,
-        _ => ErrorType::NetworkUnreachable,
-    };
-    let what = match class {
-        ErrorType::ConnectRefused => "connection refused".to_owned(),
-        ErrorType::ConnectTimeout => "connection timed out".to_owned(),
-        _ => e.to_string(),
-    };
+    let (class, what) = classify::io_class(e, Phase::Connect);
     ProbeError::new(
         class,
         Phase::Connect,
@@ -149,37 +113,7 @@ pub fn classify_connect(addr: SocketAddr, e: &io::Error) -> ProbeError {
 
 /// The class of an I/O error after the connection was up (not in the TLS handshake).
 pub fn classify_stream(phase: Phase, e: &io::Error) -> ProbeError {
-    if let Some(tls) = classify::tls_error_in(e) {
-        return tls;
-    }
-    use io::ErrorKind::*;
-    match e.kind() {
-        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => ProbeError::new(
-            ErrorType::ConnectionReset,
-            phase,
-            format!("the peer closed the connection ({e})"),
-        ),
-        TimedOut => ProbeError::new(ErrorType::Timeout, phase, format!("timed out ({e})")),
-        _ => ProbeError::new(
-            ErrorType::ConnectionReset,
-            phase,
-            format!("connection error: {e}"),
-        ),
-    }
-}
-
-/// Resolves `host` (phase `dns`, skipped for an IP literal) and connects to it
-/// (phase `connect`).
-pub async fn dial(
-    run: &mut crate::run::Run<'_>,
-    dns: &Dns,
-    host: &str,
-    port: u16,
-) -> Result<TcpStream, ProbeError> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => run.phase(Phase::Dns, dns.resolve(host, port)).await?,
-    };
-    run.phase(Phase::Connect, connect(&addrs)).await
+    let (class, message) = classify::io_class(e, phase);
+    let phase = if class.is_tls() { Phase::Tls } else { phase };
+    ProbeError::new(class, phase, message)
 }

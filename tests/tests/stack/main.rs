@@ -94,5 +94,5 @@ fn depprobe_config_path(compose: &Compose) -> PathBuf {
 
 fn load_agent_config(compose: &Compose) -> depprobe_config::Config {
     let path = depprobe_config_path(compose);
-    depprobe_config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    depprobe_probes::load_config(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use regex::Regex;
 
 use depprobe_config::ConfigDuration;
-use depprobe_config::kinds::metrics::{MatchOp, MetricsExpect, SeriesSelector};
+use super::spec::{MatchOp, MetricsExpect, SeriesSelector};
 
 use super::exposition::{Sample, Summary};
 use crate::BuildError;
@@ -258,7 +258,7 @@ impl Judge<'_> {
 mod tests {
     use std::borrow::Cow;
 
-    use depprobe_config::kinds::metrics::SeriesExpect;
+    use crate::kinds::metrics::spec::SeriesExpect;
 
     use super::*;
 

@@ -13,6 +13,7 @@
 //! (metric families with samples), and `parse_error` when it does not parse.
 
 pub mod exposition;
+pub mod spec;
 
 mod expect;
 
@@ -20,7 +21,7 @@ use http::Method;
 use url::Url;
 
 use depprobe_config::ProbeConfig;
-use depprobe_config::kinds::metrics::MetricsSpec;
+use spec::MetricsSpec;
 
 use crate::outcome::{HttpFacts, Target};
 use crate::run::{ProbeError, ProbeMeta, Run};
@@ -28,6 +29,8 @@ use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::http_client::{Answer, HttpClient, classify_status};
 use crate::transport::tls::TlsClient;
 use crate::{BuildError, Exec, ProbeEnv};
+
+use super::ProbeKind;
 
 use expect::Expectations;
 use exposition::{Format, ParseError, Summary};
@@ -125,6 +128,16 @@ fn success_message(summary: &Summary, format: Format, bytes: usize) -> String {
         summary.families,
         format.title()
     )
+}
+
+impl ProbeKind for MetricsProbe {
+    const NAME: &'static str = "metrics";
+    const ABOUT: &'static str = "a Prometheus or OpenMetrics scrape: parsed, with expected series";
+    type Spec = MetricsSpec;
+
+    fn build(cfg: &ProbeConfig, spec: &MetricsSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
+        Self::new(cfg, spec, env)
+    }
 }
 
 impl Exec for MetricsProbe {

@@ -14,7 +14,6 @@ use mongodb::error::{Error as DriverError, ErrorKind};
 use super::watch::{MemberError, MemberState, TopologyView};
 use crate::run::ProbeError;
 use crate::taxonomy::{ErrorType, Phase};
-use crate::transport::classify::{ClientAuth, classify, find_rustls_error};
 
 /// MongoDB's `AuthenticationFailed`.
 pub const AUTHENTICATION_FAILED: i32 = 18;
@@ -98,28 +97,11 @@ fn chain(e: &DriverError) -> Vec<&DriverError> {
     out
 }
 
-/// The class of an I/O error met by the driver (TLS inside it first).
+/// The class of an I/O error met by the driver (TLS inside it first). The driver's
+/// connections are up when they time out (a member that stops answering), so a
+/// timeout is `timeout`, not `connect_timeout`.
 fn io_class(e: &io::Error) -> (ErrorType, String) {
-    if let Some(tls) = find_rustls_error(e) {
-        return classify(tls, ClientAuth::default());
-    }
-    use io::ErrorKind::*;
-    match e.kind() {
-        ConnectionRefused => (ErrorType::ConnectRefused, "connection refused".into()),
-        TimedOut => (
-            ErrorType::Timeout,
-            "no answer within connect_timeout".into(),
-        ),
-        NetworkUnreachable | HostUnreachable | NetworkDown | AddrNotAvailable => (
-            ErrorType::NetworkUnreachable,
-            format!("no route to the member ({e})"),
-        ),
-        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => (
-            ErrorType::ConnectionReset,
-            format!("the member closed the connection ({e})"),
-        ),
-        _ => (ErrorType::ConnectionReset, format!("connection error: {e}")),
-    }
+    crate::transport::classify::io_class(e, Phase::Request)
 }
 
 /// Why a member is unusable, from the driver's error for it.

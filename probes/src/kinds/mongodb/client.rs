@@ -10,7 +10,7 @@ use mongodb::event::EventHandler;
 use mongodb::options::{ClientOptions, Tls, TlsOptions};
 
 use depprobe_config::Secret;
-use depprobe_config::kinds::mongodb::MongoUrl;
+use super::spec::MongoUrl;
 
 use super::classify::driver_error;
 use super::phase_for;

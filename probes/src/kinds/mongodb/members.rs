@@ -7,7 +7,6 @@
 //! cannot eat the run's deadline. For `mongodb+srv://`, the seed list is read from
 //! the SRV records first.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use hickory_resolver::TokioResolver;
@@ -79,10 +78,9 @@ async fn dial_steps(
     deadline: Instant,
     timings: &mut Vec<(Phase, Duration)>,
 ) -> Result<Option<(TlsFacts, Vec<Finding>)>, ProbeError> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => {
+    let addrs = match transport::literal(host, port) {
+        Some(addrs) => addrs,
+        None => {
             step(
                 Phase::Dns,
                 limit,

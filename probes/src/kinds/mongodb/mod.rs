@@ -19,18 +19,25 @@ mod classify;
 mod client;
 mod members;
 mod report;
+pub mod spec;
 pub mod watch;
+
+/// The primary changed within the window.
+pub const ELECTIONS: FindingType = FindingType::new("elections");
+/// The number of primary changes reached the storm threshold.
+pub const ELECTION_STORM: FindingType = FindingType::new("election_storm");
+/// A replica-set member cannot be reached.
+pub const MEMBER_UNREACHABLE: FindingType = FindingType::new("member_unreachable");
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use mongodb::Client;
 use mongodb::bson::doc;
 use mongodb::options::{ConnectionString, ReadPreference, SelectionCriteria};
 
-use depprobe_config::kinds::mongodb::{
+use spec::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEARTBEAT_FREQUENCY, DEFAULT_SERVER_SELECTION_TIMEOUT,
     MIN_HEARTBEAT_FREQUENCY, MongoSpec,
 };
@@ -39,12 +46,15 @@ use depprobe_config::{
 };
 
 use crate::kinds::http::read_secret;
-use crate::outcome::{Outcome, Target};
+use crate::declared::MetricDecl;
+use crate::outcome::{FindingType, Target};
 use crate::run::{ProbeError, ProbeMeta, Run, humanize};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::Dns;
 use crate::transport::tls::TlsClient;
-use crate::{BuildError, Probe, ProbeEnv};
+use crate::{BuildError, Exec, ProbeEnv};
+
+use super::ProbeKind;
 
 use classify::{driver_error, from_topology};
 use client::{ClientCert, DriverSettings, DriverTls, Trust};
@@ -178,7 +188,11 @@ impl MongoProbe {
         &self.watch
     }
 
-    async fn exec(&self, run: &mut Run<'_>, dialled: &mut Dialled) -> Result<String, ProbeError> {
+    async fn session(
+        &self,
+        run: &mut Run<'_>,
+        dialled: &mut Dialled,
+    ) -> Result<String, ProbeError> {
         let password = match &self.password {
             Some(src) => {
                 let p = read_secret(src, "MongoDB password")?;
@@ -432,25 +446,35 @@ impl MongoProbe {
     }
 }
 
-impl Probe for MongoProbe {
+impl ProbeKind for MongoProbe {
+    const NAME: &'static str = "mongodb";
+    const ABOUT: &'static str = "a MongoDB deployment: TLS, login, ping, the replica set's primary and elections";
+    type Spec = MongoSpec;
+    const ATTRIBUTES: &'static [(&'static str, &'static str)] = &[("db.system.name", "mongodb")];
+    const METRICS: &'static [&'static MetricDecl] = &[&report::MEMBERS, &report::PRIMARY_CHANGES];
+    const FINDINGS: &'static [FindingType] = &[ELECTIONS, ELECTION_STORM, MEMBER_UNREACHABLE];
+
+    fn build(cfg: &ProbeConfig, spec: &MongoSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
+        Self::new(cfg, spec, env)
+    }
+}
+
+impl Exec for MongoProbe {
     fn meta(&self) -> &ProbeMeta {
         &self.meta
     }
 
-    fn run(&self) -> BoxFuture<'_, Outcome> {
-        Box::pin(async move {
-            let mut run = Run::start(&self.meta);
-            let mut dialled = Dialled::default();
-            let result = self.exec(&mut run, &mut dialled).await;
-            describe(
-                &mut run,
-                &self.watch.snapshot(),
-                &dialled,
-                &self.elections,
-                result.is_err(),
-            );
-            run.finish(result)
-        })
+    async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
+        let mut dialled = Dialled::default();
+        let result = self.session(run, &mut dialled).await;
+        describe(
+            run,
+            &self.watch.snapshot(),
+            &dialled,
+            &self.elections,
+            result.is_err(),
+        );
+        result
     }
 }
 

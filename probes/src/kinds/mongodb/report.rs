@@ -1,5 +1,5 @@
-//! What a run reports from the watch: the topology as details (stable keys the
-//! agent exports), and the findings: members unreachable with their class,
+//! What a run reports from the watch: the topology as details, the samples of the
+//! kind's metric families (members by state, primary changes), and the findings: members unreachable with their class,
 //! `elections`, `election_storm`.
 
 use std::collections::BTreeSet;
@@ -10,9 +10,30 @@ use serde_json::{Value, json};
 use depprobe_config::split_host_port;
 
 use super::watch::{MemberState, PrimaryChange, TopologyView};
-use crate::outcome::{Finding, FindingType, Severity, rfc3339};
+use crate::declared::{Instrument, MetricDecl, Number, Sample};
+use crate::outcome::{Finding, Severity, rfc3339};
 use crate::run::{ProbeError, Run, humanize};
 use crate::taxonomy::ErrorType;
+
+/// `probe.mongodb.members`: replica-set members by state.
+pub(super) static MEMBERS: MetricDecl = MetricDecl {
+    name: "probe.mongodb.members",
+    unit: None,
+    description: "Replica-set members by state.",
+    instrument: Instrument::Gauge,
+    number: Number::U64,
+    until_now: false,
+};
+
+/// `probe.mongodb.primary_changes`: primary changes seen by the watch.
+pub(super) static PRIMARY_CHANGES: MetricDecl = MetricDecl {
+    name: "probe.mongodb.primary_changes",
+    unit: None,
+    description: "Primary changes seen by the replica-set watch.",
+    instrument: Instrument::Counter,
+    number: Number::U64,
+    until_now: false,
+};
 
 /// Most primary changes listed in `details.primary_changes`.
 const CHANGES_LISTED: usize = 20;
@@ -71,7 +92,7 @@ pub(super) fn describe(
             }
             run.findings.push(
                 Finding::new(
-                    FindingType::MemberUnreachable,
+                    super::MEMBER_UNREACHABLE,
                     Severity::Warning,
                     format!("member {name} unreachable ({class}): {message}"),
                 )
@@ -113,6 +134,16 @@ pub(super) fn describe(
         })
         .collect();
     d.insert("members_by_state".into(), Value::Object(by_state));
+    for state in MemberState::ALL {
+        let n = members.iter().filter(|m| m.state == *state).count();
+        run.samples
+            .push(Sample::new(&MEMBERS, n as f64).with("member.state", state.as_str()));
+    }
+    run.samples.push(Sample::new(
+        &PRIMARY_CHANGES,
+        view.primary_changes_total as f64,
+    ));
+    let d = &mut run.details;
     d.insert(
         "primary_changes_total".into(),
         json!(view.primary_changes_total),
@@ -211,7 +242,7 @@ fn election_finding(
             text.push_str(", ");
             text.push_str(d);
         }
-        Finding::new(FindingType::ElectionStorm, Severity::Critical, text)
+        Finding::new(super::ELECTION_STORM, Severity::Critical, text)
     } else {
         let what = recent.last().map_or(String::new(), |c| {
             format!(
@@ -221,7 +252,7 @@ fn election_finding(
             )
         });
         Finding::new(
-            FindingType::Elections,
+            super::ELECTIONS,
             Severity::Warning,
             format!(
                 "{count} primary change{} in the last {} ({what}), {primary_now}",

@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use depprobe_config::kinds::otlp::OtlpSignal;
+use super::spec::OtlpSignal;
 
 use super::Accepted;
 use super::payload::{metrics_request, traces_request};

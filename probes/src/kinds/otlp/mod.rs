@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse
 use prost::Message;
 use url::Url;
 
-use depprobe_config::kinds::otlp::{OtlpProbeSpec, OtlpSignal};
+use spec::{OtlpProbeSpec, OtlpSignal};
 use depprobe_config::{OtlpProtocol, ProbeConfig, Secret};
 
 use crate::outcome::{Finding, FindingType, HttpFacts, Severity, Target};
@@ -33,8 +33,14 @@ use crate::transport::tls::TlsClient;
 use crate::transport::{Dns, dial};
 use crate::{BuildError, Exec, ProbeEnv};
 
+use super::ProbeKind;
+
 mod grpc;
 mod payload;
+pub mod spec;
+
+/// The receiver accepted only part of what was sent.
+pub const PARTIAL_SUCCESS: FindingType = FindingType::new("partial_success");
 
 use grpc::{Io, grpc_error, grpc_export, insert_metadata};
 
@@ -196,8 +202,7 @@ impl OtlpProbe {
             let mut session = run
                 .phase(Phase::Tls, self.tls.handshake(tcp, &host, now))
                 .await?;
-            run.tls = Some(session.facts.clone());
-            run.findings.append(&mut session.findings);
+            session.adopt(run);
             (Box::new(session.stream), session.client_auth)
         } else {
             (Box::new(tcp), ClientAuth::default())
@@ -225,6 +230,17 @@ impl OtlpProbe {
     }
 }
 
+impl ProbeKind for OtlpProbe {
+    const NAME: &'static str = "otlp";
+    const ABOUT: &'static str = "one small OTLP export to a collector, over gRPC or HTTP/protobuf";
+    type Spec = OtlpProbeSpec;
+    const FINDINGS: &'static [FindingType] = &[PARTIAL_SUCCESS];
+
+    fn build(cfg: &ProbeConfig, spec: &OtlpProbeSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
+        Self::new(cfg, spec, env)
+    }
+}
+
 impl Exec for OtlpProbe {
     fn meta(&self) -> &ProbeMeta {
         &self.meta
@@ -244,7 +260,7 @@ impl Exec for OtlpProbe {
         if accepted.rejected > 0 {
             run.findings.push(
                 Finding::new(
-                    FindingType::PartialSuccess,
+                    PARTIAL_SUCCESS,
                     Severity::Warning,
                     format!(
                         "the receiver accepted the export but rejected {} {what}(s): {}",

@@ -2,12 +2,12 @@
 //! server's role from `pg_is_in_recovery()` and its change between runs, and the
 //! one-line summary of a good run.
 
-use std::sync::Mutex;
+
 use std::time::SystemTime;
 
 use tokio_postgres::SimpleQueryMessage;
 
-use crate::outcome::{Finding, FindingType, Severity, TlsFacts, human_delta};
+use crate::outcome::{TlsFacts, human_delta};
 use crate::run::ProbeError;
 use crate::taxonomy::{ErrorType, Phase};
 
@@ -96,26 +96,6 @@ pub fn judge(expect: Option<&str>, first: &FirstValue) -> Result<(), ProbeError>
     ))
 }
 
-/// Remembers `role` in `last`; a change since the last run is a `role_changed`
-/// finding.
-pub fn role_change(last: &Mutex<Option<Role>>, role: Role) -> Option<Finding> {
-    let mut last = last.lock().ok()?;
-    let before = last.replace(role)?;
-    (before != role).then(|| {
-        Finding::new(
-            FindingType::RoleChanged,
-            Severity::Warning,
-            format!(
-                "the server was a {} at the last run and is now a {}: a failover or switchover happened",
-                before.as_str(),
-                role.as_str()
-            ),
-        )
-        .with("from", before.as_str())
-        .with("to", role.as_str())
-    })
-}
-
 /// "PostgreSQL 15.8, primary: login as probe and query OK over TLS 1.3; earliest
 /// expiry: db.example.com in 89 days". `how` says how the session went when it is
 /// not TLS.
@@ -162,17 +142,6 @@ fn snippet(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_role_change_is_reported_once() {
-        let last = Mutex::new(None);
-        assert!(role_change(&last, Role::Standby).is_none(), "first run");
-        assert!(role_change(&last, Role::Standby).is_none());
-        let f = role_change(&last, Role::Primary).unwrap();
-        assert_eq!(f.kind, FindingType::RoleChanged);
-        assert_eq!(f.facts["from"], "standby");
-        assert!(role_change(&last, Role::Primary).is_none());
-    }
 
     #[test]
     fn expected_value_mismatch_names_both_values() {

@@ -135,12 +135,5 @@ pub fn connection_ended(result: Result<(), tokio_postgres::Error>) -> ProbeError
 
 /// The I/O error among `e`'s sources, if any.
 fn io_error_in<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<io::Error>() {
-            return Some(io);
-        }
-        cur = err.source();
-    }
-    None
+    crate::transport::classify::find_in_chain::<io::Error>(e)
 }

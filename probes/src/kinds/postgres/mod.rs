@@ -13,11 +13,11 @@
 
 mod answer;
 mod classify;
+pub mod spec;
 mod tls;
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tokio_postgres::config::{SslMode as WireSslMode, SslNegotiation as WireNegotiation};
 use tokio_postgres::tls::{NoTls, TlsConnect};
 
-use depprobe_config::kinds::postgres::{PgTarget, PostgresSpec, SslMode, SslNegotiation};
+use spec::{PgTarget, PostgresSpec, SslMode, SslNegotiation};
 use depprobe_config::{ProbeConfig, Secret};
 
 use crate::outcome::Target;
@@ -36,6 +36,8 @@ use crate::transport::classify::ClientAuth;
 use crate::transport::tls::{Enforcement, TlsClient};
 use crate::transport::{self, Dns};
 use crate::{BuildError, Exec, ProbeEnv};
+
+use super::ProbeKind;
 
 use answer::{Answer, Role, first_value};
 use classify::LoginContext;
@@ -59,8 +61,6 @@ pub struct PostgresProbe {
     query: String,
     expect: Option<String>,
     dns: Dns,
-    /// The role seen by the last run that got that far.
-    last_role: Mutex<Option<Role>>,
 }
 
 /// The connection once TLS is settled.
@@ -107,7 +107,6 @@ impl PostgresProbe {
             query: spec.query.clone(),
             expect: spec.expect.value.clone(),
             dns: env.dns.clone(),
-            last_role: Mutex::new(None),
         })
     }
 
@@ -119,9 +118,9 @@ impl PostgresProbe {
         limit: Option<Instant>,
     ) -> Result<TcpStream, ProbeError> {
         let (host, port) = (&self.target.host, self.target.port);
-        let addrs = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => {
+        let addrs = match transport::literal(host, port) {
+            Some(addrs) => addrs,
+            None => {
                 self.establishing(run, limit, Phase::Dns, self.dns.resolve(host, port))
                     .await?
             }
@@ -190,12 +189,11 @@ impl PostgresProbe {
         }
         let now = run.now();
         let handshake = client.handshake(tcp, &self.target.host, now);
-        let session = self
+        let mut session = self
             .establishing(run, limit, Phase::Tls, handshake)
             .await
             .map_err(|e| direct_hint(e, direct))?;
-        run.tls = Some(session.facts.clone());
-        run.findings.extend(session.findings);
+        session.adopt(run);
         if direct && session.facts.alpn.as_deref() != Some(ALPN) {
             return Err(ProbeError::new(
                 ErrorType::TlsHandshakeFailure,
@@ -353,6 +351,17 @@ fn describe_byte(b: u8) -> String {
     }
 }
 
+impl ProbeKind for PostgresProbe {
+    const NAME: &'static str = "postgres";
+    const ABOUT: &'static str = "a PostgreSQL session: TLS as sslmode says, login, query, role";
+    type Spec = PostgresSpec;
+    const ATTRIBUTES: &'static [(&'static str, &'static str)] = &[("db.system.name", "postgresql")];
+
+    fn build(cfg: &ProbeConfig, spec: &PostgresSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
+        Self::new(cfg, spec, env)
+    }
+}
+
 impl Exec for PostgresProbe {
     fn meta(&self) -> &ProbeMeta {
         &self.meta
@@ -400,8 +409,7 @@ impl Exec for PostgresProbe {
 
         run.details
             .insert("role".into(), answer.role.as_str().into());
-        run.findings
-            .extend(answer::role_change(&self.last_role, answer.role));
+        run.role(answer.role.as_str());
         answer::judge(self.expect.as_deref(), &answer.first_value)?;
         let how = plain_because.map(|why| format!("{why} (sslmode={})", self.sslmode));
         Ok(answer::summary(

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Check, Checked};
-use crate::duration::ConfigDuration;
+use depprobe_config::{Check, Checked};
+use depprobe_config::ConfigDuration;
 
 /// Settings of a `credential` probe. Exactly one of `file`, `cert_file`, `env`.
 #[derive(Clone, Debug, Deserialize)]
@@ -85,3 +85,5 @@ impl Checked for CredentialSpec {
         }
     }
 }
+
+impl depprobe_config::KindSpec for CredentialSpec {}

@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use depprobe_config::{ConfigErrors, ProbeSpec, parse_str};
+use depprobe_config::ConfigErrors;
+use depprobe_probes::kinds::http::spec::HttpSpec;
+use depprobe_probes::kinds::tls::spec::TlsProbeSpec;
+use depprobe_probes::parse_config;
 
 fn env() -> HashMap<String, String> {
     HashMap::from([
@@ -13,7 +16,7 @@ fn env() -> HashMap<String, String> {
 }
 
 fn errors(text: &str) -> Vec<String> {
-    match parse_str(text, "depprobe.yaml", &env()) {
+    match parse_config(text, "depprobe.yaml", &env()) {
         Ok(_) => panic!("expected errors for:\n{text}"),
         Err(ConfigErrors(list)) => list.iter().map(ToString::to_string).collect(),
     }
@@ -134,8 +137,8 @@ fn unset_environment_variable_is_an_error_with_its_position() {
 #[test]
 fn interpolation_and_defaults_in_variables() {
     let text = "probes:\n  - name: a\n    kind: http\n    url: ${BASE:-https://api.example.com}/health\n    bearer_token: \"${API_TOKEN}\"\n";
-    let c = parse_str(text, "f.yaml", &env()).unwrap();
-    let ProbeSpec::Http(h) = &c.probes[0].spec else {
+    let c = parse_config(text, "f.yaml", &env()).unwrap();
+    let Some(h) = c.probes[0].spec.get::<HttpSpec>() else {
         panic!()
     };
     assert_eq!(h.url, "https://api.example.com/health");
@@ -182,8 +185,8 @@ fn defaults_are_merged_into_every_probe_that_takes_them() {
         "agent:\n  interval: 15s\ndefaults:\n  timeout: 3s\n  tls:\n    ca_file: {}\n    warn_before: 20d\nprobes:\n  - name: a\n    kind: tls\n    address: a:443\n    tls:\n      warn_before: 7d\n  - name: b\n    kind: http\n    url: https://b\n    interval: 1m\n",
         ca.display()
     );
-    let c = parse_str(&text, "f.yaml", &env()).unwrap();
-    let ProbeSpec::Tls(a) = &c.probes[0].spec else {
+    let c = parse_config(&text, "f.yaml", &env()).unwrap();
+    let Some(a) = c.probes[0].spec.get::<TlsProbeSpec>() else {
         panic!()
     };
     assert_eq!(a.tls.ca_file.as_deref(), Some(ca.as_path()));
@@ -191,7 +194,7 @@ fn defaults_are_merged_into_every_probe_that_takes_them() {
     assert_eq!(a.tls.critical_before.0, Duration::from_secs(3 * 86400));
     assert_eq!(c.probes[0].interval.0, Duration::from_secs(15));
     assert_eq!(c.probes[0].timeout.0, Duration::from_secs(3));
-    let ProbeSpec::Http(b) = &c.probes[1].spec else {
+    let Some(b) = c.probes[1].spec.get::<HttpSpec>() else {
         panic!()
     };
     assert_eq!(b.tls.warn_before.0, Duration::from_secs(20 * 86400));

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use depprobe_config::kinds::postgres::{PostgresSpec, RootCert, SslMode, SslNegotiation};
-use depprobe_config::{ConfigErrors, ProbeSpec, SecretSource, parse_str};
+use depprobe_config::{ConfigErrors, SecretSource};
+use depprobe_probes::kinds::postgres::spec::{PostgresSpec, RootCert, SslMode, SslNegotiation};
+use depprobe_probes::parse_config;
 
 fn env() -> HashMap<String, String> {
     HashMap::from([
@@ -27,15 +28,16 @@ fn config(keys: &str) -> String {
 }
 
 fn spec(keys: &str) -> PostgresSpec {
-    let c = parse_str(&config(keys), "depprobe.yaml", &env()).unwrap_or_else(|e| panic!("{e:#?}"));
-    match &c.probes[0].spec {
-        ProbeSpec::Postgres(p) => p.clone(),
-        other => panic!("not postgres: {other:?}"),
+    let c =
+        parse_config(&config(keys), "depprobe.yaml", &env()).unwrap_or_else(|e| panic!("{e:#?}"));
+    match c.probes[0].spec.get::<PostgresSpec>() {
+        Some(p) => p.clone(),
+        None => panic!("not postgres: {:?}", c.probes[0].spec),
     }
 }
 
 fn errors(keys: &str) -> Vec<String> {
-    match parse_str(&config(keys), "depprobe.yaml", &env()) {
+    match parse_config(&config(keys), "depprobe.yaml", &env()) {
         Ok(_) => panic!("expected errors for:\n{keys}"),
         Err(ConfigErrors(list)) => list.iter().map(ToString::to_string).collect(),
     }
@@ -111,8 +113,8 @@ fn fields_work_without_a_url() {
 #[test]
 fn password_in_the_url_is_a_secret_that_never_prints() {
     let text = config("url: postgres://probe:${PG_URL_PASSWORD}@db/app");
-    let c = parse_str(&text, "depprobe.yaml", &env()).unwrap();
-    let ProbeSpec::Postgres(s) = &c.probes[0].spec else {
+    let c = parse_config(&text, "depprobe.yaml", &env()).unwrap();
+    let Some(s) = c.probes[0].spec.get::<PostgresSpec>() else {
         panic!()
     };
     match s.target().unwrap().password {
@@ -318,7 +320,7 @@ fn postgres_keys_on_another_kind_are_named_as_such() {
 }
 
 fn one_error_raw(text: &str) -> String {
-    match parse_str(text, "depprobe.yaml", &env()) {
+    match parse_config(text, "depprobe.yaml", &env()) {
         Ok(_) => panic!("expected an error"),
         Err(ConfigErrors(list)) => {
             assert_eq!(list.len(), 1, "{list:#?}");

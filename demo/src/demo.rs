@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use crate::certs::{Ca, CertError, Validity};
-use crate::harness::Scratch;
+use crate::scratch::Scratch;
 use crate::servers::{HttpServer, Reply, ServerError};
 
 /// Why the demo could not start.

@@ -13,10 +13,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Check, Checked};
-use crate::duration::ConfigDuration;
-use crate::model::TlsSpec;
-use crate::secret::{Secret, SecretSource};
+use depprobe_config::{Check, Checked};
+use depprobe_config::ConfigDuration;
+use depprobe_config::TlsSpec;
+use depprobe_config::{Secret, SecretSource};
 
 /// Settings of a `mongodb` probe.
 #[derive(Clone, Debug, Deserialize)]
@@ -242,5 +242,11 @@ impl MongoSpec {
             }
             check.file_exists("url", Some(&file));
         }
+    }
+}
+
+impl depprobe_config::KindSpec for MongoSpec {
+    fn inline_secrets(&self) -> Vec<depprobe_config::Secret> {
+        MongoSpec::inline_secrets(self)
     }
 }

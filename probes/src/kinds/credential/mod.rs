@@ -10,18 +10,21 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use depprobe_config::kinds::credential::{CredentialFormat, CredentialSpec};
+pub mod spec;
+
+use spec::{CredentialFormat, CredentialSpec};
 use depprobe_config::{ProbeConfig, Secret};
-use futures::future::BoxFuture;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::credentials::{self, NOT_AFTER_DETAIL, Window};
-use crate::outcome::{Outcome, Target, human_delta, rfc3339, seconds_between};
+use crate::credentials::{self, Window};
+use crate::outcome::{Target, human_delta, rfc3339};
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::chain;
-use crate::{BuildError, Probe, ProbeEnv};
+use crate::{BuildError, Exec, ProbeEnv};
+
+use super::ProbeKind;
 
 /// What is checked.
 enum Source {
@@ -71,7 +74,7 @@ impl CredentialProbe {
         })
     }
 
-    fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
+    fn judge(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
         let now = run.now();
         match &self.source {
             Source::Token(path) => {
@@ -134,10 +137,7 @@ impl CredentialProbe {
             run.findings.extend(finding);
             return Ok(format!("{what} is a JWT without expiry"));
         };
-        run.details.insert(
-            NOT_AFTER_DETAIL.into(),
-            seconds_between(SystemTime::UNIX_EPOCH, exp).into(),
-        );
+        credentials::record_expiry(run, exp);
         run.details.insert("expires_at".into(), rfc3339(exp).into());
         run.findings.extend(finding);
         Ok(format!(
@@ -202,10 +202,7 @@ impl CredentialProbe {
         let earliest = facts.iter().map(|c| c.not_after).min().unwrap_or(now);
         run.details
             .insert("credential_type".into(), "certificate".into());
-        run.details.insert(
-            NOT_AFTER_DETAIL.into(),
-            seconds_between(SystemTime::UNIX_EPOCH, earliest).into(),
-        );
+        credentials::record_expiry(run, earliest);
         run.details
             .insert("expires_at".into(), rfc3339(earliest).into());
         run.details
@@ -252,18 +249,25 @@ fn read_text(path: &Path, what: &str) -> Result<String, ProbeError> {
         .map_err(|_| invalid(format!("{what} {} is not text", path.display())))
 }
 
-impl Probe for CredentialProbe {
+impl ProbeKind for CredentialProbe {
+    const NAME: &'static str = "credential";
+    const ABOUT: &'static str = "a local secret: a token file (JWT expiry), a certificate and its key";
+    type Spec = CredentialSpec;
+
+    fn build(cfg: &ProbeConfig, spec: &CredentialSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
+        Self::new(cfg, spec, env)
+    }
+}
+
+impl Exec for CredentialProbe {
     fn meta(&self) -> &ProbeMeta {
         &self.meta
     }
 
-    fn run(&self) -> BoxFuture<'_, Outcome> {
-        Box::pin(async move {
-            let mut run = Run::start(&self.meta);
-            let started = std::time::Instant::now();
-            let result = self.exec(&mut run);
-            run.record(Phase::Auth, started.elapsed());
-            run.finish(result)
-        })
+    async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
+        let started = std::time::Instant::now();
+        let result = self.judge(run);
+        run.record(Phase::Auth, started.elapsed());
+        result
     }
 }

@@ -12,11 +12,11 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::http::{BasicAuth, HttpCredentials, check_http_url, check_status_codes};
-use super::{Check, Checked};
-use crate::duration::ConfigDuration;
-use crate::model::TlsSpec;
-use crate::secret::Secret;
+use depprobe_config::http::{BasicAuth, HttpCredentials, check_http_url, check_status_codes};
+use depprobe_config::{Check, Checked};
+use depprobe_config::ConfigDuration;
+use depprobe_config::TlsSpec;
+use depprobe_config::Secret;
 
 pub use selector::{LabelMatcher, MatchOp, SeriesSelector};
 
@@ -135,5 +135,11 @@ impl Checked for MetricsSpec {
             check.error("max_body_bytes", "must be at least 1");
         }
         check.tls(&self.tls);
+    }
+}
+
+impl depprobe_config::KindSpec for MetricsSpec {
+    fn inline_secrets(&self) -> Vec<depprobe_config::Secret> {
+        self.credentials().inline_secrets()
     }
 }

@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 
-use depprobe_config::kinds::metrics::MatchOp;
-use depprobe_config::{ConfigErrors, ProbeSpec, parse_str};
+use depprobe_config::ConfigErrors;
+use depprobe_probes::kinds::metrics::spec::{MatchOp, MetricsSpec};
+use depprobe_probes::parse_config;
 
 fn errors(text: &str) -> Vec<String> {
-    match parse_str(text, "depprobe.yaml", &HashMap::new()) {
+    match parse_config(text, "depprobe.yaml", &HashMap::new()) {
         Ok(_) => panic!("expected errors for:\n{text}"),
         Err(ConfigErrors(list)) => list.iter().map(ToString::to_string).collect(),
     }
@@ -24,8 +25,8 @@ const HEAD: &str =
 
 #[test]
 fn defaults_accept_200_and_require_one_sample() {
-    let c = parse_str(HEAD, "f.yaml", &HashMap::new()).unwrap();
-    let ProbeSpec::Metrics(m) = &c.probes[0].spec else {
+    let c = parse_config(HEAD, "f.yaml", &HashMap::new()).unwrap();
+    let Some(m) = c.probes[0].spec.get::<MetricsSpec>() else {
         panic!("not a metrics probe")
     };
     assert_eq!(m.expect.status, vec![200]);
@@ -38,8 +39,8 @@ fn series_expectations_are_typed() {
     let text = format!(
         "{HEAD}    bearer_token: abc.def.ghi\n    expect:\n      min_samples: 10\n      series:\n        - match: 'up{{job=\"api\", instance=~\"db-.*\"}}'\n          min: 1\n          max: 1\n        - match: backup_last_success_timestamp_seconds\n          max_age: 26h\n"
     );
-    let c = parse_str(&text, "f.yaml", &HashMap::new()).unwrap();
-    let ProbeSpec::Metrics(m) = &c.probes[0].spec else {
+    let c = parse_config(&text, "f.yaml", &HashMap::new()).unwrap();
+    let Some(m) = c.probes[0].spec.get::<MetricsSpec>() else {
         panic!("not a metrics probe")
     };
     assert_eq!(m.expect.min_samples, 10);

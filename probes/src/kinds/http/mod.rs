@@ -13,7 +13,9 @@ use http::header::HeaderName;
 use regex::Regex;
 use url::Url;
 
-use depprobe_config::kinds::http::{HttpExpect, HttpSpec};
+pub mod spec;
+
+use spec::{HttpExpect, HttpSpec};
 use depprobe_config::{ProbeConfig, Secret};
 
 use crate::outcome::{HttpFacts, Target};
@@ -22,6 +24,8 @@ use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::http_client::HttpClient;
 use crate::transport::tls::TlsClient;
 use crate::{BuildError, Exec, ProbeEnv};
+
+use super::ProbeKind;
 
 // Kept reachable from here for the code that used them before they moved.
 pub use crate::transport::http_client::{
@@ -295,6 +299,16 @@ fn judge(expect: &Expect, answer: &Answer, values: &Placeholders) -> Result<Stri
 
 fn unexpected(message: String) -> ProbeError {
     ProbeError::new(ErrorType::UnexpectedResponse, Phase::Request, message)
+}
+
+impl ProbeKind for HttpProbe {
+    const NAME: &'static str = "http";
+    const ABOUT: &'static str = "an HTTP(S) request: status, headers, body, auth, CDN and JWT failures";
+    type Spec = HttpSpec;
+
+    fn build(cfg: &ProbeConfig, spec: &HttpSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
+        Self::new(cfg, spec, env)
+    }
 }
 
 impl Exec for HttpProbe {

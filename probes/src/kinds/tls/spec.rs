@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
-use super::{Check, Checked};
-use crate::model::TlsSpec;
+use depprobe_config::{Check, Checked};
+use depprobe_config::TlsSpec;
 
 /// Settings of a `tls` probe.
 #[derive(Clone, Debug, Deserialize)]
@@ -19,7 +19,7 @@ pub struct TlsProbeSpec {
 impl TlsProbeSpec {
     /// The host and port of `address`.
     pub fn host_port(&self) -> Option<(String, u16)> {
-        crate::split_host_port(&self.address)
+        depprobe_config::split_host_port(&self.address)
     }
 }
 
@@ -37,3 +37,5 @@ impl Checked for TlsProbeSpec {
         check.tls(&self.tls);
     }
 }
+
+impl depprobe_config::KindSpec for TlsProbeSpec {}

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::http::{BasicAuth, HttpCredentials, check_http_url};
-use super::{Check, Checked};
-use crate::model::{OtlpProtocol, TlsSpec};
-use crate::secret::Secret;
+use depprobe_config::http::{BasicAuth, HttpCredentials, check_http_url};
+use depprobe_config::{Check, Checked};
+use depprobe_config::{OtlpProtocol, TlsSpec};
+use depprobe_config::Secret;
 
 /// Settings of an `otlp` probe.
 #[derive(Clone, Debug, Deserialize)]
@@ -85,5 +85,11 @@ impl Checked for OtlpProbeSpec {
             }
         }
         check.tls(&self.tls);
+    }
+}
+
+impl depprobe_config::KindSpec for OtlpProbeSpec {
+    fn inline_secrets(&self) -> Vec<depprobe_config::Secret> {
+        self.credentials().inline_secrets()
     }
 }

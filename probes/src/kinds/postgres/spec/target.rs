@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::uri::{UrlParts, parse_url};
 use super::{DEFAULT_PORT, PostgresSpec, SslMode, SslNegotiation};
-use crate::model::TlsSpec;
-use crate::secret::{Secret, SecretSource};
+use depprobe_config::TlsSpec;
+use depprobe_config::{Secret, SecretSource};
 
 /// Where the trusted CAs come from when `sslrootcert` is set.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,14 +3,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use depprobe_config::{ConfigErrors, ProbeSpec, SecretSource, parse_str};
+use depprobe_config::{ConfigErrors, SecretSource};
+use depprobe_probes::kinds::mongodb::spec::MongoSpec;
+use depprobe_probes::parse_config;
 
 fn env() -> HashMap<String, String> {
     HashMap::from([("MONGO_PASSWORD".to_string(), "m0ngo-s3cret".to_string())])
 }
 
 fn errors(text: &str) -> Vec<String> {
-    match parse_str(text, "depprobe.yaml", &env()) {
+    match parse_config(text, "depprobe.yaml", &env()) {
         Ok(_) => panic!("expected errors for:\n{text}"),
         Err(ConfigErrors(list)) => list.iter().map(ToString::to_string).collect(),
     }
@@ -31,8 +33,8 @@ fn password_in_the_url_is_a_secret_and_never_printed() {
     let text = mongo(
         "    url: mongodb://probe:${MONGO_PASSWORD}@m1:27017,m2:27017,m3/?replicaSet=rs0&tls=true\n",
     );
-    let c = parse_str(&text, "f.yaml", &env()).unwrap();
-    let ProbeSpec::Mongodb(m) = &c.probes[0].spec else {
+    let c = parse_config(&text, "f.yaml", &env()).unwrap();
+    let Some(m) = c.probes[0].spec.get::<MongoSpec>() else {
         panic!()
     };
     let parts = m.url.parts().unwrap();
@@ -67,8 +69,8 @@ fn settings_are_read() {
         "    url: mongodb+srv://cluster0.example.net/?authSource=admin\n    username: probe\n    password_file: {}\n    server_selection_timeout: 3s\n    connect_timeout: 2s\n    heartbeat_frequency: 1s\n    elections: {{ window: 1m, threshold: 5 }}\n",
         pw.display()
     ));
-    let c = parse_str(&text, "f.yaml", &env()).unwrap();
-    let ProbeSpec::Mongodb(m) = &c.probes[0].spec else {
+    let c = parse_config(&text, "f.yaml", &env()).unwrap();
+    let Some(m) = c.probes[0].spec.get::<MongoSpec>() else {
         panic!()
     };
     let parts = m.url.parts().unwrap();
@@ -136,7 +138,7 @@ fn a_user_without_a_password_is_refused() {
     );
     // A client certificate needs none.
     let text = mongo("    url: mongodb://CN=probe@m1/?authMechanism=MONGODB-X509\n");
-    assert!(parse_str(&text, "f.yaml", &env()).is_ok());
+    assert!(parse_config(&text, "f.yaml", &env()).is_ok());
 }
 
 #[test]

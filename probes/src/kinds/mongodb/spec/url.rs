@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::secret::Secret;
+use depprobe_config::Secret;
 
 /// A MongoDB connection string. Its `Debug` and `Display` hide the password.
 #[derive(Clone, PartialEq, Eq)]

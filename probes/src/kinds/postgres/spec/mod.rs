@@ -9,10 +9,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Check, Checked};
-use crate::duration::ConfigDuration;
-use crate::model::TlsSpec;
-use crate::secret::Secret;
+use depprobe_config::{Check, Checked};
+use depprobe_config::ConfigDuration;
+use depprobe_config::TlsSpec;
+use depprobe_config::Secret;
 
 mod target;
 mod uri;
@@ -268,5 +268,11 @@ impl Checked for PostgresSpec {
             check.error("connect_timeout", "must be more than 0s");
         }
         check.tls(&self.tls);
+    }
+}
+
+impl depprobe_config::KindSpec for PostgresSpec {
+    fn inline_secrets(&self) -> Vec<depprobe_config::Secret> {
+        PostgresSpec::inline_secrets(self)
     }
 }

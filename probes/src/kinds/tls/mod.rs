@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use depprobe_config::ProbeConfig;
-use depprobe_config::kinds::tls::TlsProbeSpec;
+use spec::TlsProbeSpec;
+
+use super::ProbeKind;
 
 use crate::outcome::Target;
 use crate::run::{ProbeError, ProbeMeta, Run};
@@ -17,6 +19,8 @@ use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::tls::TlsClient;
 use crate::transport::{self, Dns};
 use crate::{BuildError, Exec, ProbeEnv};
+
+pub mod spec;
 
 /// How long to wait for a TLS 1.3 server's verdict on a missing client certificate.
 const CLIENT_CERT_VERDICT_WAIT: Duration = Duration::from_millis(300);
@@ -63,6 +67,16 @@ pub fn success_message(facts: &crate::outcome::TlsFacts, now: std::time::SystemT
     }
 }
 
+impl ProbeKind for TlsProbe {
+    const NAME: &'static str = "tls";
+    const ABOUT: &'static str = "a TLS handshake: the chain, its expiry, its problems";
+    type Spec = TlsProbeSpec;
+
+    fn build(cfg: &ProbeConfig, spec: &TlsProbeSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
+        Self::new(cfg, spec, env)
+    }
+}
+
 impl Exec for TlsProbe {
     fn meta(&self) -> &ProbeMeta {
         &self.meta
@@ -74,8 +88,7 @@ impl Exec for TlsProbe {
         let mut session = run
             .phase(Phase::Tls, self.tls.handshake(tcp, &self.host, now))
             .await?;
-        run.tls = Some(session.facts.clone());
-        run.findings.append(&mut session.findings);
+        session.adopt(run);
 
         if session.client_auth.asked
             && !session.client_auth.sent

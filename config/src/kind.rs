@@ -1,184 +1,142 @@
-//! The probe kinds and their keys.
+//! What the configuration knows of probe kinds: their names and their typed
+//! settings, and nothing of how they run.
 //!
-//! Each kind is one module with its typed settings and their checks. Adding a kind
-//! is: a module here, a variant of [`Kind`] and [`ProbeSpec`], and one arm in
-//! [`parse_spec`] and [`kind_fields`].
+//! The kinds themselves live in `depprobe-probes`, one module each; every kind's
+//! settings type implements [`KindSpec`] and [`Checked`], and its module hands the
+//! loader a [`KindEntry`] made by [`KindEntry::of`]. The loader takes the list of
+//! entries as an argument, so this crate stays free of any particular kind and the
+//! compiler checks every kind's settings through the same two traits.
 
+use std::any::Any;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::de::from_node;
 use crate::error::Errors;
 use crate::model::TlsSpec;
 use crate::tree::{Loc, Node, Value};
 
-pub mod credential;
-pub mod http;
-pub mod metrics;
-pub mod mongodb;
-pub mod otlp;
-pub mod postgres;
-pub mod tls;
-
-/// The kinds of probe.
+/// A probe kind's name, as written in `kind:` and exported as `probe.kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    /// A TLS handshake.
-    Tls,
-    /// An HTTP(S) request.
-    Http,
-    /// A local secret: token file, certificate and key, environment variable.
-    Credential,
-    /// A PostgreSQL session: TLS, login, query.
-    Postgres,
-    /// A MongoDB deployment: TLS, login, `ping`, replica-set watch.
-    Mongodb,
-    /// A Prometheus / OpenMetrics scrape.
-    Metrics,
-    /// One export to an OTLP receiver.
-    Otlp,
-}
+pub struct Kind(&'static str);
 
 impl Kind {
-    /// Every kind, in documentation order.
-    pub const ALL: &'static [Kind] = &[
-        Kind::Tls,
-        Kind::Http,
-        Kind::Postgres,
-        Kind::Mongodb,
-        Kind::Metrics,
-        Kind::Otlp,
-        Kind::Credential,
-    ];
+    /// The kind named `name` (the name a kind declares).
+    pub const fn new(name: &'static str) -> Kind {
+        Kind(name)
+    }
 
     /// The name used in `kind:` and in the `probe.kind` attribute.
     pub const fn as_str(self) -> &'static str {
-        match self {
-            Kind::Tls => "tls",
-            Kind::Http => "http",
-            Kind::Credential => "credential",
-            Kind::Postgres => "postgres",
-            Kind::Mongodb => "mongodb",
-            Kind::Metrics => "metrics",
-            Kind::Otlp => "otlp",
-        }
-    }
-
-    /// The kind named `name`.
-    pub fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.iter().copied().find(|k| k.as_str() == name)
+        self.0
     }
 }
 
 impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.0)
     }
 }
 
-/// A probe's kind-specific settings.
-// Built once per probe at load time; boxing the variants would only add noise.
-#[allow(clippy::large_enum_variant)]
+/// A kind's typed settings: what a probe of that kind was configured with.
+pub trait KindSpec: Any + std::fmt::Debug + Send + Sync {
+    /// Secrets written inline in these settings (scrubbed from every output).
+    fn inline_secrets(&self) -> Vec<crate::Secret> {
+        Vec::new()
+    }
+}
+
+/// A probe's kind-specific settings, typed by its kind.
 #[derive(Clone, Debug)]
-pub enum ProbeSpec {
-    /// `kind: tls`.
-    Tls(tls::TlsProbeSpec),
-    /// `kind: http`.
-    Http(http::HttpSpec),
-    /// `kind: credential`.
-    Credential(credential::CredentialSpec),
-    /// `kind: postgres`.
-    Postgres(postgres::PostgresSpec),
-    /// `kind: mongodb`.
-    Mongodb(mongodb::MongoSpec),
-    /// `kind: metrics`.
-    Metrics(metrics::MetricsSpec),
-    /// `kind: otlp`.
-    Otlp(otlp::OtlpProbeSpec),
+pub struct ProbeSpec {
+    kind: Kind,
+    settings: Arc<dyn KindSpec>,
 }
 
 impl ProbeSpec {
+    /// Settings `settings` of kind `kind`.
+    pub fn new(kind: Kind, settings: Arc<dyn KindSpec>) -> Self {
+        ProbeSpec { kind, settings }
+    }
+
     /// The kind.
     pub fn kind(&self) -> Kind {
-        match self {
-            ProbeSpec::Tls(_) => Kind::Tls,
-            ProbeSpec::Http(_) => Kind::Http,
-            ProbeSpec::Credential(_) => Kind::Credential,
-            ProbeSpec::Postgres(_) => Kind::Postgres,
-            ProbeSpec::Mongodb(_) => Kind::Mongodb,
-            ProbeSpec::Metrics(_) => Kind::Metrics,
-            ProbeSpec::Otlp(_) => Kind::Otlp,
-        }
+        self.kind
+    }
+
+    /// The settings as their own type, when they are of type `T`.
+    pub fn get<T: KindSpec>(&self) -> Option<&T> {
+        let any: &dyn Any = self.settings.as_ref();
+        any.downcast_ref::<T>()
     }
 
     /// Secrets written inline in these settings.
     pub fn inline_secrets(&self) -> Vec<crate::Secret> {
-        match self {
-            ProbeSpec::Tls(_) => Vec::new(),
-            ProbeSpec::Http(h) => h.inline_secrets(),
-            ProbeSpec::Credential(_) => Vec::new(),
-            ProbeSpec::Postgres(p) => p.inline_secrets(),
-            ProbeSpec::Mongodb(m) => m.inline_secrets(),
-            ProbeSpec::Metrics(m) => m.credentials().inline_secrets(),
-            ProbeSpec::Otlp(o) => o.credentials().inline_secrets(),
+        self.settings.inline_secrets()
+    }
+}
+
+/// How the loader learns of one kind: its name, its keys and how to type them.
+#[derive(Clone, Copy)]
+pub struct KindEntry {
+    /// The kind's name.
+    pub kind: Kind,
+    /// The keys of the kind's own settings (common keys excluded).
+    pub fields: fn() -> &'static [&'static str],
+    /// Types and checks the kind's settings.
+    pub parse: fn(&mut Check<'_>) -> Option<Arc<dyn KindSpec>>,
+}
+
+impl std::fmt::Debug for KindEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind.as_str())
+    }
+}
+
+impl KindEntry {
+    /// The entry of kind `name` whose settings are of type `T`.
+    pub const fn of<T: KindSpec + DeserializeOwned + Checked>(name: &'static str) -> KindEntry {
+        KindEntry {
+            kind: Kind::new(name),
+            fields: fields_of::<T>,
+            parse: parse_as::<T>,
         }
     }
-}
 
-/// The keys of a kind's own settings (common keys excluded).
-pub(crate) fn kind_fields(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::Tls => fields_of::<tls::TlsProbeSpec>(),
-        Kind::Http => fields_of::<http::HttpSpec>(),
-        Kind::Credential => fields_of::<credential::CredentialSpec>(),
-        Kind::Postgres => fields_of::<postgres::PostgresSpec>(),
-        Kind::Mongodb => fields_of::<mongodb::MongoSpec>(),
-        Kind::Metrics => fields_of::<metrics::MetricsSpec>(),
-        Kind::Otlp => fields_of::<otlp::OtlpProbeSpec>(),
+    /// The entry named `name` among `kinds`.
+    pub fn find<'k>(kinds: &'k [KindEntry], name: &str) -> Option<&'k KindEntry> {
+        kinds.iter().find(|k| k.kind.as_str() == name)
     }
 }
 
-/// Types the kind's settings from `node` (the probe's mapping without the common
-/// keys) and checks them.
-pub(crate) fn parse_spec(
-    kind: Kind,
-    node: &Node,
-    path: &str,
-    errors: &mut Errors,
-) -> Option<ProbeSpec> {
-    let mut check = Check { node, path, errors };
-    match kind {
-        Kind::Tls => check.typed::<tls::TlsProbeSpec>().map(ProbeSpec::Tls),
-        Kind::Http => check.typed::<http::HttpSpec>().map(ProbeSpec::Http),
-        Kind::Credential => check
-            .typed::<credential::CredentialSpec>()
-            .map(ProbeSpec::Credential),
-        Kind::Postgres => check
-            .typed::<postgres::PostgresSpec>()
-            .map(ProbeSpec::Postgres),
-        Kind::Mongodb => check.typed::<mongodb::MongoSpec>().map(ProbeSpec::Mongodb),
-        Kind::Metrics => check
-            .typed::<metrics::MetricsSpec>()
-            .map(ProbeSpec::Metrics),
-        Kind::Otlp => check.typed::<otlp::OtlpProbeSpec>().map(ProbeSpec::Otlp),
-    }
+fn parse_as<T: KindSpec + DeserializeOwned + Checked>(
+    check: &mut Check<'_>,
+) -> Option<Arc<dyn KindSpec>> {
+    check.typed::<T>().map(|t| Arc::new(t) as Arc<dyn KindSpec>)
 }
 
 /// A kind's settings after typing: their own checks.
-pub(crate) trait Checked {
+pub trait Checked {
     /// Reports every problem through `check`.
     fn check(&self, check: &mut Check<'_>);
 }
 
 /// The context a kind's checks report into: errors are located by key path.
-pub(crate) struct Check<'a> {
+pub struct Check<'a> {
     node: &'a Node,
     path: &'a str,
     errors: &'a mut Errors,
 }
 
-impl Check<'_> {
+impl<'a> Check<'a> {
+    /// A check of the probe mapping `node` (its kind's keys) at `path`.
+    pub(crate) fn new(node: &'a Node, path: &'a str, errors: &'a mut Errors) -> Self {
+        Check { node, path, errors }
+    }
+
     fn typed<T: for<'de> Deserialize<'de> + Checked>(&mut self) -> Option<T> {
         match from_node::<T>(self.node, self.path) {
             Ok(spec) => {
@@ -267,7 +225,7 @@ impl Check<'_> {
 
 /// The position of the dotted `key` under `node` (`expect.series[1].min`: an index
 /// names a list item), or of the deepest part written.
-pub(crate) fn locate(node: &Node, key: &str) -> Loc {
+pub fn locate(node: &Node, key: &str) -> Loc {
     let mut here = node;
     let mut loc = node.loc;
     'parts: for part in key.split('.').filter(|p| !p.is_empty()) {
@@ -299,7 +257,7 @@ pub(crate) fn locate(node: &Node, key: &str) -> Loc {
 
 /// The field names serde expects for struct `T`, read by asking it to deserialize
 /// from a deserializer that only records them.
-pub(crate) fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+pub fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
     struct Probe<'f>(&'f mut &'static [&'static str]);
 
     #[derive(Debug)]

@@ -1,0 +1,195 @@
+//! Trust for the TLS client: the crypto provider, the system's roots, the
+//! configured CA and CRL files, client certificates, and the verifiers built from
+//! them (shared by every probe that trusts the same roots).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use depprobe_config::TlsSpec;
+use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+
+use crate::transport::chain;
+
+/// Why a TLS client could not be set up from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// A PEM file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A PEM file holds nothing usable.
+    #[error("{path} holds no {what} in PEM form")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// What was expected.
+        what: &'static str,
+    },
+    /// A certificate or key was refused.
+    #[error("{what}: {source}")]
+    Rejected {
+        /// What was being loaded.
+        what: String,
+        /// rustls' reason.
+        source: rustls::Error,
+    },
+    /// The verifier could not be built.
+    #[error("cannot build the certificate verifier: {0}")]
+    Verifier(#[from] rustls::client::VerifierBuilderError),
+    /// There are no trust anchors at all.
+    #[error("no trusted roots: the system has none and no ca_file is set")]
+    NoRoots,
+}
+
+/// The crypto provider of every TLS client (aws-lc-rs).
+pub fn provider() -> Arc<CryptoProvider> {
+    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    P.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .clone()
+}
+
+/// The system's roots, or webpki-roots when the system has none. Loaded once.
+fn system_roots() -> Arc<Vec<CertificateDer<'static>>> {
+    static ROOTS: OnceLock<Arc<Vec<CertificateDer<'static>>>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            if !found.errors.is_empty() {
+                tracing::debug!(
+                    "some system certificates could not be loaded: {:?}",
+                    found.errors.len()
+                );
+            }
+            Arc::new(found.certs)
+        })
+        .clone()
+}
+
+/// Verifiers are shared between every probe that trusts the same roots and CRLs:
+/// ten thousand probes with one `ca_file` hold one root store, not ten thousand.
+type VerifierKey = (bool, String, String);
+
+fn verifier_cache() -> &'static Mutex<HashMap<VerifierKey, Arc<WebPkiServerVerifier>>> {
+    static CACHE: OnceLock<Mutex<HashMap<VerifierKey, Arc<WebPkiServerVerifier>>>> =
+        OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
+    std::fs::read(path).map_err(|source| TlsSetupError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads every certificate of a PEM file.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let pem = read(path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(TlsSetupError::Empty {
+            path: path.to_owned(),
+            what: "certificate",
+        });
+    }
+    Ok(certs)
+}
+
+/// The verifier for `spec`'s roots and CRLs.
+pub fn verifier(spec: &TlsSpec) -> Result<Arc<WebPkiServerVerifier>, TlsSetupError> {
+    let ca = match &spec.ca_file {
+        Some(p) => read(p)?,
+        None => Vec::new(),
+    };
+    let crl = match &spec.crl_file {
+        Some(p) => read(p)?,
+        None => Vec::new(),
+    };
+    let key = (
+        spec.system_roots,
+        chain::sha256_hex(&ca),
+        chain::sha256_hex(&crl),
+    );
+    if let Ok(cache) = verifier_cache().lock()
+        && let Some(v) = cache.get(&key)
+    {
+        return Ok(v.clone());
+    }
+
+    let mut roots = RootCertStore::empty();
+    if spec.system_roots {
+        let system = system_roots();
+        if system.is_empty() {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        } else {
+            roots.add_parsable_certificates(system.iter().cloned());
+        }
+    }
+    if let Some(path) = &spec.ca_file {
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(&ca)
+            .filter_map(Result::ok)
+            .collect();
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(TlsSetupError::Empty {
+                path: path.clone(),
+                what: "CA certificate",
+            });
+        }
+    }
+    if roots.is_empty() {
+        return Err(TlsSetupError::NoRoots);
+    }
+    let mut builder = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider());
+    if let Some(path) = &spec.crl_file {
+        let crls: Vec<CertificateRevocationListDer<'static>> =
+            CertificateRevocationListDer::pem_slice_iter(&crl)
+                .filter_map(Result::ok)
+                .collect();
+        if crls.is_empty() {
+            return Err(TlsSetupError::Empty {
+                path: path.clone(),
+                what: "CRL",
+            });
+        }
+        builder = builder.with_crls(crls);
+    }
+    let v = builder.build()?;
+    if let Ok(mut cache) = verifier_cache().lock() {
+        cache.insert(key, v.clone());
+    }
+    Ok(v)
+}
+
+/// A client certificate and key, loaded from PEM files.
+pub fn client_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsSetupError> {
+    let certs = read_certs(cert)?;
+    let key_pem = read(key)?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsSetupError::Empty {
+        path: key.to_owned(),
+        what: "private key",
+    })?;
+    let ck = CertifiedKey::from_der(certs, key_der, &provider()).map_err(|source| {
+        TlsSetupError::Rejected {
+            what: format!(
+                "client certificate {} with key {}",
+                cert.display(),
+                key.display()
+            ),
+            source,
+        }
+    })?;
+    Ok(Arc::new(ck))
+}
