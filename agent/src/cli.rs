@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use depprobe_probes::ProbeEnv;
 
 use crate::check::{self, EXIT_CONFIG};
+use crate::shard::{Shard, ShardSpec};
 use crate::{setup, table};
 
 /// depprobe: synthetic probes for an application's dependencies.
@@ -26,9 +27,10 @@ pub enum Command {
         /// Configuration file (reloaded on SIGHUP and when it changes).
         #[arg(short, long, env = "DEPPROBE_CONFIG", default_value = "depprobe.yaml")]
         config: PathBuf,
-        /// Run only this shard of the probes: i/n, by a stable hash of each name.
-        #[arg(long)]
-        shard: Option<crate::setup::Shard>,
+        /// Run only this shard of the probes: i/n (rendezvous hashing of each name),
+        /// or pod/n to take i from the StatefulSet pod's index.
+        #[arg(long, env = "DEPPROBE_SHARD")]
+        shard: Option<ShardSpec>,
         /// Threads that run the probes. One thread runs about 2,000 HTTPS probes a
         /// second and costs the least CPU per probe (no hand-offs between threads);
         /// raise it only for more than that. Off-thread work (rendering /metrics,
@@ -47,9 +49,9 @@ pub enum Command {
         /// Exit 0 when targets are degraded but none is down.
         #[arg(long)]
         allow_degraded: bool,
-        /// Check only this shard of the probes: i/n.
-        #[arg(long)]
-        shard: Option<crate::setup::Shard>,
+        /// Check only this shard of the probes: i/n, or pod/n.
+        #[arg(long, env = "DEPPROBE_SHARD")]
+        shard: Option<ShardSpec>,
     },
     /// Check a configuration file and report every error with file, line and column.
     Validate {
@@ -116,13 +118,19 @@ fn init_logging(quiet: bool) {
 
 async fn dispatch(command: Command) -> u8 {
     match command {
-        Command::Run { config, shard, .. } => crate::agent::run_file(&config, shard).await,
+        Command::Run { config, shard, .. } => match resolve(shard) {
+            Ok(shard) => crate::agent::run_file(&config, shard).await,
+            Err(code) => code,
+        },
         Command::Check {
             config,
             json,
             allow_degraded,
             shard,
-        } => cmd_check(&config, json, allow_degraded, shard).await,
+        } => match resolve(shard) {
+            Ok(shard) => cmd_check(&config, json, allow_degraded, shard).await,
+            Err(code) => code,
+        },
         Command::Validate { config } => cmd_validate(&config).await,
         Command::Demo {
             once,
@@ -131,6 +139,14 @@ async fn dispatch(command: Command) -> u8 {
             print_config,
         } => crate::demo::run(once, json, &listen, print_config).await,
     }
+}
+
+/// The shard this process runs (`pod/n` reads the pod's index now).
+fn resolve(spec: Option<ShardSpec>) -> Result<Option<Shard>, u8> {
+    spec.map(|s| s.resolve_from_env()).transpose().map_err(|e| {
+        eprintln!("depprobe: {e}");
+        EXIT_CONFIG
+    })
 }
 
 fn env() -> Result<ProbeEnv, u8> {
@@ -145,7 +161,7 @@ pub async fn cmd_check(
     config: &std::path::Path,
     json: bool,
     allow_degraded: bool,
-    shard: Option<crate::setup::Shard>,
+    shard: Option<Shard>,
 ) -> u8 {
     let env = match env() {
         Ok(e) => e,

@@ -15,6 +15,7 @@ pub mod memory;
 pub mod reload;
 pub mod scheduler;
 pub mod setup;
+pub mod shard;
 pub mod state;
 pub mod table;
 pub mod telemetry;

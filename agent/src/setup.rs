@@ -6,6 +6,8 @@ use std::sync::Arc;
 use depprobe_config::Config;
 use depprobe_probes::{Probe, ProbeEnv};
 
+pub use crate::shard::Shard;
+
 /// Why the agent cannot start on a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -60,41 +62,4 @@ pub fn load_and_build_shard(
     }
     let probes = build(&config, env)?;
     Ok((config, probes))
-}
-
-/// One of `n` deterministic shards of a shared configuration (`--shard i/n`), by a
-/// stable hash of each probe's name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
-    /// 1-based index.
-    pub index: u64,
-    /// Number of shards.
-    pub count: u64,
-}
-
-impl Shard {
-    /// Whether the probe named `name` belongs to this shard.
-    pub fn keeps(&self, name: &str) -> bool {
-        crate::scheduler::stable_hash(name) % self.count == self.index - 1
-    }
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}` is not a shard: write i/n with 1 <= i <= n, e.g. 2/4");
-        let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let index: u64 = i.trim().parse().map_err(|_| bad())?;
-        let count: u64 = n.trim().parse().map_err(|_| bad())?;
-        if index == 0 || count == 0 || index > count {
-            return Err(bad());
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
 }

@@ -94,7 +94,8 @@ pub const METRICS: &[Metric] = &[
         Counter,
         &["signal"],
     ),
-    // The resource (service.name, service.instance.id, host.name, ...), one series.
+    // The resource (service.name, service.instance.id, host.name, ...), one series;
+    // it names the agent's vantage point, which the alert rules count places by.
     agent(
         "target_info",
         Gauge,
@@ -103,6 +104,10 @@ pub const METRICS: &[Metric] = &[
             "service_version",
             "service_instance_id",
             "host_name",
+            "cloud_region",
+            "cloud_availability_zone",
+            "k8s_cluster_name",
+            "k8s_node_name",
         ],
     ),
 ];

@@ -148,15 +148,49 @@ fn dashboard_queries_use_only_contract_metrics_and_provisioned_data_sources() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-#[test]
-fn dashboard_shows_status_failure_classes_certificate_days_and_phase_latency() {
+/// Fails unless the depprobe dashboard has, for each view, a panel whose title
+/// starts with the view's title and that queries its series by its label.
+fn assert_views(views: &[(&str, &str, &str)]) {
     let (_, d) = dashboards()
         .into_iter()
         .find(|(_, d)| d.uid == "depprobe")
         .expect("the depprobe dashboard (uid depprobe)");
+    for &(title, series, by) in views {
+        let panel = d
+            .panels
+            .iter()
+            .find(|p| p.title.starts_with(title))
+            .unwrap_or_else(|| panic!("no panel titled {title:?}"));
+        let ok = panel.targets.iter().any(|t| {
+            let expr = promql::without_grafana_variables(&t.expr);
+            promql::uses(&expr).is_ok_and(|u| {
+                u.selectors.iter().any(|s| s.name == series) && u.grouping_labels.contains(by)
+            })
+        });
+        assert!(ok, "{title}: no query of {series} by {by}");
+    }
+}
+
+#[test]
+fn dashboard_shows_each_target_from_each_vantage_point() {
+    // The agent's place comes from target_info; a target is broken down by node
+    // (and region, cluster, host), and the places that see it down are counted.
+    assert_views(&[
+        ("Status per vantage point", "target_info", "k8s_node_name"),
+        ("Status per vantage point", "probe_success", "probe_name"),
+        (
+            "Places that see a target down",
+            "target_info",
+            "cloud_region",
+        ),
+    ]);
+}
+
+#[test]
+fn dashboard_shows_status_failure_classes_certificate_days_and_phase_latency() {
     // Each view: a panel title a person looks for, a series it must query, and a
     // label it must break the series down by.
-    let views = [
+    assert_views(&[
         ("Status per target", "probe_status", "probe_name"),
         (
             "Failure classes over time",
@@ -173,19 +207,5 @@ fn dashboard_shows_status_failure_classes_certificate_days_and_phase_latency() {
             "probe_phase_duration_seconds",
             "probe_phase",
         ),
-    ];
-    for (title, series, by) in views {
-        let panel = d
-            .panels
-            .iter()
-            .find(|p| p.title.starts_with(title))
-            .unwrap_or_else(|| panic!("no panel titled {title:?}"));
-        let ok = panel.targets.iter().any(|t| {
-            let expr = promql::without_grafana_variables(&t.expr);
-            promql::uses(&expr).is_ok_and(|u| {
-                u.selectors.iter().any(|s| s.name == series) && u.grouping_labels.contains(by)
-            })
-        });
-        assert!(ok, "{title}: no query of {series} by {by}");
-    }
+    ]);
 }

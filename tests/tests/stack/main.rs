@@ -4,7 +4,10 @@
 //! Grafana configurations are parsed and held to each other (mounted files exist,
 //! ports and host names agree); the depprobe service's configuration passes
 //! `depprobe validate`; the rules and the dashboard use only the metric contract;
-//! the image's HEALTHCHECK is run against a real local server.
+//! the image's HEALTHCHECK is run against a real local server; the Kubernetes
+//! manifests pass the Kubernetes and Prometheus Operator schemas (python3 and the
+//! kubernetes-validate package, from scripts/deps) and run the agent as the tests
+//! run it.
 //!
 //! `depprobe validate` runs the `depprobe` binary next to this test's executable
 //! (`target/<profile>/depprobe`); build it first with `cargo build -p
@@ -12,7 +15,9 @@
 
 mod dashboard;
 mod files;
+mod fleet;
 mod image;
+mod kubernetes;
 mod promql;
 mod rules;
 mod wiring;

@@ -5,7 +5,7 @@
 //! Expressions are parsed with `promql-parser`; Grafana's variables are replaced by
 //! values of the same type first, so dashboard queries parse like rule expressions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use depprobe_tests::contract::{self, Metric};
 use promql_parser::label::MatchOp;
@@ -112,9 +112,26 @@ pub fn without_grafana_variables(expr: &str) -> String {
         .fold(expr.to_string(), |e, v| e.replace(v, "5m"))
 }
 
-/// The metric of a series name in the contract, or `None` for Prometheus' own.
-fn contract_metric(name: &str) -> Result<Option<&'static Metric>, String> {
-    if SCRAPE_SERIES.contains(&name) {
+/// Series that recording rules make, by name, with the labels they keep.
+pub type Recorded = BTreeMap<String, BTreeSet<String>>;
+
+/// The labels a recording rule's series keeps: the `by` labels of its outermost
+/// aggregation; an error for any other shape (its labels could not be known).
+pub fn recorded_labels(expr: &str) -> Result<BTreeSet<String>, String> {
+    let ast = parser::parse(expr).map_err(|e| format!("`{expr}` does not parse: {e}"))?;
+    let Expr::Aggregate(a) = ast else {
+        return Err(format!("`{expr}`: record an aggregation `... by (...)`"));
+    };
+    match &a.modifier {
+        Some(LabelModifier::Include(labels)) => Ok(labels.labels.iter().cloned().collect()),
+        _ => Err(format!("`{expr}`: record an aggregation `... by (...)`")),
+    }
+}
+
+/// The metric of a series name in the contract, or `None` for Prometheus' own and
+/// recorded series.
+fn contract_metric(name: &str, recorded: &Recorded) -> Result<Option<&'static Metric>, String> {
+    if SCRAPE_SERIES.contains(&name) || recorded.contains_key(name) {
         return Ok(None);
     }
     contract::metric_of_series(name)
@@ -123,8 +140,11 @@ fn contract_metric(name: &str) -> Result<Option<&'static Metric>, String> {
 }
 
 /// Whether `label` is carried by series `name`.
-fn carries(name: &str, label: &str) -> Result<bool, String> {
-    Ok(match contract_metric(name)? {
+fn carries(name: &str, label: &str, recorded: &Recorded) -> Result<bool, String> {
+    if let Some(labels) = recorded.get(name) {
+        return Ok(labels.contains(label));
+    }
+    Ok(match contract_metric(name, recorded)? {
         Some(m) => m.has_label(name, label),
         None => contract::SCRAPE_LABELS.contains(&label),
     })
@@ -134,18 +154,24 @@ fn carries(name: &str, label: &str) -> Result<bool, String> {
 /// the series does not carry, values outside a label's vocabulary, and grouping
 /// labels that no selector of the expression carries. Empty when it conforms.
 pub fn contract_problems(expr: &str) -> Vec<String> {
+    contract_problems_with(expr, &Recorded::new())
+}
+
+/// [`contract_problems`], where the series of `recorded` (recording rules) are
+/// known too, with the labels they keep.
+pub fn contract_problems_with(expr: &str, recorded: &Recorded) -> Vec<String> {
     let uses = match uses(expr) {
         Ok(u) => u,
         Err(e) => return vec![e],
     };
     let mut problems = Vec::new();
     for s in &uses.selectors {
-        if let Err(e) = contract_metric(&s.name) {
+        if let Err(e) = contract_metric(&s.name, recorded) {
             problems.push(e);
             continue;
         }
         for (label, op, value) in &s.matchers {
-            match carries(&s.name, label) {
+            match carries(&s.name, label, recorded) {
                 Ok(true) => {}
                 Ok(false) => problems.push(format!("`{}` has no label `{label}`", s.name)),
                 Err(e) => problems.push(e),
@@ -159,7 +185,7 @@ pub fn contract_problems(expr: &str) -> Vec<String> {
         let known = uses
             .selectors
             .iter()
-            .any(|s| carries(&s.name, label).unwrap_or(false));
+            .any(|s| carries(&s.name, label, recorded).unwrap_or(false));
         if !known {
             problems.push(format!(
                 "`{label}` (in by/on/group_left) is carried by no series of the expression"

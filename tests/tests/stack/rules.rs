@@ -2,7 +2,7 @@
 //! fires and one where it does not, and rules that select only the agent's own
 //! scrape job and the series of the metric contract.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
@@ -40,6 +40,8 @@ struct RuleGroup {
 #[derive(Deserialize)]
 struct Rule {
     alert: Option<String>,
+    #[serde(default)]
+    record: Option<String>,
     expr: String,
     #[serde(default)]
     labels: BTreeMap<String, String>,
@@ -65,12 +67,27 @@ struct AlertRuleTest {
     exp_alerts: Vec<serde_json::Value>,
 }
 
-fn alert_rules() -> Vec<Rule> {
+fn all_rules() -> Vec<Rule> {
     let file: RuleFile = yaml(&format!("{PROMETHEUS_DIR}/alerts.yml"));
-    file.groups
+    file.groups.into_iter().flat_map(|g| g.rules).collect()
+}
+
+fn alert_rules() -> Vec<Rule> {
+    all_rules()
         .into_iter()
-        .flat_map(|g| g.rules)
         .filter(|r| r.alert.is_some())
+        .collect()
+}
+
+/// The series the recording rules make, with the labels each keeps.
+fn recorded() -> promql::Recorded {
+    all_rules()
+        .into_iter()
+        .filter_map(|r| {
+            let name = r.record?;
+            let labels = promql::recorded_labels(&r.expr).unwrap_or_else(|e| panic!("{name}: {e}"));
+            Some((name, labels))
+        })
         .collect()
 }
 
@@ -120,9 +137,14 @@ fn alert_rules_select_only_the_agents_own_scrape_job_and_contract_series() {
         vec![format!("depprobe:{listen_port}")]
     );
     let mut problems = Vec::new();
-    for rule in alert_rules() {
-        let name = rule.alert.as_deref().unwrap_or_default();
-        for p in promql::contract_problems(&rule.expr) {
+    let recorded = recorded();
+    for rule in all_rules() {
+        let name = rule
+            .alert
+            .as_deref()
+            .or(rule.record.as_deref())
+            .unwrap_or_default();
+        for p in promql::contract_problems_with(&rule.expr, &recorded) {
             problems.push(format!("{name}: {p}"));
         }
         let uses = promql::uses(&rule.expr).unwrap();
@@ -137,6 +159,9 @@ fn alert_rules_select_only_the_agents_own_scrape_job_and_contract_series() {
                     s.name
                 ));
             }
+        }
+        if rule.alert.is_none() {
+            continue;
         }
         let severity = rule.labels.get("severity").map(String::as_str);
         let severity_from_series = uses.grouping_labels.contains("severity");
@@ -176,4 +201,72 @@ fn probe_down_alert_names_the_failure_class_and_phase_in_its_summary() {
             "summary lacks {label}: {summary}"
         );
     }
+}
+
+#[derive(Deserialize)]
+struct VantageCase {
+    #[serde(default)]
+    input_series: Vec<InputSeries>,
+    #[serde(default)]
+    alert_rule_test: Vec<AlertRuleTest>,
+}
+
+#[derive(Deserialize)]
+struct InputSeries {
+    series: String,
+}
+
+#[derive(Deserialize)]
+struct VantageTests {
+    tests: Vec<VantageCase>,
+}
+
+/// The place a `target_info{...}` input series names: its node, else its host.
+fn place_of(series: &str) -> Option<String> {
+    let labels = series.strip_prefix("target_info{")?;
+    let value = |key: &str| {
+        let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
+        labels[start..].split('"').next().map(str::to_owned)
+    };
+    value("k8s_node_name").or_else(|| value("host_name"))
+}
+
+#[test]
+fn down_from_one_place_warns_and_down_from_two_places_is_critical() {
+    let rules = alert_rules();
+    let severity = |alert: &str| {
+        rules
+            .iter()
+            .find(|r| r.alert.as_deref() == Some(alert))
+            .unwrap_or_else(|| panic!("no alert {alert}"))
+            .labels
+            .get("severity")
+            .cloned()
+    };
+    assert_eq!(severity("DepprobeProbeDown").as_deref(), Some("critical"));
+    assert_eq!(
+        severity("DepprobeProbeDownLocally").as_deref(),
+        Some("warning")
+    );
+    // promtool runs the cases; here: one case puts agents in several places and
+    // expects both alerts from them, so the quorum is tested, not only parsed.
+    let tests: VantageTests = yaml(&format!("{PROMETHEUS_DIR}/alerts_test.yml"));
+    let tested = tests.tests.iter().any(|case| {
+        let places: BTreeSet<String> = case
+            .input_series
+            .iter()
+            .filter_map(|s| place_of(&s.series))
+            .collect();
+        let fires = |alert: &str| {
+            case.alert_rule_test
+                .iter()
+                .any(|t| t.alertname == alert && !t.exp_alerts.is_empty())
+        };
+        places.len() >= 3 && fires("DepprobeProbeDown") && fires("DepprobeProbeDownLocally")
+    });
+    assert!(
+        tested,
+        "alerts_test.yml: no case with agents in three places where both \
+         DepprobeProbeDown and DepprobeProbeDownLocally fire"
+    );
 }
