@@ -45,6 +45,8 @@ pub struct TargetState {
     pub cert_changes: u64,
     /// The leaf seen last.
     pub leaf: Option<SeenLeaf>,
+    /// The last runs, for the status page.
+    pub history: crate::history::History,
 }
 
 impl TargetState {
@@ -59,6 +61,7 @@ impl TargetState {
             failures: BTreeMap::new(),
             cert_changes: 0,
             leaf: None,
+            history: crate::history::History::new(),
         }
     }
 
@@ -119,6 +122,7 @@ impl TargetState {
             }
             self.leaf = Some(seen);
         }
+        self.history.push(&outcome);
         let outcome = Arc::new(outcome);
         self.last = Some(outcome.clone());
         outcome
