@@ -22,7 +22,10 @@ a{color:#1a4f8b}.muted,.summary{color:var(--muted)}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{text-align:left;vertical-align:top;padding:.35rem .5rem;border-bottom:1px solid #ddd}
 th{font-weight:600;background:#f0f0f0}
-td.message{max-width:32rem;overflow-wrap:anywhere}
+table.targets{table-layout:fixed}td{overflow-wrap:anywhere}
+table.targets th:nth-child(1){width:11%}table.targets th:nth-child(2){width:6%}table.targets th:nth-child(3){width:7%}
+table.targets th:nth-child(4){width:13%}table.targets th:nth-child(5){width:6%}table.targets th:nth-child(6){width:28%}
+table.targets th:nth-child(7){width:7%}table.targets th:nth-child(8){width:6%}table.targets th:nth-child(9){width:8%}
 .status{font-weight:700;text-transform:uppercase;font-size:.8rem}
 .status-up .status,.status-up>h2{color:var(--up)}
 .status-degraded .status,.status-degraded>h2{color:var(--degraded)}
@@ -30,8 +33,11 @@ td.message{max-width:32rem;overflow-wrap:anywhere}
 tr.status-down{background:#fdf1f1}tr.status-degraded{background:#fff8ec}
 .badge{display:inline-block;padding:.1rem .5rem;border-radius:.3rem;color:#fff;font-size:.8rem;font-weight:700;text-transform:uppercase;vertical-align:middle}
 .badge.status-up{background:var(--up)}.badge.status-degraded{background:var(--degraded)}.badge.status-down{background:var(--down)}
-.cert-warning{color:var(--degraded);font-weight:700}
-.cert-critical,.cert-expired{color:var(--down);font-weight:700}
+td.cert-warning,dd.cert-warning{color:var(--degraded);font-weight:700}
+td.cert-critical,td.cert-expired,dd.cert-critical,dd.cert-expired{color:var(--down);font-weight:700}
+section.cert.cert-warning{border-left:4px solid var(--degraded)}
+section.cert.cert-critical,section.cert.cert-expired{border-left:4px solid var(--down)}
+.finding dl.facts{color:#222}
 ul.findings,ul.problems{margin:.3rem 0 0;padding-left:1.1rem}
 .severity-warning{color:var(--degraded)}.severity-critical{color:var(--down)}
 nav.filters{margin:.8rem 0;font-size:.9rem}nav.filters span{margin-right:1.2rem}
