@@ -27,7 +27,7 @@ pub fn status_strip(runs: &[PastRun]) -> String {
     }
     let width = runs.len() * STEP;
     let mut out = format!(
-        r#"<svg class="strip" xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{STRIP_HEIGHT}" viewBox="0 0 {width} {STRIP_HEIGHT}"><title>status of the last {} runs, oldest first</title>"#,
+        r#"<svg class="strip" xmlns="http://www.w3.org/2000/svg" role="img" preserveAspectRatio="none" width="{width}" height="{STRIP_HEIGHT}" viewBox="0 0 {width} {STRIP_HEIGHT}"><title>status of the last {} runs, oldest first</title>"#,
         runs.len()
     );
     for (i, run) in runs.iter().enumerate() {
