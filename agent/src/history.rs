@@ -1,8 +1,8 @@
 //! The recent runs of one target, kept in memory for the status page.
 //!
 //! A bounded ring: the last [`History::CAPACITY`] runs, each reduced to what the
-//! page draws (when, status, class, total latency) in 12 bytes, so that 10,000
-//! targets cost at most about 29 MiB however long the agent runs. The ring grows
+//! page draws (when, status, class, total latency) in 12 bytes: about 3 KiB per
+//! target once full (30 MB at 10,000 targets), however long the agent runs. The ring grows
 //! as runs arrive (a target that ran three times holds three entries) and then
 //! overwrites its oldest entry. It lives in the target's state, next to the latest
 //! outcome, and is written by the same `record` call: there is no second source.

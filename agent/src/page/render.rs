@@ -23,10 +23,10 @@ table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{text-align:left;vertical-align:top;padding:.35rem .5rem;border-bottom:1px solid #ddd}
 th{font-weight:600;background:#f0f0f0}
 table.targets{table-layout:fixed}td{overflow-wrap:anywhere}
-table.targets th:nth-child(1){width:12%}table.targets th:nth-child(2){width:5%}table.targets th:nth-child(3){width:7%}
-table.targets th:nth-child(4){width:12%}table.targets th:nth-child(5){width:5%}table.targets th:nth-child(6){width:29%}
-table.targets th:nth-child(7){width:6%}table.targets th:nth-child(8){width:6%}table.targets th:nth-child(9){width:7%}
-table.targets th:nth-child(10){width:11%}td.recent svg{max-width:100%;height:18px}
+table.targets th:nth-child(1){width:12%}table.targets th:nth-child(2){width:5%}table.targets th:nth-child(3){width:8%}
+table.targets th:nth-child(4){width:14%}table.targets th:nth-child(5){width:5%}table.targets th:nth-child(6){width:25%}
+table.targets th:nth-child(7){width:8%}table.targets th:nth-child(8){width:6%}table.targets th:nth-child(9){width:7%}
+table.targets th:nth-child(10){width:10%}td.recent svg{max-width:100%;height:18px}
 .status{font-weight:700;text-transform:uppercase;font-size:.8rem}
 .status-up .status,.status-up>h2{color:var(--up)}
 .status-degraded .status,.status-degraded>h2{color:var(--degraded)}
