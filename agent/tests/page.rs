@@ -511,3 +511,67 @@ async fn no_configured_secret_reaches_the_pages() {
     let message = text(doc.select(&sel("dd.message")).next().unwrap());
     assert!(message.contains("invalid token: Bearer ***"), "{message}");
 }
+
+#[tokio::test]
+async fn the_demo_prints_its_page_first_and_shows_every_case() {
+    use tokio::io::AsyncBufReadExt;
+    let port = depprobe_tests::free_port().unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let mut demo = tokio::process::Command::new(bin())
+        .args(["demo", "--listen", &listen])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the demo printed nothing")
+        .unwrap();
+    assert_eq!(
+        first.as_deref(),
+        Some(format!("depprobe demo: open http://{listen}/ for the status page").as_str())
+    );
+    // Keep reading its table, so that it never waits on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Ok((200, body)) = depprobe_tests::agent_process::http_get(addr, "/status").await
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+            && v.as_array().is_some_and(|a| a.len() == 9)
+        {
+            break v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demo never served 9 outcomes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let scratch = Scratch::new().unwrap();
+    let doc = Html::parse_document(&dump_dom(&scratch, &format!("http://{listen}/")).await);
+    let cases = status.as_array().unwrap();
+    assert_eq!(doc.select(&sel("tr.target")).count(), cases.len());
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let r = row(&doc, name);
+        assert_eq!(
+            r.value().attr("data-status"),
+            case["status"].as_str(),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        row(&doc, "expired-db-proxy").value().attr("data-status"),
+        Some("down")
+    );
+    assert!(
+        cell(row(&doc, "expiring-api"), "cert")
+            .1
+            .contains(&"cert-warning".to_owned())
+    );
+}
