@@ -179,3 +179,65 @@ pub fn json_facts<'a>(facts: impl Iterator<Item = (&'a String, &'a serde_json::V
     out.push_str("</dl>");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const DAY: u64 = 86_400;
+
+    fn cert(sha256: &str, days_left: i64, now: SystemTime) -> CertFacts {
+        let not_after = if days_left >= 0 {
+            now + Duration::from_secs(days_left.unsigned_abs() * DAY)
+        } else {
+            now - Duration::from_secs(days_left.unsigned_abs() * DAY)
+        };
+        CertFacts {
+            subject: "CN=x".into(),
+            issuer: "CN=ca".into(),
+            serial: "01".into(),
+            not_before: now - Duration::from_secs(30 * DAY),
+            not_after,
+            sha256: sha256.into(),
+            sans: Vec::new(),
+            key_type: "EC P-256".into(),
+            key_bits: Some(256),
+            is_ca: false,
+        }
+    }
+
+    fn expiring(sha256: &str, severity: Severity) -> Finding {
+        Finding::new(FindingType::CertExpiring, severity, "expires soon").with("sha256", sha256)
+    }
+
+    #[test]
+    fn certificate_colours_follow_the_probes_own_windows() {
+        let now = SystemTime::now();
+        let none: [Finding; 0] = [];
+        assert_eq!(cert_class(&none, &cert("a", -1, now), now), "cert-expired");
+        assert_eq!(cert_class(&none, &cert("a", 89, now), now), "cert-ok");
+        let warn = [expiring("a", Severity::Warning)];
+        assert_eq!(cert_class(&warn, &cert("a", 10, now), now), "cert-warning");
+        let crit = [
+            expiring("a", Severity::Warning),
+            expiring("a", Severity::Critical),
+        ];
+        assert_eq!(cert_class(&crit, &cert("a", 2, now), now), "cert-critical");
+        // A finding about another certificate of the chain does not colour this one.
+        assert_eq!(cert_class(&crit, &cert("b", 2, now), now), "cert-ok");
+    }
+
+    #[test]
+    fn finding_messages_and_facts_are_escaped() {
+        let f = Finding::new(FindingType::Slow, Severity::Warning, "<b>slow</b>")
+            .with("<k>", "<v>")
+            .with("n", serde_json::json!({"<x>": 1}));
+        let out = findings_list(&[f], true);
+        assert!(
+            !out.contains("<b>") && !out.contains("<k>") && !out.contains("<v>"),
+            "{out}"
+        );
+        assert!(out.contains("&lt;b&gt;slow&lt;/b&gt;") && out.contains("&quot;&lt;x&gt;&quot;"));
+    }
+}
