@@ -4,17 +4,18 @@
 //! order, the classes, the certificate colours at the warning and critical windows,
 //! the chain and the history, the filters, and hostile text shown as text.
 
+mod browser;
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use browser::{cell, dump_dom, row, sel, text};
 use common::{FAST_AGENT, bin, entry, wait_status};
 use depprobe_tests::agent_process::AgentProcess;
 use depprobe_tests::{Ca, HttpServer, Reply, Scratch, Validity};
-use scraper::{ElementRef, Html, Selector};
+use scraper::{ElementRef, Html};
 
 const WAIT: Duration = Duration::from_secs(60);
 const HOSTILE_CN: &str = r#"<script>alert("subject")</script>"#;
@@ -165,48 +166,6 @@ impl World {
     }
 }
 
-/// Debian's `chromium` (or `$CHROMIUM`), headless, with a fresh profile: the DOM
-/// after the page loaded, serialized.
-async fn dump_dom(scratch: &Scratch, url: &str) -> String {
-    // At most two browsers at once across the tests of this file: each is heavy.
-    static BROWSERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-    let _turn = BROWSERS.acquire().await.unwrap();
-    let chromium =
-        std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("chromium"), PathBuf::from);
-    let profile = tempfile::tempdir_in(scratch.path("")).unwrap();
-    let run = tokio::process::Command::new(&chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
-        .arg(url)
-        .kill_on_drop(true)
-        .output();
-    let out = match tokio::time::timeout(WAIT, run).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => panic!(
-            "cannot run {} (scripts/deps installs it): {e}",
-            chromium.display()
-        ),
-        Err(_) => panic!("chromium did not finish loading {url} within {WAIT:?}"),
-    };
-    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && dom.contains("</html>"),
-        "chromium failed on {url}: {}\n{dom}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dom
-}
-
 /// The number of runs a target page says it kept (0 when it says none).
 fn runs_kept(body: &str) -> usize {
     body.split("class=\"history-summary\">")
@@ -214,27 +173,6 @@ fn runs_kept(body: &str) -> usize {
         .and_then(|s| s.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
-}
-
-fn sel(s: &str) -> Selector {
-    Selector::parse(s).unwrap()
-}
-
-fn text(e: ElementRef<'_>) -> String {
-    e.text().collect::<String>().trim().to_owned()
-}
-
-/// The row of target `name` on the overview.
-fn row<'a>(doc: &'a Html, name: &str) -> ElementRef<'a> {
-    doc.select(&sel("tr.target"))
-        .find(|r| r.select(&sel("td.name a")).next().map(text).as_deref() == Some(name))
-        .unwrap_or_else(|| panic!("no row for {name}"))
-}
-
-/// The text and classes of the cell `class` in `row`.
-fn cell(row: ElementRef<'_>, class: &str) -> (String, Vec<String>) {
-    let c = row.select(&sel(&format!("td.{class}"))).next().unwrap();
-    (text(c), c.value().classes().map(str::to_owned).collect())
 }
 
 #[tokio::test]
