@@ -1,5 +1,5 @@
 //! The agent's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, `/status`,
-//! `/schedule`.
+//! `/schedule`, and the status page (`/`, `/targets/NAME`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -40,12 +40,13 @@ pub async fn serve(
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let t = t.clone();
                     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+                    let query = req.uri().query().unwrap_or_default().to_owned();
                     async move {
                         // Rendering /metrics or /status for thousands of targets takes
                         // milliseconds of CPU: off the runtime's workers, so that no
                         // probe starts late because of a scrape.
                         let resp = tokio::task::spawn_blocking(move || {
-                            let r = route(&method, &path, &t);
+                            let r = route(&method, &path, &query, &t);
                             if matches!(path.as_str(), "/metrics" | "/status") {
                                 crate::memory::trim();
                             }
@@ -76,7 +77,7 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp
     r
 }
 
-fn route(method: &Method, path: &str, t: &Telemetry) -> Response<Full<Bytes>> {
+fn route(method: &Method, path: &str, query: &str, t: &Telemetry) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
     }
@@ -105,11 +106,7 @@ fn route(method: &Method, path: &str, t: &Telemetry) -> Response<Full<Bytes>> {
             reply(StatusCode::OK, "application/json", body)
         }
         "/schedule" => reply(StatusCode::OK, "application/json", t.schedule_json()),
-        "/" => reply(
-            StatusCode::OK,
-            "text/plain",
-            "depprobe: /metrics (Prometheus), /status (JSON), /schedule (JSON), /healthz, /readyz\n",
-        ),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        _ => crate::page::respond(path, query, t.state())
+            .unwrap_or_else(|| reply(StatusCode::NOT_FOUND, "text/plain", "not found\n")),
     }
 }

@@ -9,6 +9,9 @@ use crate::{setup, table};
 
 /// Runs the demo; returns the exit code.
 pub async fn run(once: bool, json: bool, listen: &str, print_config: bool) -> u8 {
+    if !once && !print_config {
+        announce_page(listen, json);
+    }
     let demo = match Demo::start(listen).await {
         Ok(d) => d,
         Err(e) => {
@@ -49,7 +52,25 @@ pub async fn run(once: bool, json: bool, listen: &str, print_config: bool) -> u8
         return 0;
     }
     table::out(&format!(
-        "\nServing /metrics and /status on http://{listen}; the probes keep running. Ctrl-C to stop.\n"
+        "\nServing the status page, /metrics and /status on http://{listen}/; the probes keep running. Ctrl-C to stop.\n"
     ));
     crate::agent::run_config(cfg, probes, env, None, None).await
+}
+
+/// The first line the demo prints: where its status page is (on standard error
+/// with `--json`, whose standard output is the JSON alone).
+fn announce_page(listen: &str, json: bool) {
+    let free_port = listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.port() == 0);
+    let line = if free_port {
+        "depprobe demo: the status page will be on a free port, named in the log line \"serving ... on http://...\"\n".to_owned()
+    } else {
+        format!("depprobe demo: open http://{listen}/ for the status page\n\n")
+    };
+    if json {
+        eprint!("{line}");
+    } else {
+        table::out(&line);
+    }
 }

@@ -33,6 +33,8 @@ pub struct TargetState {
     pub cert_changes: u64,
     /// Whether a run has reached TLS and seen a certificate.
     pub saw_certificate: bool,
+    /// The last runs, for the status page.
+    pub history: crate::history::History,
 }
 
 impl TargetState {
@@ -47,6 +49,7 @@ impl TargetState {
             failures: BTreeMap::new(),
             cert_changes: 0,
             saw_certificate: false,
+            history: crate::history::History::new(),
         }
     }
 
@@ -66,6 +69,7 @@ impl TargetState {
         {
             self.cert_changes += 1;
         }
+        self.history.push(&outcome);
         let outcome = Arc::new(outcome);
         self.last = Some(outcome.clone());
         outcome

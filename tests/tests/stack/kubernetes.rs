@@ -223,7 +223,7 @@ fn agent_configurations_pass_depprobe_validate_and_listen_on_the_scraped_port() 
             w["metadata"]["name"],
             output_text(&out)
         );
-        let config = depprobe_config::load(&file).unwrap();
+        let config = depprobe_probes::load_config(&file).unwrap();
         let listen = config.agent.listen.expect("agent.listen");
         assert!(listen.ip().is_unspecified(), "{map}: listen on 0.0.0.0");
         let port = c["ports"]
