@@ -66,7 +66,7 @@ fn settings_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
     let text = mongo(&format!(
-        "    url: mongodb+srv://cluster0.example.net/?authSource=admin\n    username: probe\n    password_file: {}\n    server_selection_timeout: 3s\n    connect_timeout: 2s\n    heartbeat_frequency: 1s\n    elections: {{ window: 1m, threshold: 5 }}\n",
+        "    url: mongodb+srv://cluster0.example.net/?authSource=admin\n    username: probe\n    password_file: {}\n    server_selection_timeout: 3s\n    connect_timeout: 2s\n    heartbeat_frequency: 1s\n    elections: {{ window: 1m, threshold: 5 }}\n    lag_warn: 2m\n",
         pw.display()
     ));
     let c = parse_config(&text, "f.yaml", &env()).unwrap();
@@ -80,6 +80,32 @@ fn settings_are_read() {
     assert_eq!(m.elections.window.0, Duration::from_secs(60));
     assert_eq!(m.elections.threshold, 5);
     assert_eq!(m.heartbeat_frequency.unwrap().0, Duration::from_secs(1));
+    assert_eq!(m.lag_warn.0, Duration::from_secs(120));
+}
+
+#[test]
+fn replication_lag_warns_after_30s_by_default() {
+    let c = parse_config(&mongo("    url: mongodb://m1/\n"), "f.yaml", &env()).unwrap();
+    let Some(m) = c.probes[0].spec.get::<MongoSpec>() else {
+        panic!()
+    };
+    assert_eq!(m.lag_warn.0, Duration::from_secs(30));
+    let e = one_error(&mongo("    url: mongodb://m1/\n    lag_warn: 0s\n"));
+    assert_eq!(
+        e,
+        "depprobe.yaml:5:5: probes[0].lag_warn: must be more than 0s"
+    );
+}
+
+#[test]
+fn the_heartbeat_follows_a_short_interval_but_not_below_the_drivers_minimum() {
+    use depprobe_config::ConfigDuration;
+    use depprobe_probes::kinds::mongodb::spec::default_heartbeat;
+    let hb = |i: ConfigDuration| default_heartbeat(i).0;
+    assert_eq!(hb(ConfigDuration::secs(30)), Duration::from_secs(10));
+    assert_eq!(hb(ConfigDuration::secs(10)), Duration::from_secs(10));
+    assert_eq!(hb(ConfigDuration::secs(2)), Duration::from_secs(2));
+    assert_eq!(hb(ConfigDuration::millis(100)), Duration::from_millis(500));
 }
 
 #[test]

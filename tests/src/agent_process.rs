@@ -153,6 +153,22 @@ impl Drop for AgentProcess {
     }
 }
 
+/// The `depprobe` binary cargo built for this profile, next to the running test's
+/// executable (`target/<profile>/deps/<test>-*` -> `target/<profile>/depprobe`), or
+/// `DEPPROBE_BIN`. `cargo test --workspace` builds it; a test of another crate run
+/// alone needs `cargo build -p depprobe-agent` (same profile) first.
+pub fn depprobe_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("DEPPROBE_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().unwrap_or(Path::new("."));
+    if dir.ends_with("deps") {
+        dir = dir.parent().unwrap_or(dir);
+    }
+    dir.join(format!("depprobe{}", std::env::consts::EXE_SUFFIX))
+}
+
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`), in KiB.
 pub fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

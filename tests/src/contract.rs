@@ -86,6 +86,11 @@ pub const METRICS: &[Metric] = &[
     probe("probe_credential_time_left_seconds", Gauge, &[]),
     probe("probe_mongodb_primary_changes_total", Counter, &[]),
     probe("probe_mongodb_members", Gauge, &["member_state"]),
+    probe(
+        "probe_mongodb_replication_lag_seconds",
+        Gauge,
+        &["member_address"],
+    ),
     agent("depprobe_config_last_reload_success", Gauge, &[]),
     agent("depprobe_schedule_lateness_seconds", Histogram, &[]),
     agent("depprobe_telemetry_dropped_total", Counter, &["signal"]),

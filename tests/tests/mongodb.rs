@@ -46,6 +46,25 @@ fn probe_of(set: &ReplicaSet, extra: &str) -> MongoProbe {
     ))
 }
 
+/// A three-member set with the probe's user, streaming (MongoDB 4.4+) or not.
+async fn probed_set(streaming: bool) -> ReplicaSet {
+    ReplicaSet::builder()
+        .user("probe", "s3cret")
+        .streaming(streaming)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// A three-member set, and a probe of it whose first run was up.
+async fn up_set() -> (ReplicaSet, MongoProbe) {
+    let set = probed_set(true).await;
+    let p = probe_of(&set, "");
+    let o = p.run().await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    (set, p)
+}
+
 async fn wait_for(p: &MongoProbe, what: &str, condition: impl Fn(&TopologyView) -> bool) {
     if tokio::time::timeout(WAIT, p.watch().wait_until(condition))
         .await
@@ -72,11 +91,7 @@ fn assert_down(o: &Outcome, class: ErrorType, phase: Phase) {
 
 #[tokio::test]
 async fn healthy_three_member_set_is_up_with_its_topology() {
-    let set = ReplicaSet::builder()
-        .user("probe", "s3cret")
-        .start()
-        .await
-        .unwrap();
+    let set = probed_set(true).await;
     let p = probe_of(&set, "");
     let o = p.run().await;
     assert_eq!(o.status, Status::Up, "{o:#?}");
@@ -136,11 +151,7 @@ async fn wrong_password_is_auth_rejected_and_never_shown() {
 
 #[tokio::test]
 async fn refused_login_with_the_right_password_is_auth_rejected() {
-    let set = ReplicaSet::builder()
-        .user("probe", "s3cret")
-        .start()
-        .await
-        .unwrap();
+    let set = probed_set(true).await;
     set.refuse_logins(true);
     let o = probe_of(&set, "").run().await;
     assert_down(&o, ErrorType::AuthRejected, Phase::Auth);
@@ -149,11 +160,7 @@ async fn refused_login_with_the_right_password_is_auth_rejected() {
 
 #[tokio::test]
 async fn set_without_primary_is_no_primary() {
-    let set = ReplicaSet::builder()
-        .user("probe", "s3cret")
-        .start()
-        .await
-        .unwrap();
+    let set = probed_set(true).await;
     set.step_down();
     let o = probe_of(&set, "").run().await;
     assert_down(&o, ErrorType::NoPrimary, Phase::Query);
@@ -168,13 +175,7 @@ async fn set_without_primary_is_no_primary() {
 
 #[tokio::test]
 async fn primary_stepping_down_under_a_running_probe_is_no_primary() {
-    let set = ReplicaSet::builder()
-        .user("probe", "s3cret")
-        .start()
-        .await
-        .unwrap();
-    let p = probe_of(&set, "");
-    assert_eq!(p.run().await.status, Status::Up);
+    let (set, p) = up_set().await;
     set.step_down();
     wait_for(&p, "the primary to step down", |v| {
         v.primary.is_none()
@@ -190,13 +191,7 @@ async fn primary_stepping_down_under_a_running_probe_is_no_primary() {
 
 #[tokio::test]
 async fn one_primary_change_is_an_elections_finding() {
-    let set = ReplicaSet::builder()
-        .user("probe", "s3cret")
-        .start()
-        .await
-        .unwrap();
-    let p = probe_of(&set, "");
-    assert_eq!(p.run().await.status, Status::Up);
+    let (set, p) = up_set().await;
     set.elect(1);
     wait_for(&p, "the new primary", |v| v.primary_changes_total >= 1).await;
     let o = p.run().await;
@@ -207,11 +202,15 @@ async fn one_primary_change_is_an_elections_finding() {
     assert_eq!(f.severity, Severity::Warning);
     assert_eq!(f.facts["count"], 1);
     assert!(
-        f.message
-            .contains(&format!("{} -> {}", set.host(0), set.host(1))),
+        f.message.contains(&format!(
+            "1 election in the last 600s ({} -> {}, term 1 -> 2)",
+            set.host(0),
+            set.host(1)
+        )),
         "{}",
         f.message
     );
+    assert_eq!(f.facts["counted_by"], "term");
     assert_eq!(o.details["primary"], set.host(1).as_str());
     assert_eq!(o.details["primary_changes"][0]["to"], set.host(1).as_str());
     assert_eq!(
@@ -222,13 +221,7 @@ async fn one_primary_change_is_an_elections_finding() {
 
 #[tokio::test]
 async fn five_primary_changes_with_a_silent_member_is_an_election_storm() {
-    let set = ReplicaSet::builder()
-        .user("probe", "s3cret")
-        .start()
-        .await
-        .unwrap();
-    let p = probe_of(&set, "");
-    assert_eq!(p.run().await.status, Status::Up);
+    let (set, p) = up_set().await;
 
     // The incident: members lose sight of each other, the primary flips back and
     // forth, and one member is cut off.
@@ -258,9 +251,12 @@ async fn five_primary_changes_with_a_silent_member_is_an_election_storm() {
     assert_eq!(storm.facts["count"], 5);
     assert_eq!(storm.facts["threshold"], 3);
     assert!(
-        storm
-            .message
-            .starts_with("election storm: 5 primary changes in "),
+        storm.message.starts_with("election storm: 5 elections in "),
+        "{}",
+        storm.message
+    );
+    assert!(
+        storm.message.contains(", term 1 -> 6), "),
         "{}",
         storm.message
     );
@@ -292,13 +288,7 @@ async fn five_primary_changes_with_a_silent_member_is_an_election_storm() {
 
 #[tokio::test]
 async fn member_that_stops_answering_is_unreachable_while_the_probe_stays_up() {
-    let set = ReplicaSet::builder()
-        .user("probe", "s3cret")
-        .start()
-        .await
-        .unwrap();
-    let p = probe_of(&set, "");
-    assert_eq!(p.run().await.status, Status::Up);
+    let (set, p) = up_set().await;
     set.stop_answering(2);
     let silent = set.host(2);
     wait_for(&p, "the silent member to be unreachable", |v| {
@@ -585,11 +575,7 @@ async fn rotated_password_file_is_read_again_and_the_client_rebuilt() {
 
 #[tokio::test]
 async fn missing_password_file_is_credential_missing() {
-    let set = ReplicaSet::builder()
-        .user("probe", "s3cret")
-        .start()
-        .await
-        .unwrap();
+    let set = probed_set(true).await;
     let p = probe(&format!(
         "name: sessions\nkind: mongodb\nurl: mongodb://probe@{}/?replicaSet=rs0\npassword_file: /nonexistent/mongo-password\n{FAST}",
         set.seed_list()
@@ -652,4 +638,335 @@ async fn member_requiring_a_client_certificate_without_one_is_client_cert_requir
     let o = p.run().await;
     assert_down(&o, ErrorType::TlsClientCertRequired, Phase::Tls);
     assert!(o.message.starts_with("member localhost:"), "{}", o.message);
+}
+
+/// The storm finding of `o`.
+fn storm(o: &Outcome) -> &depprobe_probes::Finding {
+    o.findings
+        .iter()
+        .find(|f| f.kind == mongodb::ELECTION_STORM)
+        .unwrap_or_else(|| panic!("no storm finding: {o:#?}"))
+}
+
+#[tokio::test]
+async fn several_elections_between_two_heartbeats_are_counted_exactly_without_streaming() {
+    // MongoDB before 4.4: no `topologyVersion`, so the driver only polls, every
+    // heartbeat. Five elections are held in one change of the set: no heartbeat can
+    // fall between them, so only the terms can tell how many there were.
+    let set = probed_set(false).await;
+    let p = probe_of(&set, "");
+    let o = p.run().await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert_eq!(o.details["term"], 1);
+    assert_eq!(o.details["elections_counted_by"], "term");
+
+    set.elect_in_turn(&[1, 2, 1, 0, 2]);
+    let winner = set.host(2);
+    wait_for(&p, "the driver to poll the new primary", |v| {
+        v.primary.as_deref() == Some(winner.as_str())
+    })
+    .await;
+    let o = p.run().await;
+    let storm = storm(&o);
+    assert_eq!(storm.facts["count"], 5, "{storm:#?}");
+    assert_eq!(storm.facts["previous_term"], 1);
+    assert_eq!(storm.facts["term"], 6);
+    assert_eq!(storm.facts["re_elected"], false);
+    assert!(
+        storm.message.starts_with("election storm: 5 elections in ")
+            && storm.message.contains(&format!(
+                "({} -> {winner}, term 1 -> 6), primary now {winner}",
+                set.host(0)
+            )),
+        "{}",
+        storm.message
+    );
+    assert_eq!(o.details["primary_changes_total"], 5);
+    assert_eq!(o.details["primary_changes_in_window"], 5);
+    let changes = o.details["primary_changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "one look saw all five: {changes:#?}");
+    assert_eq!(changes[0]["elections"], 5);
+    assert_eq!(changes[0]["election_id"], "7fffffff0000000000000006");
+}
+
+#[tokio::test]
+async fn a_member_re_elected_between_two_looks_is_two_elections_named_re_elected() {
+    let (set, p) = up_set().await;
+    // Member 1 wins, then member 0 again, before anyone looks: the same primary
+    // as before, two terms later.
+    set.elect_in_turn(&[1, 0]);
+    let o = p.run().await;
+    assert_eq!(o.status, Status::Degraded, "{o:#?}");
+    let f = o
+        .findings
+        .iter()
+        .find(|f| f.kind == mongodb::ELECTIONS)
+        .unwrap_or_else(|| panic!("no elections finding: {o:#?}"));
+    assert_eq!(f.facts["count"], 2);
+    assert_eq!(f.facts["re_elected"], true);
+    assert_eq!(
+        f.message,
+        format!(
+            "2 elections in the last 600s ({} re-elected, term 1 -> 3), primary now {}",
+            set.host(0),
+            set.host(0)
+        )
+    );
+    assert_eq!(o.details["primary"], set.host(0).as_str());
+    assert_eq!(o.details["term"], 3);
+}
+
+#[tokio::test]
+async fn elections_while_the_monitors_connections_are_cut_are_counted_exactly() {
+    let (set, p) = up_set().await;
+
+    // The network flaps: every connection is cut, the monitors see nothing, and
+    // three elections happen meanwhile.
+    set.cut_connections();
+    wait_for(&p, "the monitors to lose every member", |v| {
+        v.members.values().all(|m| m.state == MemberState::Unknown)
+    })
+    .await;
+    for member in [1, 2, 1] {
+        set.elect(member);
+    }
+    set.restore_connections();
+    let winner = set.host(1);
+    wait_for(&p, "the monitors to see the set again", |v| {
+        v.primary.as_deref() == Some(winner.as_str())
+            && v.members.values().all(|m| m.state != MemberState::Unknown)
+    })
+    .await;
+    let o = p.run().await;
+    let storm = storm(&o);
+    assert_eq!(storm.facts["count"], 3, "{storm:#?}");
+    assert!(
+        storm.message.contains(&format!(
+            "({} -> {winner}, term 1 -> 4), primary now {winner}",
+            set.host(0)
+        )),
+        "{}",
+        storm.message
+    );
+    assert_eq!(o.details["primary_changes_total"], 3);
+}
+
+#[tokio::test]
+async fn without_terms_changes_are_observed_and_the_message_says_so() {
+    // A server that states no term: the watch counts the primaries it sees.
+    let set = ReplicaSet::builder()
+        .user("probe", "s3cret")
+        .without_terms()
+        .start()
+        .await
+        .unwrap();
+    let p = probe_of(&set, "");
+    let o = p.run().await;
+    assert_eq!(o.details["elections_counted_by"], "observed", "{o:#?}");
+    assert_eq!(o.details["term"], Value::Null);
+    set.elect(1);
+    wait_for(&p, "the new primary", |v| v.primary_changes_total >= 1).await;
+    let o = p.run().await;
+    let f = &o.findings[0];
+    assert_eq!(f.kind, mongodb::ELECTIONS, "{o:#?}");
+    assert_eq!(f.facts["counted_by"], "observed");
+    assert!(
+        f.message.starts_with("1 primary change in the last 600s")
+            && f.message.contains("observed changes only"),
+        "{}",
+        f.message
+    );
+}
+
+#[tokio::test]
+async fn lagging_secondary_is_a_replication_lag_finding_naming_it() {
+    let set = probed_set(true).await;
+    let p = probe_of(&set, "");
+    let o = p.run().await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    let lags = o.details["replication_lag_s"].as_object().unwrap();
+    assert_eq!(lags.len(), 2, "{lags:#?}");
+    assert!(
+        lags.values().all(|l| l.as_f64().unwrap() < 5.0),
+        "{lags:#?}"
+    );
+
+    set.set_lag(2, Duration::from_secs(45));
+    let lagging = set.host(2);
+    wait_for(&p, "the lagging write to be seen", |v| {
+        v.replication_lags()
+            .iter()
+            .any(|(m, l)| *m == lagging && *l > Duration::from_secs(30))
+    })
+    .await;
+    let o = p.run().await;
+    assert_eq!(o.status, Status::Degraded, "{o:#?}");
+    assert_eq!(o.findings.len(), 1, "{o:#?}");
+    let f = &o.findings[0];
+    assert_eq!(f.kind, mongodb::REPLICATION_LAG);
+    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(f.facts["member"], lagging.as_str());
+    let lag = f.facts["lag_s"].as_f64().unwrap();
+    // The dates differ by 45 s; receiving the two replies adds milliseconds (a
+    // loaded machine may add more: the bound only separates 45 s from 0 s or 90 s).
+    assert!((40.0..50.0).contains(&lag), "{lag}");
+    assert!(
+        f.message.starts_with(&format!("member {lagging} is 4")),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message.contains("behind the primary (lag_warn 30s)"),
+        "{}",
+        f.message
+    );
+    let exported = o.details["replication_lag_s"][lagging.as_str()]
+        .as_f64()
+        .unwrap();
+    assert!((40.0..50.0).contains(&exported), "{exported}");
+}
+
+#[tokio::test]
+async fn wire_server_without_streaming_states_terms_and_last_writes() {
+    use depprobe_tests::mongo::wire::{read_op_reply, write_op_query};
+    let set = ReplicaSet::builder()
+        .streaming(false)
+        .start()
+        .await
+        .unwrap();
+    set.elect_in_turn(&[2, 0]);
+    set.set_lag(1, Duration::from_secs(60));
+    let ask = |i: usize| {
+        let addr = set.addr(i).unwrap();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            write_op_query(&mut s, 1, &bson::doc! { "isMaster": 1 })
+                .await
+                .unwrap();
+            read_op_reply(&mut s).await.unwrap().1
+        }
+    };
+    let primary = ask(0).await;
+    assert!(!primary.contains_key("topologyVersion"), "{primary:#?}");
+    assert_eq!(
+        primary.get_object_id("electionId").unwrap().to_hex(),
+        "7fffffff0000000000000003"
+    );
+    let secondary = ask(1).await;
+    let write = |d: &bson::Document| {
+        let w = d.get_document("lastWrite").unwrap();
+        (
+            w.get_document("opTime").unwrap().get_i64("t").unwrap(),
+            w.get_datetime("lastWriteDate").unwrap().timestamp_millis(),
+        )
+    };
+    let ((pt, pdate), (st, sdate)) = (write(&primary), write(&secondary));
+    assert_eq!((pt, st), (3, 3));
+    // 60 s behind, give or take the moment between the two replies.
+    assert!(
+        (59_000..61_000).contains(&(pdate - sdate)),
+        "{pdate} {sdate}"
+    );
+    assert!(!secondary.contains_key("electionId"));
+}
+
+/// The "done when", under the real agent binary: a replica set that holds
+/// 7 elections between two runs is reported as `election_storm` with the count 7
+/// at the next run. The set does not stream (MongoDB before 4.4), the heartbeat is
+/// 10 s as by default; to keep the test fast the interval is 2 s instead of 30 s:
+/// the 7 elections are one change of the set, made between two runs and (with a
+/// 10 s heartbeat and no streaming) between two heartbeats.
+#[tokio::test]
+async fn seven_elections_between_two_runs_of_the_agent_are_a_storm_of_seven() {
+    use depprobe_tests::agent_process::{AgentProcess, depprobe_bin};
+    let set = probed_set(false).await;
+    let scratch = Scratch::new().unwrap();
+    let config = scratch
+        .write(
+            "depprobe.yaml",
+            &format!(
+                "agent:\n  interval: 2s\n  listen: 127.0.0.1:0\nprobes:\n  - name: sessions\n    kind: mongodb\n    url: mongodb://probe@{}/?replicaSet=rs0\n    password: s3cret\n    heartbeat_frequency: 10s\n",
+                set.seed_list()
+            ),
+        )
+        .unwrap();
+    let bin = depprobe_bin();
+    assert!(
+        bin.is_file(),
+        "{} does not exist: `cargo test --workspace` builds it; alone, run `cargo build -p depprobe-agent` first or set DEPPROBE_BIN",
+        bin.display()
+    );
+    let agent = AgentProcess::start(&bin, &config, &scratch.path("agent.log"), &[])
+        .await
+        .unwrap();
+    let sessions = |s: &Value| {
+        s.as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == "sessions"))
+            .cloned()
+    };
+    let first = poll_status(&agent, |s| {
+        sessions(s).filter(|e| e["details"]["term"] == 1)
+    })
+    .await;
+    assert_eq!(first["status"], "up", "{first:#?}");
+
+    // Member 0 loses and wins again in the end: the driver's view never changes.
+    set.elect_in_turn(&[1, 2, 0, 1, 2, 1, 0]);
+    let after = first["started_at"].clone();
+    // Runs after the first: the one that may have been under way during the
+    // elections saw term 1, every later one sees all seven at once, never a part.
+    let next = poll_status(&agent, |s| {
+        sessions(s).filter(|e| e["started_at"] != after && e["details"]["term"] != 1)
+    })
+    .await;
+    assert_eq!(next["details"]["term"], 8, "{next:#?}");
+    assert_eq!(next["status"], "degraded", "{next:#?}");
+    let storm = next["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["type"] == "election_storm")
+        .unwrap_or_else(|| panic!("no storm: {next:#?}"));
+    assert_eq!(storm["count"], 7);
+    assert_eq!(storm["re_elected"], true);
+    assert!(
+        storm["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("({} re-elected, term 1 -> 8)", set.host(0))),
+        "{storm:#?}"
+    );
+    assert_eq!(next["details"]["primary_changes_total"], 7);
+    let (_, metrics) = agent.get("/metrics").await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("probe_mongodb_primary_changes_total{") && l.ends_with(" 7")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("probe_mongodb_replication_lag_seconds{"),
+        "{metrics}"
+    );
+}
+
+/// Polls the agent's `/status` until `pick` finds what it wants.
+async fn poll_status(
+    agent: &depprobe_tests::agent_process::AgentProcess,
+    pick: impl Fn(&Value) -> Option<Value>,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(s) = agent.status().await
+            && let Some(v) = pick(&s)
+        {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status never matched; log:\n{}",
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -2,24 +2,25 @@
 //! commands a driver sends to discover the set, log in and `ping`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bson::spec::BinarySubtype;
-use bson::{Binary, Bson, DateTime, Document, doc};
+use bson::{Binary, Bson, DateTime, Document, Timestamp, doc};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use super::SetState;
 use super::scram::{self, Conversation};
 use super::wire::{Request, read_request, write_reply};
+use super::{SetInner, SetState};
 
 /// The wire version advertised: MongoDB 7.0.
 const MAX_WIRE_VERSION: i32 = 21;
 
 /// Accepts connections for member `member` until the task is aborted (which also
-/// ends every connection it accepted).
+/// ends every connection it accepted). While the set's connections are cut, every
+/// open connection is closed and new ones are closed as soon as they are accepted.
 pub(crate) async fn serve_member(
     listener: TcpListener,
     acceptor: Option<TlsAcceptor>,
@@ -27,14 +28,28 @@ pub(crate) async fn serve_member(
     member: usize,
 ) {
     let mut connections = JoinSet::new();
+    let mut changes = state.subscribe();
     let mut next_id: i32 = 0;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             // Reap finished connections so the set does not grow without bound.
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if state.lock().cut {
+                    connections.abort_all();
+                }
+                continue;
+            }
         };
         let Ok((tcp, _)) = accepted else { continue };
+        if state.lock().cut {
+            drop(tcp);
+            continue;
+        }
         let _ = tcp.set_nodelay(true);
         next_id = next_id.wrapping_add(1);
         let id = next_id;
@@ -142,7 +157,7 @@ async fn hello(request: &Request, state: &SetState, conn: &Connection) -> Docume
         },
         is_primary,
     );
-    if let Some(pid) = s.process_ids.get(conn.member) {
+    if let Some(pid) = s.process_ids.get(conn.member).filter(|_| s.streaming) {
         reply.insert(
             "topologyVersion",
             doc! { "processId": *pid, "counter": generation },
@@ -162,6 +177,7 @@ async fn hello(request: &Request, state: &SetState, conn: &Connection) -> Docume
     if is_primary {
         reply.insert("electionId", s.election_id());
     }
+    reply.insert("lastWrite", last_write(&s, conn.member, is_primary));
     if body.contains_key("saslSupportedMechs") {
         reply.insert("saslSupportedMechs", vec!["SCRAM-SHA-256"]);
     }
@@ -176,6 +192,33 @@ async fn hello(request: &Request, state: &SetState, conn: &Connection) -> Docume
     reply.insert("readOnly", false);
     reply.insert("ok", 1.0);
     reply
+}
+
+/// `lastWrite` as mongod reports it: the optime (with the term, `t`) and the wall
+/// time of the member's last write, `lags[member]` behind now unless it is the
+/// primary.
+fn last_write(s: &SetInner, member: usize, is_primary: bool) -> Document {
+    let lag = if is_primary {
+        Duration::ZERO
+    } else {
+        s.lags.get(member).copied().unwrap_or_default()
+    };
+    let now = SystemTime::now();
+    let at = now.checked_sub(lag).unwrap_or(SystemTime::UNIX_EPOCH);
+    let secs = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    let op_time = doc! {
+        "ts": Timestamp { time: secs, increment: 1 },
+        "t": s.op_time_term(),
+    };
+    let date = DateTime::from_system_time(at);
+    doc! {
+        "opTime": op_time.clone(),
+        "lastWriteDate": date,
+        "majorityOpTime": op_time,
+        "majorityWriteDate": date,
+    }
 }
 
 /// `maxAwaitTimeMS` of an awaitable `hello`.

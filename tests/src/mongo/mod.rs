@@ -11,20 +11,33 @@
 //! `saslStart` / `saslContinue` (code 18 for a wrong password, or for everyone while
 //! refusal is switched on). Anything else is answered `CommandNotFound`.
 //!
-//! Members advertise `topologyVersion`, so the driver uses the streaming protocol:
-//! an awaitable `hello` (with `maxAwaitTimeMS`) is held until the set changes or the
-//! wait ends, as mongod does, and then answered (without `moreToCome`, which the
-//! driver accepts: it sends the next awaitable `hello` itself). The set's state is
-//! one handle, [`ReplicaSet`]: elect a primary, step it down, make a member stop
-//! answering, refuse logins, swap a member's certificate, while the test runs.
-//! Members name themselves `localhost:<port>`, so certificates for `localhost` fit.
+//! By default members advertise `topologyVersion`, so the driver uses the streaming
+//! protocol: an awaitable `hello` (with `maxAwaitTimeMS`) is held until the set
+//! changes or the wait ends, as mongod 4.4+ does, and then answered (without
+//! `moreToCome`, which the driver accepts: it sends the next awaitable `hello`
+//! itself). [`ReplicaSetBuilder::streaming`]`(false)` leaves `topologyVersion` out,
+//! as before 4.4: the driver then polls every `heartbeatFrequencyMS`.
+//!
+//! Terms are kept as mongod keeps them under protocol version 1: every election is
+//! a new term, the primary's `electionId` is `7fffffff` followed by the term as a
+//! big-endian 64-bit number, and every member's `lastWrite.opTime.t` carries the
+//! term (with `lastWrite.lastWriteDate`, behind the primary's by the member's
+//! replication lag). Elections close no connection, as in mongod 4.2+.
+//!
+//! The set's state is one handle, [`ReplicaSet`]: elect a primary (or hold several
+//! elections at once, between two looks of any client), step it down, make a member
+//! stop answering, cut every connection while the network flaps, make a secondary
+//! lag, refuse logins, swap a member's certificate, while the test runs. Members name
+//! themselves `localhost:<port>`, so certificates for `localhost` fit.
 
 mod commands;
+mod control;
 pub mod scram;
 pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bson::oid::ObjectId;
 use rustls::server::{
@@ -57,6 +70,8 @@ pub struct ReplicaSetBuilder {
     identities: Option<Vec<Identity>>,
     client_ca: Option<CertificateDer<'static>>,
     users: Vec<(String, String)>,
+    streaming: bool,
+    terms: bool,
 }
 
 /// A running replica set of wire-protocol servers on `127.0.0.1`.
@@ -79,9 +94,17 @@ pub(crate) struct SetInner {
     pub hosts: Vec<String>,
     pub process_ids: Vec<ObjectId>,
     pub primary: Option<usize>,
-    pub term: u32,
+    pub term: u64,
     pub set_version: i32,
     pub answering: Vec<bool>,
+    /// How far behind the primary each member's last write is.
+    pub lags: Vec<Duration>,
+    /// Whether members advertise `topologyVersion` (the driver then streams).
+    pub streaming: bool,
+    /// Whether members state the term (protocol version 1), or not (version 0).
+    pub terms: bool,
+    /// While true, every connection is closed and new ones are closed at once.
+    pub cut: bool,
     pub refuse_auth: bool,
     pub users: Vec<(String, String)>,
     pub salt: [u8; 16],
@@ -89,12 +112,28 @@ pub(crate) struct SetInner {
 }
 
 impl SetInner {
-    /// The `electionId` of the current term (mongod's shape: 7fffffff + term).
+    /// The `electionId` of the current term (mongod's shape under protocol version
+    /// 1: `7fffffff`, then the term as a big-endian 64-bit number; under version 0,
+    /// an ordinary `ObjectId`, new at each election, that carries no term).
     pub fn election_id(&self) -> ObjectId {
         let mut bytes = [0u8; 12];
-        bytes[..4].copy_from_slice(&[0x7f, 0xff, 0xff, 0xff]);
-        bytes[8..].copy_from_slice(&self.term.to_be_bytes());
+        let prefix = if self.terms {
+            [0x7f, 0xff, 0xff, 0xff]
+        } else {
+            [0x5f, 0x00, 0x00, 0x00]
+        };
+        bytes[..4].copy_from_slice(&prefix);
+        bytes[4..].copy_from_slice(&self.term.to_be_bytes());
         ObjectId::from_bytes(bytes)
+    }
+
+    /// `lastWrite.opTime.t`: the term, or -1 under protocol version 0.
+    pub fn op_time_term(&self) -> i64 {
+        if self.terms {
+            i64::try_from(self.term).unwrap_or(i64::MAX)
+        } else {
+            -1
+        }
     }
 
     /// The password of `user`, if the set knows the user.
@@ -172,100 +211,6 @@ fn certified(identity: &Identity) -> Result<Arc<CertifiedKey>, ServerError> {
     )?))
 }
 
-impl ReplicaSet {
-    /// A builder: three members, set `rs0`, plain TCP, no users (a client without
-    /// credentials is served; any login fails with code 18, as for an unknown user).
-    pub fn builder() -> ReplicaSetBuilder {
-        ReplicaSetBuilder {
-            members: 3,
-            set_name: "rs0".into(),
-            identities: None,
-            client_ca: None,
-            users: Vec::new(),
-        }
-    }
-
-    /// `localhost:<port>` of each member, in order.
-    pub fn hosts(&self) -> Vec<String> {
-        self.state.lock().hosts.clone()
-    }
-
-    /// `localhost:<port>` of member `i`.
-    pub fn host(&self, i: usize) -> String {
-        self.hosts().get(i).cloned().unwrap_or_default()
-    }
-
-    /// The seed list for a URL: `localhost:p1,localhost:p2,...`.
-    pub fn seed_list(&self) -> String {
-        self.hosts().join(",")
-    }
-
-    /// The socket address of member `i`.
-    pub fn addr(&self, i: usize) -> Option<SocketAddr> {
-        self.addrs.get(i).copied()
-    }
-
-    /// The set's name.
-    pub fn set_name(&self) -> String {
-        self.state.lock().set_name.clone()
-    }
-
-    /// Member `i` wins an election: a new term (a new `electionId`), even when it
-    /// was the primary already.
-    pub fn elect(&self, i: usize) {
-        self.state.change(|s| {
-            s.term += 1;
-            s.primary = Some(i);
-        });
-    }
-
-    /// The primary steps down and no member is elected: the set has no primary.
-    pub fn step_down(&self) {
-        self.state.change(|s| s.primary = None);
-    }
-
-    /// The current primary.
-    pub fn primary(&self) -> Option<usize> {
-        self.state.lock().primary
-    }
-
-    /// Member `i` stops answering: it still accepts TCP connections, but completes
-    /// no TLS handshake and answers no command (held ones included) until
-    /// [`ReplicaSet::resume`].
-    pub fn stop_answering(&self, i: usize) {
-        self.state.change(|s| {
-            if let Some(a) = s.answering.get_mut(i) {
-                *a = false;
-            }
-        });
-    }
-
-    /// Member `i` answers again.
-    pub fn resume(&self, i: usize) {
-        self.state.change(|s| {
-            if let Some(a) = s.answering.get_mut(i) {
-                *a = true;
-            }
-        });
-    }
-
-    /// Every login fails with code 18 (AuthenticationFailed) while `refuse` is true.
-    pub fn refuse_logins(&self, refuse: bool) {
-        self.state.change(|s| s.refuse_auth = refuse);
-    }
-
-    /// Member `i` presents `identity` from its next handshake on.
-    pub fn set_identity(&self, i: usize, identity: &Identity) -> Result<(), ServerError> {
-        let ck = certified(identity)?;
-        self.state.change(|s| {
-            if let Some(slot) = s.identities.get_mut(i) {
-                *slot = Some(ck);
-            }
-        });
-        Ok(())
-    }
-}
-
 impl ReplicaSetBuilder {
     /// This many members (at least one).
     pub fn members(mut self, n: usize) -> Self {
@@ -288,6 +233,22 @@ impl ReplicaSetBuilder {
     /// Require a client certificate issued by `ca` (with [`ReplicaSetBuilder::tls`]).
     pub fn require_client_cert(mut self, ca: &CertificateDer<'static>) -> Self {
         self.client_ca = Some(ca.clone());
+        self
+    }
+
+    /// Whether members advertise `topologyVersion` (default true, as mongod 4.4+):
+    /// without it the driver cannot stream and checks each member every
+    /// `heartbeatFrequencyMS`, as with MongoDB before 4.4.
+    pub fn streaming(mut self, streaming: bool) -> Self {
+        self.streaming = streaming;
+        self
+    }
+
+    /// Members state no term, as under protocol version 0 (and as some
+    /// MongoDB-compatible services): `electionId` is an ordinary `ObjectId` and
+    /// `lastWrite.opTime.t` is -1.
+    pub fn without_terms(mut self) -> Self {
+        self.terms = false;
         self
     }
 
@@ -334,6 +295,10 @@ impl ReplicaSetBuilder {
                 term: 1,
                 set_version: 1,
                 answering: vec![true; self.members],
+                lags: vec![Duration::ZERO; self.members],
+                streaming: self.streaming,
+                terms: self.terms,
+                cut: false,
                 refuse_auth: false,
                 users: self.users,
                 salt,

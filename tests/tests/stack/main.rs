@@ -64,17 +64,7 @@ fn output_text(out: &Output) -> String {
 /// The `depprobe` binary cargo built for this profile, next to this test's
 /// executable (`target/<profile>/deps/stack-*` -> `target/<profile>/depprobe`).
 fn depprobe_bin() -> PathBuf {
-    let bin = match std::env::var_os("DEPPROBE_BIN") {
-        Some(bin) => PathBuf::from(bin),
-        None => {
-            let exe = std::env::current_exe().expect("the test's own path");
-            let mut dir = exe.parent().expect("the test's directory");
-            if dir.ends_with("deps") {
-                dir = dir.parent().expect("the profile directory");
-            }
-            dir.join(format!("depprobe{}", std::env::consts::EXE_SUFFIX))
-        }
-    };
+    let bin = depprobe_tests::agent_process::depprobe_bin();
     assert!(
         bin.is_file(),
         "{} does not exist: run `cargo build -p depprobe-agent` (same profile) before this \

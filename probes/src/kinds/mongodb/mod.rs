@@ -17,17 +17,22 @@
 
 mod classify;
 mod client;
+mod elections;
 mod members;
+mod replication;
 mod report;
 pub mod spec;
+mod terms;
 pub mod watch;
 
-/// The primary changed within the window.
+/// One or more elections within the window (counted by term).
 pub const ELECTIONS: FindingType = FindingType::new("elections");
-/// The number of primary changes reached the storm threshold.
+/// The number of elections reached the storm threshold.
 pub const ELECTION_STORM: FindingType = FindingType::new("election_storm");
 /// A replica-set member cannot be reached.
 pub const MEMBER_UNREACHABLE: FindingType = FindingType::new("member_unreachable");
+/// A secondary's last write is more than `lag_warn` behind the primary's.
+pub const REPLICATION_LAG: FindingType = FindingType::new("replication_lag");
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,8 +43,8 @@ use mongodb::bson::doc;
 use mongodb::options::{ConnectionString, ReadPreference, SelectionCriteria};
 
 use spec::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEARTBEAT_FREQUENCY, DEFAULT_SERVER_SELECTION_TIMEOUT,
-    MIN_HEARTBEAT_FREQUENCY, MongoSpec,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_SERVER_SELECTION_TIMEOUT, MIN_HEARTBEAT_FREQUENCY, MongoSpec,
+    default_heartbeat,
 };
 use depprobe_config::{
     ConfigDuration, ProbeConfig, Secret, SecretSource, TlsSpec, split_host_port,
@@ -59,8 +64,11 @@ use super::ProbeKind;
 use classify::{driver_error, from_topology};
 use client::{ClientCert, DriverSettings, DriverTls, Trust};
 use members::{MemberDial, dial_all, srv_seeds};
+pub use report::REPLICATION_LAG_DETAIL;
 use report::{Dialled, ElectionRules, describe, success_message};
-pub use watch::{MemberState, MemberView, PrimaryChange, ReplicaSetWatch, TopologyView};
+pub use watch::{
+    MemberState, MemberView, MemberWrite, PrimaryChange, ReplicaSetWatch, TopologyView,
+};
 
 /// Idle pooled connections are closed after half the interval, within these
 /// bounds, so that each run logs in afresh.
@@ -168,7 +176,7 @@ impl MongoProbe {
                 heartbeat_frequency: pick(
                     spec.heartbeat_frequency,
                     conn.heartbeat_frequency,
-                    DEFAULT_HEARTBEAT_FREQUENCY,
+                    default_heartbeat(cfg.interval),
                 )
                 .max(MIN_HEARTBEAT_FREQUENCY.0),
                 pool_idle: (cfg.interval.0 / 2).clamp(POOL_IDLE_MIN, POOL_IDLE_MAX),
@@ -176,6 +184,7 @@ impl MongoProbe {
             elections: ElectionRules {
                 window: spec.elections.window.0,
                 threshold: spec.elections.threshold.max(1),
+                lag_warn: spec.lag_warn.0,
             },
             dns: env.dns.clone(),
             watch: Arc::new(ReplicaSetWatch::new(spec.elections.window.0)),
@@ -248,6 +257,8 @@ impl MongoProbe {
             })
             .await;
         self.explain_deadline(r, Phase::Query, true)?;
+        self.look(&admin, self.driver.connect_timeout.min(run.remaining()))
+            .await;
 
         // On the first runs, give the driver's monitors the time to check every member
         // once, so that the topology reported is complete. The driver delivers its
@@ -287,6 +298,22 @@ impl MongoProbe {
         }
 
         Ok(success_message(&self.watch.snapshot()))
+    }
+
+    /// Asks the primary for its `hello` and gives it to the watch: every run reads
+    /// the term and the last write itself, whatever the driver's heartbeat (a
+    /// server that does not stream is otherwise only heard every heartbeat). Its
+    /// failure is not the run's: the `ping`s have answered for the set; a primary
+    /// that does not answer costs at most `limit`.
+    async fn look(&self, admin: &mongodb::Database, limit: Duration) {
+        let hello = admin
+            .run_command(doc! { "hello": 1 })
+            .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary));
+        if let Ok(Ok(reply)) = tokio::time::timeout(limit, hello).await
+            && let Ok(me) = reply.get_str("me")
+        {
+            self.watch.observe_reply(me, &reply);
+        }
     }
 
     /// Dials `targets` all at once, and records the slowest of each step as the
@@ -451,8 +478,13 @@ impl ProbeKind for MongoProbe {
     const ABOUT: &'static str = "a MongoDB deployment: TLS, login, ping, the replica set's primary and elections";
     type Spec = MongoSpec;
     const ATTRIBUTES: &'static [(&'static str, &'static str)] = &[("db.system.name", "mongodb")];
-    const METRICS: &'static [&'static MetricDecl] = &[&report::MEMBERS, &report::PRIMARY_CHANGES];
-    const FINDINGS: &'static [FindingType] = &[ELECTIONS, ELECTION_STORM, MEMBER_UNREACHABLE];
+    const METRICS: &'static [&'static MetricDecl] = &[
+        &report::MEMBERS,
+        &report::PRIMARY_CHANGES,
+        &replication::REPLICATION_LAG_METRIC,
+    ];
+    const FINDINGS: &'static [FindingType] =
+        &[ELECTIONS, ELECTION_STORM, MEMBER_UNREACHABLE, REPLICATION_LAG];
 
     fn build(cfg: &ProbeConfig, spec: &MongoSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
         Self::new(cfg, spec, env)

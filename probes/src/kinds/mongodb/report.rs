@@ -1,6 +1,7 @@
 //! What a run reports from the watch: the topology as details, the samples of the
-//! kind's metric families (members by state, primary changes), and the findings: members unreachable with their class,
-//! `elections`, `election_storm`.
+//! kind's metric families (members by state, elections, replication lag), and the
+//! findings: members unreachable with their class, `elections`, `election_storm`
+//! (counted by term, see [`super::elections`]), `replication_lag`.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use serde_json::{Value, json};
 
 use depprobe_config::split_host_port;
 
+use super::replication::{REPLICATION_LAG_METRIC, lag_finding};
 use super::watch::{MemberState, PrimaryChange, TopologyView};
 use crate::declared::{Instrument, MetricDecl, Number, Sample};
 use crate::outcome::{Finding, Severity, rfc3339};
@@ -29,21 +31,30 @@ pub(super) static MEMBERS: MetricDecl = MetricDecl {
 pub(super) static PRIMARY_CHANGES: MetricDecl = MetricDecl {
     name: "probe.mongodb.primary_changes",
     unit: None,
-    description: "Primary changes seen by the replica-set watch.",
+    description: "Elections counted by the replica-set watch (by term; observed primary changes where no term is stated).",
     instrument: Instrument::Counter,
     number: Number::U64,
     until_now: false,
 };
 
-/// Most primary changes listed in `details.primary_changes`.
+/// Most election records listed in `details.primary_changes`.
 const CHANGES_LISTED: usize = 20;
 
-/// When primary changes become a finding.
+/// Most members listed in `details.replication_lag_s` (a set has at most 50).
+const LAGS_LISTED: usize = 50;
+
+/// Detail key (`{member: seconds}`) of each secondary's replication lag (also the
+/// samples of `probe.mongodb.replication_lag`, attribute `member.address`).
+pub const REPLICATION_LAG_DETAIL: &str = "replication_lag_s";
+
+/// When elections and lag become findings.
 pub(super) struct ElectionRules {
-    /// Changes are counted over this window.
+    /// Elections are counted over this window.
     pub window: Duration,
     /// This many in the window is a storm.
     pub threshold: u32,
+    /// A secondary this far behind the primary is a `replication_lag` finding.
+    pub lag_warn: Duration,
 }
 
 /// What the probe's own dial of the members found this run.
@@ -106,6 +117,17 @@ pub(super) fn describe(
     if let Some(f) = election_finding(view, &recent, &down, &names, rules, now) {
         run.findings.push(f);
     }
+    let lags = view.replication_lags();
+    for (member, lag) in &lags {
+        if *lag > rules.lag_warn && !failed {
+            run.findings.push(lag_finding(
+                &names.get(member),
+                member,
+                *lag,
+                rules.lag_warn,
+            ));
+        }
+    }
 
     let d = &mut run.details;
     d.insert("replica_set".into(), json!(view.set_name));
@@ -148,8 +170,23 @@ pub(super) fn describe(
         "primary_changes_total".into(),
         json!(view.primary_changes_total),
     );
-    d.insert("primary_changes_in_window".into(), json!(recent.len()));
+    d.insert("primary_changes_in_window".into(), json!(count(&recent)));
     d.insert("elections_window_s".into(), json!(rules.window.as_secs()));
+    d.insert("term".into(), json!(view.term));
+    d.insert("elections_counted_by".into(), json!(counted_by(view)));
+    let lag_map: serde_json::Map<String, Value> = lags
+        .iter()
+        .take(LAGS_LISTED)
+        .map(|(m, lag)| (m.clone(), json!((lag.as_secs_f64() * 1e3).round() / 1e3)))
+        .collect();
+    d.insert(REPLICATION_LAG_DETAIL.into(), Value::Object(lag_map));
+    for (member, lag) in lags.iter().take(LAGS_LISTED) {
+        run.samples.push(
+            Sample::new(&REPLICATION_LAG_METRIC, lag.as_secs_f64())
+                .with("member.address", member.as_str()),
+        );
+    }
+    let d = &mut run.details;
     d.insert(
         "primary_changes".into(),
         recent
@@ -162,6 +199,9 @@ pub(super) fn describe(
                     "at": rfc3339(c.at),
                     "from": c.from,
                     "to": c.to,
+                    "elections": c.elections,
+                    "previous_term": c.previous_term,
+                    "term": c.term,
                     "election_id": c.election_id,
                     "set_version": c.set_version,
                 })
@@ -216,7 +256,23 @@ fn member_rows(view: &TopologyView, dialled: &Dialled) -> Vec<MemberRow> {
     rows
 }
 
-/// `election_storm` when the changes in the window reach the threshold,
+/// Elections in `recent`.
+fn count(recent: &[&PrimaryChange]) -> u64 {
+    recent
+        .iter()
+        .fold(0u64, |n, c| n.saturating_add(c.elections))
+}
+
+/// `term` once any member stated a term, else `observed`.
+fn counted_by(view: &TopologyView) -> &'static str {
+    if view.term.is_some() {
+        "term"
+    } else {
+        "observed"
+    }
+}
+
+/// `election_storm` when the elections in the window reach the threshold,
 /// `elections` for fewer, nothing for none.
 fn election_finding(
     view: &TopologyView,
@@ -226,37 +282,53 @@ fn election_finding(
     rules: &ElectionRules,
     now: Instant,
 ) -> Option<Finding> {
-    let count = recent.len() as u64;
-    let first = recent.first()?;
-    let span = now.saturating_duration_since(first.seen);
+    let (first, last) = (recent.first()?, recent.last()?);
+    let count = count(recent);
+    let span = now.saturating_duration_since(first.since);
+    let by_term = view.term.is_some();
+    let name = |a: &Option<String>| a.as_deref().map_or("?".to_owned(), |a| names.get(a));
+    // The same host before the first election and after the last: re-elected.
+    let re_elected = first.from.is_some() && first.from == last.to;
+    let mut what = if re_elected {
+        format!("{} re-elected", name(&last.to))
+    } else {
+        format!("{} -> {}", name(&first.from), name(&last.to))
+    };
+    if let (Some(a), Some(b)) = (first.previous_term, last.term) {
+        what.push_str(&format!(", term {a} -> {b}"));
+    }
     let primary_now = match &view.primary {
         Some(p) => format!("primary now {}", names.get(p)),
         None => "no primary now".to_owned(),
     };
+    let method = if by_term {
+        ""
+    } else {
+        "; observed changes only: the members state no election term, so elections between two checks are missed"
+    };
+    let plural = if count == 1 { "" } else { "s" };
+    let noun = if by_term {
+        "election"
+    } else {
+        "primary change"
+    };
     let mut finding = if count >= u64::from(rules.threshold) {
         let mut text = format!(
-            "election storm: {count} primary changes in {}, {primary_now}",
+            "election storm: {count} {noun}{plural} in {} ({what}), {primary_now}",
             span_text(span)
         );
         for d in down {
             text.push_str(", ");
             text.push_str(d);
         }
+        text.push_str(method);
         Finding::new(super::ELECTION_STORM, Severity::Critical, text)
     } else {
-        let what = recent.last().map_or(String::new(), |c| {
-            format!(
-                "{} -> {}",
-                c.from.as_deref().map_or("?".to_owned(), |f| names.get(f)),
-                names.get(&c.to)
-            )
-        });
         Finding::new(
             super::ELECTIONS,
             Severity::Warning,
             format!(
-                "{count} primary change{} in the last {} ({what}), {primary_now}",
-                if count == 1 { "" } else { "s" },
+                "{count} {noun}{plural} in the last {} ({what}), {primary_now}{method}",
                 humanize(rules.window)
             ),
         )
@@ -265,7 +337,12 @@ fn election_finding(
         .with("count", count)
         .with("threshold", rules.threshold)
         .with("window_s", rules.window.as_secs())
-        .with("span_s", span.as_secs());
+        .with("span_s", span.as_secs())
+        .with("counted_by", counted_by(view))
+        .with("re_elected", re_elected);
+    if let (Some(a), Some(b)) = (first.previous_term, last.term) {
+        finding = finding.with("previous_term", a).with("term", b);
+    }
     if let Some(p) = &view.primary {
         finding = finding.with("primary", p.as_str());
     }

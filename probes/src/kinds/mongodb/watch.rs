@@ -2,20 +2,25 @@
 //! set between runs.
 //!
 //! The probe keeps one driver client per target for as long as it lives; the client's
-//! monitors check every member all the time, and each event lands here. The watch
-//! keeps the latest view of the members (state, round-trip time, the class of the
-//! last error) and a history of primary changes with their times, so that a run can
-//! say "5 primary changes in 60 s" even though no run saw them happen.
+//! monitors check every member all the time, and each event lands here (as does the
+//! `hello` each run sends the primary). The watch keeps the latest view of the
+//! members (state, round-trip time, the class of the last error, the wall time of
+//! their last write) and a history of elections with their times, so that a run can
+//! say "7 elections in 30 s" even though no run saw them happen.
 //!
-//! A primary change is a new primary identity, read from the primaries' own `hello`
-//! replies: another host, or the same host with a new `electionId` (a new term).
-//! Replies older than the newest identity seen (a lower `electionId`/`setVersion`,
-//! the old primary of a split) are stale and ignored, as the driver does. A primary
-//! that turns into a secondary or becomes unreachable is recorded as a step-down; the
-//! set has no primary until a new one is seen. This does not use
-//! `has_writable_server()`, which stays true after the only primary steps down.
+//! Elections are counted by term ([`super::terms`]): the highest term any reply
+//! stated, and the difference each time a higher one is seen, so that elections
+//! between two heartbeats, or while the monitors' connections were cut, are counted
+//! all the same. Only when no member states a term does the watch fall back to the
+//! primaries it sees: a new primary identity (another host, or the same host with a
+//! new `electionId` or `setVersion`) is one change, and elections between two looks
+//! are missed. Replies older than the newest term or identity seen (the old primary
+//! of a split) are stale and ignored, as the driver does. A primary that turns into
+//! a secondary or becomes unreachable is recorded as a step-down; the set has no
+//! primary until a new one is seen. This does not use `has_writable_server()`, which
+//! stays true after the only primary steps down.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,10 +31,9 @@ use mongodb::{ServerInfo, ServerType};
 use tokio::sync::watch;
 
 use super::classify::member_error;
+use super::elections::Elections;
+use super::terms::last_write_in;
 use crate::taxonomy::ErrorType;
-
-/// Most primary changes remembered (the count goes on past it).
-const HISTORY_LIMIT: usize = 10_000;
 
 /// The state of a member as the driver sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -110,21 +114,42 @@ pub struct MemberView {
     pub error: Option<MemberError>,
 }
 
-/// One observed change of primary.
+/// Elections seen at one observation: one primary change, or several at once when
+/// the term moved by more than one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PrimaryChange {
     /// When it was observed (wall clock).
     pub at: SystemTime,
     /// When it was observed (monotonic, for windows).
     pub seen: Instant,
+    /// When the set was last seen before them (monotonic): the elections happened
+    /// between this and `seen`.
+    pub since: Instant,
     /// The primary before, if one was known.
     pub from: Option<String>,
-    /// The new primary.
-    pub to: String,
+    /// The new primary, once known (a term can be read from a secondary before the
+    /// winner answers).
+    pub to: Option<String>,
+    /// How many elections: the difference of the terms, or 1 for an observed change
+    /// without terms.
+    pub elections: u64,
+    /// The term before, when counted by term.
+    pub previous_term: Option<u64>,
+    /// The term after, when counted by term.
+    pub term: Option<u64>,
     /// The new primary's `electionId`, hex.
     pub election_id: Option<String>,
     /// The set's configuration version.
     pub set_version: Option<i64>,
+}
+
+/// The last write of a member, and when the watch learnt it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MemberWrite {
+    /// `lastWrite.lastWriteDate` (the writing primary's clock).
+    pub last_write: SystemTime,
+    /// When the reply was received (this host's clock).
+    pub observed: SystemTime,
 }
 
 /// What the watch knows now.
@@ -138,14 +163,20 @@ pub struct TopologyView {
     pub members: BTreeMap<String, MemberView>,
     /// The current primary, if there is one.
     pub primary: Option<String>,
-    /// Primary changes observed since the watch started.
+    /// Elections counted since the watch started (by term; observed primary
+    /// changes where no term is available).
     pub primary_changes_total: u64,
-    /// The most recent primary changes, oldest first.
+    /// The most recent elections, oldest first.
     pub changes: Vec<PrimaryChange>,
     /// When the primary last stepped down or was lost without a successor yet.
     pub primary_lost_at: Option<SystemTime>,
     /// Whether any monitoring event has arrived.
     pub discovered: bool,
+    /// The highest term any member stated; `None` while no member states one (the
+    /// elections are then the primary changes observed).
+    pub term: Option<u64>,
+    /// Each member's last write, as of its last `hello`.
+    pub writes: BTreeMap<String, MemberWrite>,
 }
 
 impl TopologyView {
@@ -154,7 +185,7 @@ impl TopologyView {
         self.members.get(address)
     }
 
-    /// Changes observed within `window` of `now`.
+    /// Elections observed within `window` of `now`.
     pub fn changes_within(&self, window: Duration, now: Instant) -> Vec<&PrimaryChange> {
         self.changes
             .iter()
@@ -171,14 +202,6 @@ impl TopologyView {
     }
 }
 
-/// The identity of a primary: a new one is a primary change.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct PrimaryIdentity {
-    host: String,
-    election_id: Option<[u8; 12]>,
-    set_version: Option<i64>,
-}
-
 /// The replica-set watch of one probe, fed by its driver client's SDAM events.
 #[derive(Debug)]
 pub struct ReplicaSetWatch {
@@ -191,17 +214,13 @@ pub struct ReplicaSetWatch {
 #[derive(Debug, Default)]
 struct State {
     view: TopologyView,
-    /// Changes, oldest first, trimmed to the window and the history limit.
-    history: VecDeque<PrimaryChange>,
-    last_primary: Option<PrimaryIdentity>,
-    /// The newest (electionId, setVersion) seen from any primary.
-    newest: Option<(Option<[u8; 12]>, Option<i64>)>,
+    elections: Elections,
     /// The last heartbeat failure of each member, cleared by a success.
     heartbeat_failures: BTreeMap<String, MemberError>,
 }
 
 impl ReplicaSetWatch {
-    /// A watch that keeps primary changes for `window`.
+    /// A watch that keeps elections for `window`.
     pub fn new(window: Duration) -> Self {
         ReplicaSetWatch {
             view: Mutex::new(State::default()),
@@ -219,9 +238,11 @@ impl ReplicaSetWatch {
     /// What the watch knows now.
     pub fn snapshot(&self) -> TopologyView {
         let mut s = self.state();
-        s.trim(self.window);
+        s.elections.trim(self.window);
         let mut view = s.view.clone();
-        view.changes = s.history.iter().cloned().collect();
+        view.changes = s.elections.changes();
+        view.term = s.elections.term();
+        view.primary_changes_total = s.elections.total();
         view
     }
 
@@ -238,64 +259,80 @@ impl ReplicaSetWatch {
         }
     }
 
+    /// Takes in a `hello` reply from `address` that the probe asked for itself
+    /// (ignored unless `address` is a member the driver monitors).
+    pub fn observe_reply(&self, address: &str, reply: &Document) {
+        self.update(|s| {
+            if s.view.members.contains_key(address) {
+                s.observe(address, reply);
+            }
+        });
+    }
+
     /// Takes in one SDAM event from the driver.
     pub fn handle(&self, event: SdamEvent) {
+        self.update(|s| {
+            s.view.discovered = true;
+            match event {
+                SdamEvent::ServerHeartbeatSucceeded(e) => {
+                    let address = e.server_address.to_string();
+                    s.heartbeat_failures.remove(&address);
+                    s.observe(&address, &e.reply);
+                }
+                SdamEvent::ServerHeartbeatFailed(e) => {
+                    let address = e.server_address.to_string();
+                    s.heartbeat_failures
+                        .insert(address, member_error(&e.failure));
+                }
+                SdamEvent::ServerDescriptionChanged(e) => {
+                    let address = e.address.to_string();
+                    if e.previous_description.server_type() == ServerType::RsPrimary
+                        && e.new_description.server_type() != ServerType::RsPrimary
+                        && s.view.primary.as_deref() == Some(address.as_str())
+                    {
+                        s.view.primary = None;
+                        s.view.primary_lost_at = Some(SystemTime::now());
+                    }
+                }
+                SdamEvent::TopologyDescriptionChanged(e) => s.topology(&e.new_description),
+                _ => {}
+            }
+        });
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
         let mut s = self.state();
-        s.view.discovered = true;
-        match event {
-            SdamEvent::ServerHeartbeatSucceeded(e) => {
-                let address = e.server_address.to_string();
-                s.heartbeat_failures.remove(&address);
-                if let Some(primary) = primary_in(&e.reply, &address) {
-                    s.observe_primary(primary);
-                }
-            }
-            SdamEvent::ServerHeartbeatFailed(e) => {
-                let address = e.server_address.to_string();
-                s.heartbeat_failures
-                    .insert(address, member_error(&e.failure));
-            }
-            SdamEvent::ServerDescriptionChanged(e) => {
-                let address = e.address.to_string();
-                if e.previous_description.server_type() == ServerType::RsPrimary
-                    && e.new_description.server_type() != ServerType::RsPrimary
-                    && s.view.primary.as_deref() == Some(address.as_str())
-                {
-                    s.view.primary = None;
-                    s.view.primary_lost_at = Some(SystemTime::now());
-                }
-            }
-            SdamEvent::TopologyDescriptionChanged(e) => {
-                let d = &e.new_description;
-                s.view.set_name = d.set_name().cloned();
-                s.view.topology_type = Some(format!("{:?}", d.topology_type()));
-                let mut members = BTreeMap::new();
-                for (address, info) in d.servers() {
-                    let view = s.member_view(address, &info);
-                    members.insert(view.address.clone(), view);
-                }
-                let primary = members
-                    .values()
-                    .find(|m| m.state == MemberState::Primary)
-                    .map(|m| m.address.clone());
-                if primary.is_none() && s.view.primary.is_some() {
-                    s.view.primary_lost_at = Some(SystemTime::now());
-                }
-                if primary.is_some() {
-                    s.view.primary_lost_at = None;
-                }
-                s.view.primary = primary;
-                s.view.members = members;
-            }
-            _ => {}
-        }
-        s.trim(self.window);
+        f(&mut s);
+        s.elections.trim(self.window);
         drop(s);
         self.version.send_modify(|v| *v = v.wrapping_add(1));
     }
 }
 
 impl State {
+    fn topology(&mut self, d: &mongodb::event::sdam::TopologyDescription) {
+        self.view.set_name = d.set_name().cloned();
+        self.view.topology_type = Some(format!("{:?}", d.topology_type()));
+        let mut members = BTreeMap::new();
+        for (address, info) in d.servers() {
+            let view = self.member_view(address, &info);
+            members.insert(view.address.clone(), view);
+        }
+        let primary = members
+            .values()
+            .find(|m| m.state == MemberState::Primary)
+            .map(|m| m.address.clone());
+        if primary.is_none() && self.view.primary.is_some() {
+            self.view.primary_lost_at = Some(SystemTime::now());
+        }
+        if primary.is_some() {
+            self.view.primary_lost_at = None;
+        }
+        self.view.primary = primary;
+        self.view.writes.retain(|a, _| members.contains_key(a));
+        self.view.members = members;
+    }
+
     fn member_view(&self, address: &ServerAddress, info: &ServerInfo<'_>) -> MemberView {
         let address = address.to_string();
         let state = MemberState::of(info.server_type());
@@ -312,79 +349,22 @@ impl State {
         }
     }
 
-    fn observe_primary(&mut self, new: PrimaryIdentity) {
-        let key = (new.election_id, new.set_version);
-        if self.newest.is_some_and(|newest| key < newest) {
-            return; // a stale primary: an older term still answering as primary
+    /// One `hello` reply from `address`: its last write, its term, and whether it
+    /// is the primary.
+    fn observe(&mut self, address: &str, reply: &Document) {
+        if let Some(last_write) = last_write_in(reply) {
+            let observed = SystemTime::now();
+            self.view.writes.insert(
+                address.to_owned(),
+                MemberWrite {
+                    last_write,
+                    observed,
+                },
+            );
         }
-        self.newest = Some(key);
-        match &self.last_primary {
-            // The first primary seen: elected before the watch began.
-            None => {}
-            Some(last) if last.host == new.host && same_term(last, &new) => {}
-            Some(last) => {
-                let change = PrimaryChange {
-                    at: SystemTime::now(),
-                    seen: Instant::now(),
-                    from: Some(last.host.clone()),
-                    to: new.host.clone(),
-                    election_id: new.election_id.map(hex),
-                    set_version: new.set_version,
-                };
-                self.view.primary_changes_total += 1;
-                self.history.push_back(change);
-            }
-        }
-        self.view.primary = Some(new.host.clone());
-        self.view.primary_lost_at = None;
-        self.last_primary = Some(new);
-    }
-
-    fn trim(&mut self, window: Duration) {
-        let now = Instant::now();
-        while self.history.len() > HISTORY_LIMIT
-            || self
-                .history
-                .front()
-                .is_some_and(|c| now.saturating_duration_since(c.seen) > window)
-        {
-            self.history.pop_front();
+        if let Some(primary) = self.elections.observe(address, reply) {
+            self.view.primary = Some(primary);
+            self.view.primary_lost_at = None;
         }
     }
-}
-
-/// Whether two identities of the same host are the same term: the same
-/// `electionId`, or (for servers that send none) the same `setVersion`.
-fn same_term(a: &PrimaryIdentity, b: &PrimaryIdentity) -> bool {
-    match (a.election_id, b.election_id) {
-        (Some(x), Some(y)) => x == y,
-        _ => a.set_version == b.set_version,
-    }
-}
-
-/// The primary identity in a `hello` reply from `address`, if it says it is the
-/// writable primary.
-fn primary_in(reply: &Document, address: &str) -> Option<PrimaryIdentity> {
-    let writable = reply
-        .get_bool("isWritablePrimary")
-        .or_else(|_| reply.get_bool("ismaster"))
-        .unwrap_or(false);
-    if !writable || reply.get_str("setName").is_err() {
-        return None;
-    }
-    let election_id = reply.get_object_id("electionId").ok().map(|o| o.bytes());
-    let set_version = match reply.get("setVersion") {
-        Some(mongodb::bson::Bson::Int32(v)) => Some(i64::from(*v)),
-        Some(mongodb::bson::Bson::Int64(v)) => Some(*v),
-        _ => None,
-    };
-    Some(PrimaryIdentity {
-        host: address.to_owned(),
-        election_id,
-        set_version,
-    })
-}
-
-fn hex(bytes: [u8; 12]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -43,12 +43,17 @@ pub struct MongoSpec {
     #[serde(default)]
     pub connect_timeout: Option<ConfigDuration>,
     /// How often the driver checks each member when the server does not push
-    /// changes; default: `heartbeatFrequencyMS` from the URL, else 10s.
+    /// changes; default: `heartbeatFrequencyMS` from the URL, else the probe's
+    /// interval when shorter than 10s (never below 500ms), else 10s.
     #[serde(default)]
     pub heartbeat_frequency: Option<ConfigDuration>,
-    /// When primary changes become a finding.
+    /// When elections become a finding.
     #[serde(default)]
     pub elections: ElectionWatch,
+    /// A secondary whose last write is more than this behind the primary's is a
+    /// `replication_lag` finding; default 30s.
+    #[serde(default = "default_lag_warn")]
+    pub lag_warn: ConfigDuration,
     /// TLS settings (used when the URL turns TLS on, or for `mongodb+srv://`).
     #[serde(default)]
     pub tls: TlsSpec,
@@ -66,13 +71,32 @@ pub const DEFAULT_HEARTBEAT_FREQUENCY: ConfigDuration = ConfigDuration::secs(10)
 /// The smallest heartbeat frequency the driver accepts.
 pub const MIN_HEARTBEAT_FREQUENCY: ConfigDuration = ConfigDuration::millis(500);
 
-/// `elections:` how many primary changes in how long make a storm.
+/// `lag_warn` when not set.
+pub const DEFAULT_LAG_WARN: ConfigDuration = ConfigDuration::secs(30);
+
+fn default_lag_warn() -> ConfigDuration {
+    DEFAULT_LAG_WARN
+}
+
+/// The heartbeat when neither the key nor the URL sets it: the probe's `interval`
+/// when that is shorter than [`DEFAULT_HEARTBEAT_FREQUENCY`], so that a probe run
+/// often also looks often, but never below [`MIN_HEARTBEAT_FREQUENCY`].
+pub fn default_heartbeat(interval: ConfigDuration) -> ConfigDuration {
+    ConfigDuration(
+        interval
+            .0
+            .min(DEFAULT_HEARTBEAT_FREQUENCY.0)
+            .max(MIN_HEARTBEAT_FREQUENCY.0),
+    )
+}
+
+/// `elections:` how many elections in how long make a storm.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ElectionWatch {
-    /// Primary changes are counted over this sliding window.
+    /// Elections are counted over this sliding window.
     pub window: ConfigDuration,
-    /// This many changes within the window is an `election_storm`.
+    /// This many elections within the window is an `election_storm`.
     pub threshold: u32,
 }
 
@@ -154,6 +178,9 @@ impl Checked for MongoSpec {
         }
         if self.elections.window.0.is_zero() {
             check.error("elections.window", "must be more than 0s");
+        }
+        if self.lag_warn.0.is_zero() {
+            check.error("lag_warn", "must be more than 0s");
         }
         if self.elections.threshold == 0 {
             check.error("elections.threshold", "must be at least 1");
