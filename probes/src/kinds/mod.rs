@@ -47,8 +47,11 @@ pub struct Registered {
     pub metrics: &'static [&'static MetricDecl],
     /// [`ProbeKind::FINDINGS`].
     pub findings: &'static [FindingType],
-    build: fn(&ProbeConfig, &ProbeEnv) -> Result<Box<dyn Probe>, BuildError>,
+    build: BuildFn,
 }
+
+/// Builds a probe of one kind from its configuration.
+type BuildFn = fn(&ProbeConfig, &ProbeEnv) -> Result<Box<dyn Probe>, BuildError>;
 
 impl Registered {
     const fn of<K: ProbeKind>() -> Registered {
