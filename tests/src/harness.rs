@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use depprobe_config::Config;
-use depprobe_probes::{Outcome, ProbeEnv};
+use depprobe_probes::{ErrorType, Finding, FindingType, Outcome, Phase, Probe, ProbeEnv, Status};
 
 pub use depprobe_demo::Scratch;
 
@@ -24,9 +24,9 @@ pub fn config(yaml: &str) -> Result<Config, HarnessError> {
     Ok(depprobe_probes::parse_config(yaml, "test.yaml", &env)?)
 }
 
-/// Runs, once, the single probe described by `probe_yaml` (the keys of one list
-/// item, unindented).
-pub async fn run_once(probe_yaml: &str) -> Result<Outcome, HarnessError> {
+/// Builds the single probe described by `probe_yaml` (the keys of one list item,
+/// unindented), to run it as often as a case needs.
+pub fn build_one(probe_yaml: &str) -> Result<Box<dyn Probe>, HarnessError> {
     let mut yaml = String::from("probes:\n");
     for (i, line) in probe_yaml.trim_end().lines().enumerate() {
         yaml.push_str(if i == 0 { "  - " } else { "    " });
@@ -35,8 +35,35 @@ pub async fn run_once(probe_yaml: &str) -> Result<Outcome, HarnessError> {
     }
     let cfg = config(&yaml)?;
     let env = ProbeEnv::system()?;
-    let probe = depprobe_probes::build(&cfg.probes[0], &env)?;
-    Ok(probe.run().await)
+    Ok(depprobe_probes::build(&cfg.probes[0], &env)?)
+}
+
+/// Runs, once, the single probe described by `probe_yaml` (the keys of one list
+/// item, unindented).
+pub async fn run_once(probe_yaml: &str) -> Result<Outcome, HarnessError> {
+    Ok(build_one(probe_yaml)?.run().await)
+}
+
+/// Asserts that `o` is down with `class` in `phase` (the outcome is printed if not).
+pub fn assert_down(o: &Outcome, class: ErrorType, phase: Phase) {
+    assert_eq!(o.status, Status::Down, "{o:#?}");
+    assert_eq!(o.error_type, Some(class), "{o:#?}");
+    assert_eq!(o.phase, Some(phase), "{o:#?}");
+}
+
+/// The detail `key` of `o`; panics, printing the outcome, when there is none.
+pub fn detail<'o>(o: &'o Outcome, key: &str) -> &'o serde_json::Value {
+    o.details
+        .get(key)
+        .unwrap_or_else(|| panic!("no detail {key}: {o:#?}"))
+}
+
+/// The finding `kind` of `o`; panics, printing the outcome, when there is none.
+pub fn finding(o: &Outcome, kind: FindingType) -> &Finding {
+    o.findings
+        .iter()
+        .find(|f| f.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} finding: {o:#?}"))
 }
 
 /// A JWT with these claims (JSON) and a dummy signature: enough for a probe, which

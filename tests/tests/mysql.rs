@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
+use depprobe_probes::kinds::role::REPLICATION_LINK_DOWN;
 use depprobe_probes::{ErrorType, FindingType, Outcome, Phase, Severity, Status};
 use depprobe_tests::harness::{assert_down, build_one, detail, finding};
 use depprobe_tests::{Ca, Identity, MariaDb, MariaDbSpec, Scratch, Validity, run_once};
@@ -112,6 +113,13 @@ async fn valid_chain_is_up_with_version_flavour_role_and_chain() {
     assert_eq!(detail(&o, "role"), "primary");
     assert_eq!(detail(&o, "read_only"), false);
     assert_eq!(detail(&o, "auth_plugin"), "mysql_native_password");
+    assert!(
+        o.attributes
+            .iter()
+            .any(|(k, v)| *k == "db.system.name" && v == "mariadb"),
+        "db.system.name follows the greeting: {:?}",
+        o.attributes
+    );
     let tls = o.tls.as_ref().unwrap();
     assert!(tls.verified);
     assert_eq!(tls.chain.len(), 2, "the server sends its intermediate");
@@ -201,7 +209,7 @@ async fn required_with_an_untrusted_certificate_is_degraded_cert_invalid() {
     .await
     .unwrap();
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
-    let f = finding(&o, FindingType::CertInvalid);
+    let f = finding(&o, FindingType::CERT_INVALID);
     assert_eq!(f.severity, Severity::Critical);
     assert!(!o.tls.as_ref().unwrap().verified);
 }
@@ -260,7 +268,7 @@ async fn failing_query_is_query_failed_with_the_server_error() {
 async fn ten_days_from_expiry_is_degraded_cert_expiring() {
     let o = probe(&format!("mysql://probe@localhost:{}/", expiring().port())).await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
-    let f = finding(&o, FindingType::CertExpiring);
+    let f = finding(&o, FindingType::CERT_EXPIRING);
     assert_eq!(f.severity, Severity::Warning);
 }
 
@@ -314,7 +322,7 @@ async fn a_replica_names_its_source_and_a_promotion_is_role_changed() {
     let o = p.run().await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
     assert_eq!(detail(&o, "role"), "primary");
-    let f = finding(&o, FindingType::RoleChanged);
+    let f = finding(&o, FindingType::ROLE_CHANGED);
     assert_eq!(f.facts["from"], "replica");
     assert_eq!(f.facts["to"], "primary");
 
@@ -326,7 +334,7 @@ async fn a_replica_names_its_source_and_a_promotion_is_role_changed() {
     assert!(
         o.findings
             .iter()
-            .any(|f| f.kind == FindingType::RoleChanged),
+            .any(|f| f.kind == FindingType::ROLE_CHANGED),
         "{o:#?}"
     );
     let o = p.run().await;
@@ -343,7 +351,7 @@ async fn a_replica_whose_source_is_gone_is_degraded_link_down() {
     replica.sql("STOP SLAVE IO_THREAD").unwrap();
     let o = probe(&format!("mysql://probe@localhost:{}/", replica.port())).await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
-    let f = finding(&o, FindingType::ReplicationLinkDown);
+    let f = finding(&o, REPLICATION_LINK_DOWN);
     assert_eq!(
         f.facts["source"],
         serde_json::Value::from(format!("127.0.0.1:{}", source.port()))
@@ -370,7 +378,7 @@ async fn incident_03_provider_certificate_expires_under_required() {
     assert!(
         o.findings
             .iter()
-            .any(|f| f.kind == FindingType::CertExpiring),
+            .any(|f| f.kind == FindingType::CERT_EXPIRING),
         "{o:#?}"
     );
 
@@ -381,7 +389,7 @@ async fn incident_03_provider_certificate_expires_under_required() {
         Status::Degraded,
         "the lax session still works: {o:#?}"
     );
-    let f = finding(&o, FindingType::CertInvalid);
+    let f = finding(&o, FindingType::CERT_INVALID);
     assert_eq!(f.severity, Severity::Critical);
     assert!(f.message.contains("expired"), "{}", f.message);
 

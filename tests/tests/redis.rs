@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
+use depprobe_probes::kinds::role::REPLICATION_LINK_DOWN;
 use depprobe_probes::{ErrorType, FindingType, Outcome, Phase, Severity, Status};
 use depprobe_tests::harness::{assert_down, build_one, detail, finding};
 use depprobe_tests::{
@@ -95,6 +96,13 @@ async fn valid_chain_is_up_with_version_and_role() {
     );
     assert_eq!(detail(&o, "role"), "master");
     assert_eq!(detail(&o, "tls_used"), true);
+    assert!(
+        o.attributes
+            .iter()
+            .any(|(k, v)| *k == "db.system.name" && v == "redis"),
+        "{:?}",
+        o.attributes
+    );
     let tls = o.tls.as_ref().unwrap();
     assert!(tls.verified);
     assert_eq!(tls.chain.len(), 2, "the server sends its intermediate");
@@ -193,7 +201,7 @@ async fn ten_days_from_expiry_is_degraded_cert_expiring() {
     let s = tls(Validity::expiring_in(10));
     let o = probe(&format!("rediss://probe@localhost:{}", s.port())).await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
-    let f = finding(&o, FindingType::CertExpiring);
+    let f = finding(&o, FindingType::CERT_EXPIRING);
     assert_eq!(f.severity, Severity::Warning);
 }
 
@@ -254,7 +262,7 @@ async fn a_replica_names_its_master_and_a_promotion_is_role_changed() {
     let o = p.run().await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
     assert_eq!(detail(&o, "role"), "master");
-    let f = finding(&o, FindingType::RoleChanged);
+    let f = finding(&o, FindingType::ROLE_CHANGED);
     assert_eq!(f.facts["from"], "replica");
     assert_eq!(f.facts["to"], "master");
 }
@@ -269,7 +277,7 @@ async fn a_replica_without_its_master_is_degraded_link_down() {
     let o = probe(&format!("redis://probe@localhost:{}", replica.port())).await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
     assert_eq!(detail(&o, "master_link_status"), "down");
-    let f = finding(&o, FindingType::ReplicationLinkDown);
+    let f = finding(&o, REPLICATION_LINK_DOWN);
     assert_eq!(
         f.facts["source"],
         serde_json::Value::from(format!("127.0.0.1:{gone}"))
