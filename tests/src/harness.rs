@@ -1,11 +1,14 @@
 //! Running a probe from a few lines of YAML, as the agent would.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use depprobe_config::Config;
 use depprobe_probes::{ErrorType, Finding, FindingType, Outcome, Phase, Probe, ProbeEnv, Status};
 
 pub use depprobe_demo::Scratch;
+
+use crate::certs::{Ca, CertError, Identity, Validity};
 
 /// Why a case could not run.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,43 @@ pub fn finding(o: &Outcome, kind: FindingType) -> &Finding {
         .iter()
         .find(|f| f.kind == kind)
         .unwrap_or_else(|| panic!("no {kind} finding: {o:#?}"))
+}
+
+/// A test CA as a database provider runs one: a root, an issuing intermediate, and
+/// the root in a file for `tls.ca_file`.
+pub struct Pki {
+    /// The root CA.
+    pub root: Ca,
+    /// The intermediate that issues the servers' certificates.
+    pub issuing: Ca,
+    /// The root's certificate, in a file.
+    pub root_file: PathBuf,
+    _files: Scratch,
+}
+
+impl Pki {
+    /// A PKI whose CAs are named `<name> Root CA` and `<name> Issuing CA`.
+    pub fn new(name: &str) -> Result<Pki, CertError> {
+        let root = Ca::root(&format!("{name} Root CA"))?;
+        let issuing =
+            root.intermediate(&format!("{name} Issuing CA"), Validity::days(-100, 1000))?;
+        let files = Scratch::new().map_err(|source| CertError::Write {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let root_file = files.ca(&root)?;
+        Ok(Pki {
+            root,
+            issuing,
+            root_file,
+            _files: files,
+        })
+    }
+
+    /// A server certificate for `localhost`, issued by the intermediate.
+    pub fn localhost(&self, validity: Validity) -> Result<Identity, CertError> {
+        self.issuing.leaf(&["localhost"], validity)
+    }
 }
 
 /// A JWT with these claims (JSON) and a dummy signature: enough for a probe, which

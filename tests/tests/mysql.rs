@@ -5,44 +5,24 @@
 //! seven servers start in this binary. Every test asserts the status, the class,
 //! the phase and the facts a user sees.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use depprobe_probes::kinds::role::REPLICATION_LINK_DOWN;
 use depprobe_probes::{ErrorType, FindingType, Outcome, Phase, Severity, Status};
-use depprobe_tests::harness::{assert_down, build_one, detail, finding};
-use depprobe_tests::{Ca, Identity, MariaDb, MariaDbSpec, Scratch, Validity, run_once};
+use depprobe_tests::harness::{Pki, assert_down, build_one, detail, finding};
+use depprobe_tests::{Identity, MariaDb, MariaDbSpec, Validity, run_once};
 
 /// The password of user `probe` on every server.
 const PASSWORD: &str = "probe-pw-8d1e4b";
 
-/// The test CA (a root and an issuing intermediate) and its root in a file.
-struct Pki {
-    issuing: Ca,
-    root_file: PathBuf,
-    _files: Scratch,
-}
-
 fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
-    PKI.get_or_init(|| {
-        let root = Ca::root("MySQL Test Root CA").unwrap();
-        let issuing = root
-            .intermediate("MySQL Test Issuing CA", Validity::days(-100, 1000))
-            .unwrap();
-        let files = Scratch::new().unwrap();
-        let root_file = files.ca(&root).unwrap();
-        Pki {
-            issuing,
-            root_file,
-            _files: files,
-        }
-    })
+    PKI.get_or_init(|| Pki::new("MySQL Test").unwrap())
 }
 
 fn leaf(validity: Validity) -> Identity {
-    pki().issuing.leaf(&["localhost"], validity).unwrap()
+    pki().localhost(validity).unwrap()
 }
 
 /// Users: `probe` (native password), `edprobe` (ed25519, behind an auth switch).

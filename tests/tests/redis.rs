@@ -3,47 +3,24 @@
 //! proves. Every test asserts the status, the class, the phase and the facts a user
 //! sees.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use depprobe_probes::kinds::role::REPLICATION_LINK_DOWN;
 use depprobe_probes::{ErrorType, FindingType, Outcome, Phase, Severity, Status};
-use depprobe_tests::harness::{assert_down, build_one, detail, finding};
-use depprobe_tests::{
-    Ca, Identity, RedisServer, RedisSpec, Scratch, Validity, closed_port, run_once,
-};
+use depprobe_tests::harness::{Pki, assert_down, build_one, detail, finding};
+use depprobe_tests::{Identity, RedisServer, RedisSpec, Validity, closed_port, run_once};
 
 /// The password of ACL user `probe` on every server.
 const PASSWORD: &str = "probe-pw-3a9f07";
 
-struct Pki {
-    root: Ca,
-    issuing: Ca,
-    root_file: PathBuf,
-    _files: Scratch,
-}
-
 fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
-    PKI.get_or_init(|| {
-        let root = Ca::root("Redis Test Root CA").unwrap();
-        let issuing = root
-            .intermediate("Redis Test Issuing CA", Validity::days(-100, 1000))
-            .unwrap();
-        let files = Scratch::new().unwrap();
-        let root_file = files.ca(&root).unwrap();
-        Pki {
-            root,
-            issuing,
-            root_file,
-            _files: files,
-        }
-    })
+    PKI.get_or_init(|| Pki::new("Redis Test").unwrap())
 }
 
 fn leaf(validity: Validity) -> Identity {
-    pki().issuing.leaf(&["localhost"], validity).unwrap()
+    pki().localhost(validity).unwrap()
 }
 
 /// ACL users: `probe` (enabled) and `gone` (disabled).

@@ -168,14 +168,7 @@ impl Exec for MysqlProbe {
     }
 
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
-        let password = match &self.target.password {
-            Some(src) => {
-                let p = transport::http_client::read_secret(src, "password")?;
-                run.secret(&p);
-                Some(p)
-            }
-            None => None,
-        };
+        let password = crate::kinds::dburl::read_password(run, self.target.password.as_ref())?;
         run.details
             .insert("ssl_mode".into(), self.target.ssl_mode.as_str().into());
         let tcp = transport::dial(run, &self.dns, &self.target.host, self.target.port).await?;

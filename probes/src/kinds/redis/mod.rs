@@ -115,14 +115,7 @@ impl RedisProbe {
         run: &mut Run<'_>,
         conn: &mut Resp<Box<dyn Io>>,
     ) -> Result<(), ProbeError> {
-        let password = match &self.target.password {
-            Some(src) => {
-                let p = transport::http_client::read_secret(src, "password")?;
-                run.secret(&p);
-                Some(p)
-            }
-            None => None,
-        };
+        let password = crate::kinds::dburl::read_password(run, self.target.password.as_ref())?;
         let user = self.target.user.as_deref();
         let db = self.target.db.to_string();
         run.phase(Phase::Auth, async {
