@@ -2,7 +2,8 @@
 //! a valid certificate serves most cases (the client side decides unknown CA and
 //! wrong name); expired, expiring and no-TLS servers, a source with its replica, and
 //! the incident 03 server are started only by the tests that need them. At most
-//! seven servers start in this binary. Every test asserts the status, the class,
+//! nine servers start in this binary (four shared, four for the two replication
+//! tests, one for incident 03). Every test asserts the status, the class,
 //! the phase and the facts a user sees.
 
 use std::sync::OnceLock;
