@@ -133,6 +133,7 @@ pub const FINDING_TYPES: &[&str] = &[
     "slow",
     "cert_invalid",
     "partial_success",
+    "replication_link_down",
 ];
 
 /// Values of `severity`.

@@ -1,4 +1,5 @@
-//! Support for depprobe's end-to-end tests: real PostgreSQL clusters, the MongoDB
+//! Support for depprobe's end-to-end tests: real PostgreSQL clusters, MariaDB and
+//! Redis servers, the MongoDB
 //! wire-protocol server, an OTLP receiver, Prometheus tools, and (re-exported from
 //! `depprobe-demo`, which the demo shares) the certificate factory and local
 //! servers that behave like healthy or broken dependencies. The product binary does
@@ -9,19 +10,25 @@
 //! shows exactly what the tests prove.
 
 pub mod agent_process;
+pub mod children;
 pub mod contract;
 pub mod harness;
+pub mod mariadb;
 pub mod mongo;
 pub mod otlp;
 pub mod postgres;
 pub mod prometheus;
+pub mod redis;
 
 pub use depprobe_demo::{certs, servers};
 
 pub use certs::{Ca, CertError, Identity, Validity};
+pub use children::ChildError;
 pub use harness::{HarnessError, Scratch, run_once};
+pub use mariadb::{MariaDb, MariaDbSpec};
 pub use postgres::{Cluster, ClusterSpec, DirectTlsFront, PgError};
 pub use prometheus::{BlackboxExporter, ChildServerError, PrometheusServer};
+pub use redis::{RedisServer, RedisSpec};
 pub use servers::{
     HttpServer, RawServer, Reply, Req, ServerError, SilentServer, Versions, closed_port, free_port,
 };

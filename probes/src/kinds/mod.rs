@@ -117,11 +117,16 @@ macro_rules! registry {
     };
 }
 
+pub mod dburl;
+pub mod role;
+
 registry! {
     tls::TlsProbe,
     http::HttpProbe,
     postgres::PostgresProbe,
     mongodb::MongoProbe,
+    mysql::MysqlProbe,
+    redis::RedisProbe,
     metrics::MetricsProbe,
     otlp::OtlpProbe,
     credential::CredentialProbe,
