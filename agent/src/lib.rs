@@ -19,5 +19,6 @@ pub mod scheduler;
 pub mod setup;
 pub mod shard;
 pub mod state;
+pub mod supervise;
 pub mod table;
 pub mod telemetry;
