@@ -22,3 +22,4 @@ pub mod state;
 pub mod supervise;
 pub mod table;
 pub mod telemetry;
+pub mod web_config;
