@@ -79,7 +79,11 @@ pub async fn run_config(
             return EXIT_CONFIG;
         }
     };
-    let scheme = if security.tls.is_some() { "https" } else { "http" };
+    let scheme = if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let limits = crate::api::Limits::default();
     let api = match cfg.agent.listen {
         Some(addr) => match crate::api::serve_with(addr, telemetry.clone(), security, limits).await

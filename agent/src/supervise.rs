@@ -164,7 +164,10 @@ mod tests {
             Box::new(format!("bad value hunter2-secret {}", "x".repeat(500)));
         let o = panicked(&meta("hunter2-secret"), payload.as_ref(), Some("a.rs:1"));
         assert_eq!(o.error_type, Some(ErrorType::InternalError));
-        assert!(o.message.starts_with("the probe panicked at a.rs:1: bad value"));
+        assert!(
+            o.message
+                .starts_with("the probe panicked at a.rs:1: bad value")
+        );
         assert!(!o.message.contains("hunter2"), "{}", o.message);
         assert!(o.message.len() < 500, "{}", o.message);
     }

@@ -228,7 +228,8 @@ fn server_config(t: &TlsServerConfig) -> Result<ServerConfig, WebConfigError> {
             for c in certificates(ca)? {
                 roots.add(c).map_err(tls)?;
             }
-            let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             if auth_type == "VerifyClientCertIfGiven" {
                 verifier = verifier.allow_unauthenticated();
             }
