@@ -8,29 +8,29 @@
 //! auth come from the web config file ([`crate::web_config`]); `/healthz` answers
 //! without credentials (it tells nothing but that the process is alive).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
-use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderMap, HeaderValue};
+use http_body_util::Full;
+use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use crate::telemetry::Telemetry;
 use crate::web_config::WebSecurity;
+use idle::{Activity, Watched};
+use single_flight::Renders;
+
+mod idle;
+mod single_flight;
 
 /// What one connection may cost the agent.
 #[derive(Clone, Copy, Debug)]
@@ -255,154 +255,6 @@ fn refuse<B>(req: &Request<B>, max_path_bytes: usize) -> Option<Response<Full<By
         return closing(StatusCode::URI_TOO_LONG, "request target too long\n");
     }
     None
-}
-
-/// One rendered answer, shared by the requests that waited for it.
-struct Rendered {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-type Flight = Shared<BoxFuture<'static, Arc<Rendered>>>;
-
-/// Renders in progress, by path: a request for a path being rendered waits for
-/// that render instead of starting another (single flight). Renders run on the
-/// blocking pool, off the probes' threads.
-#[derive(Default)]
-struct Renders {
-    flights: Arc<Mutex<HashMap<String, Flight>>>,
-}
-
-impl Renders {
-    async fn get<F>(&self, path: &str, render: F) -> Arc<Rendered>
-    where
-        F: FnOnce(&str) -> Response<Full<Bytes>> + Send + 'static,
-    {
-        let flight = {
-            let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-            match flights.get(path) {
-                Some(f) => f.clone(),
-                None => {
-                    let f = Self::render(self.flights.clone(), path.to_owned(), render);
-                    flights.insert(path.to_owned(), f.clone());
-                    f
-                }
-            }
-        };
-        flight.await
-    }
-
-    fn render<F>(flights: Arc<Mutex<HashMap<String, Flight>>>, path: String, render: F) -> Flight
-    where
-        F: FnOnce(&str) -> Response<Full<Bytes>> + Send + 'static,
-    {
-        async move {
-            let p = path.clone();
-            let response = tokio::task::spawn_blocking(move || render(&p))
-                .await
-                .unwrap_or_else(|_| {
-                    reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "failed\n")
-                });
-            let (parts, body) = response.into_parts();
-            let body = match body.collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(never) => match never {},
-            };
-            flights
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&path);
-            Arc::new(Rendered {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })
-        }
-        .boxed()
-        .shared()
-    }
-}
-
-/// When a connection last moved a byte.
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// Returns once no byte has moved for `idle`.
-    async fn idle_for(&self, idle: Duration) {
-        loop {
-            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let deadline = last + idle;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline).await;
-        }
-    }
-}
-
-/// A connection's stream, noting each read and write in its [`Activity`].
-struct Watched {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

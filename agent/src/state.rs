@@ -96,6 +96,9 @@ pub fn target_attributes(meta: &ProbeMeta) -> Arc<[KeyValue]> {
     ])
 }
 
+/// A target's latest outcome, when its last run finished, and its runs so far.
+pub type Latest = (Arc<Outcome>, SystemTime, u64);
+
 /// Every target's state, shared by the scheduler (writer) and the exporters and
 /// HTTP endpoints (readers).
 #[derive(Debug, Default)]
@@ -171,11 +174,11 @@ impl State {
 
     /// The latest outcome of every target that has run, with when its last run
     /// finished and how many it has finished, in configuration order.
-    pub fn latest(&self) -> Vec<(Arc<Outcome>, SystemTime, u64)> {
+    pub fn latest(&self) -> Vec<Latest> {
         let Ok(targets) = self.targets.read() else {
             return Vec::new();
         };
-        let mut v: Vec<(usize, (Arc<Outcome>, SystemTime, u64))> = targets
+        let mut v: Vec<(usize, Latest)> = targets
             .values()
             .filter_map(|t| {
                 let last = t.last.clone()?;
