@@ -388,3 +388,30 @@ async fn the_web_config_requires_tls_and_basic_auth() {
     assert!(plaintext.is_err(), "plaintext was served: {plaintext:?}");
     assert!(!agent.log_text().contains("scrape-secret"));
 }
+
+#[tokio::test]
+async fn validate_refuses_a_web_config_with_a_plain_password() {
+    let world = World::new().await;
+    let web = world
+        .scratch
+        .write(
+            "plain-web.yml",
+            "basic_auth_users:\n  prometheus: plain-hunter2\n",
+        )
+        .unwrap();
+    let agent_section = format!("{FAST_AGENT}  web_config: {}\n", web.display());
+    let config = world.config("plain-web.yaml", &agent_section);
+    let out = tokio::process::Command::new(common::bin())
+        .args(["validate", "-c"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("agent.web_config") && stderr.contains("bcrypt"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("plain-hunter2"), "{stderr}");
+}
