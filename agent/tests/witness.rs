@@ -133,6 +133,18 @@ async fn a_probe_that_panics_reports_internal_error_and_keeps_its_schedule() {
 }
 
 #[tokio::test]
+async fn check_reports_a_panicking_probe_and_runs_the_others() {
+    let buggy: Arc<dyn Probe> = panicking_probe();
+    let outcomes = depprobe_agent::check::run_all(&[buggy.clone(), buggy], 2).await;
+    assert_eq!(outcomes.len(), 2);
+    for o in &outcomes {
+        assert_eq!(o.error_type.map(|e| e.as_str()), Some("internal_error"));
+        assert!(!o.message.contains(SECRET), "{}", o.message);
+    }
+    assert_eq!(depprobe_agent::check::exit_code(&outcomes, true), 2);
+}
+
+#[tokio::test]
 async fn every_target_exports_its_last_run_runs_and_interval() {
     let world = World::new().await;
     let config = world.config("stale.yaml", FAST_AGENT);
