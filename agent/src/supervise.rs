@@ -147,7 +147,7 @@ mod tests {
     fn meta(secret: &str) -> ProbeMeta {
         ProbeMeta {
             name: "p".into(),
-            kind: depprobe_config::Kind::Metrics,
+            kind: depprobe_config::Kind::new("test"),
             target: depprobe_probes::outcome::Target {
                 address: "localhost".into(),
                 port: 9,
@@ -155,6 +155,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             budgets: Vec::new(),
             secrets: vec![Secret::new(secret.to_owned())],
+            attributes: &[],
+            memory: Default::default(),
         }
     }
 

@@ -58,7 +58,7 @@ fn panicking_probe() -> Arc<Panicking> {
     Arc::new(Panicking {
         meta: ProbeMeta {
             name: "buggy".into(),
-            kind: Kind::Metrics,
+            kind: Kind::new("test"),
             target: Target {
                 address: "localhost".into(),
                 port: 9,
@@ -66,6 +66,8 @@ fn panicking_probe() -> Arc<Panicking> {
             timeout: Duration::from_secs(5),
             budgets: Vec::new(),
             secrets: vec![Secret::new(SECRET)],
+            attributes: &[],
+            memory: Default::default(),
         },
         runs: AtomicU64::new(0),
     })

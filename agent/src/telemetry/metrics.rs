@@ -337,7 +337,13 @@ const COMMON: &[Family] = &[
         kind: Type::Gauge,
         number: Number::F64,
         source: Source::State(|s, _, emit| {
-            s.each(|t| emit(Some(t), seconds_between(SystemTime::UNIX_EPOCH, t.last_run), &[]))
+            s.each(|t| {
+                emit(
+                    Some(t),
+                    seconds_between(SystemTime::UNIX_EPOCH, t.last_run),
+                    &[],
+                )
+            })
         }),
     },
     Family {
