@@ -6,17 +6,21 @@
 //! (exporter-toolkit's `web.config`): `tls_server_config` (`cert_file`,
 //! `key_file`, optionally `client_ca_file` and `client_auth_type`) and
 //! `basic_auth_users` (user name to bcrypt hash). It is read once at start; an
-//! unusable file stops the agent from starting, with the reason. Passwords are
+//! unusable file stops the agent from starting, with the reason. The certificate
+//! and key files are read again at each TLS handshake, so a renewed certificate is
+//! served without a restart. Passwords are
 //! checked with bcrypt against a dummy hash when the user is unknown, so that the
 //! answer takes as long for a wrong user as for a wrong password.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use rustls::ServerConfig;
-use rustls::server::WebPkiClientVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
@@ -200,8 +204,14 @@ fn pem_error(path: &Path, e: impl std::fmt::Display) -> WebConfigError {
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, WebConfigError> {
-    let text = read_small(path)?;
-    let certs = CertificateDer::pem_slice_iter(text.as_bytes())
+    certificates_in(path, read_small(path)?.as_bytes())
+}
+
+fn certificates_in(
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, WebConfigError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(path, e))?;
     if certs.is_empty() {
@@ -212,10 +222,7 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, WebConfigEr
 
 fn server_config(t: &TlsServerConfig) -> Result<ServerConfig, WebConfigError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let chain = certificates(&t.cert_file)?;
-    let key_text = read_small(&t.key_file)?;
-    let key = PrivateKeyDer::from_pem_slice(key_text.as_bytes())
-        .map_err(|_| pem_error(&t.key_file, "no PEM private key"))?;
+    let certificate = RotatingCert::load(&t.cert_file, &t.key_file, provider.clone())?;
     let tls = |e: rustls::Error| WebConfigError::Tls(e.to_string());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -245,9 +252,103 @@ fn server_config(t: &TlsServerConfig) -> Result<ServerConfig, WebConfigError> {
         }
         (other, _) => return Err(WebConfigError::ClientAuthType(other.to_owned())),
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(tls)?;
+    let mut config = builder.with_cert_resolver(Arc::new(certificate));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The endpoint's certificate, read again from its files at each handshake: a
+/// renewed certificate (cert-manager, a mounted Secret) is served without a restart.
+/// A pair of files that does not make a certificate and its key (one renewed, not
+/// yet the other) leaves the previous one in service.
+#[derive(Debug)]
+struct RotatingCert {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: Mutex<Served>,
+}
+
+/// The files' contents and the certificate made of them.
+#[derive(Debug)]
+struct Served {
+    cert_pem: String,
+    key_pem: String,
+    key: Arc<CertifiedKey>,
+}
+
+impl RotatingCert {
+    fn load(
+        cert_file: &Path,
+        key_file: &Path,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<RotatingCert, WebConfigError> {
+        let (cert_pem, key_pem) = (read_small(cert_file)?, read_small(key_file)?);
+        let key = Arc::new(certified(
+            cert_file, &cert_pem, key_file, &key_pem, &provider,
+        )?);
+        Ok(RotatingCert {
+            cert_file: cert_file.to_owned(),
+            key_file: key_file.to_owned(),
+            provider,
+            current: Mutex::new(Served {
+                cert_pem,
+                key_pem,
+                key,
+            }),
+        })
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        let mut served = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (Ok(cert_pem), Ok(key_pem)) =
+            (read_small(&self.cert_file), read_small(&self.key_file))
+            && (cert_pem != served.cert_pem || key_pem != served.key_pem)
+        {
+            match certified(
+                &self.cert_file,
+                &cert_pem,
+                &self.key_file,
+                &key_pem,
+                &self.provider,
+            ) {
+                Ok(key) => {
+                    tracing::info!(
+                        "agent.web_config: serving the renewed certificate of {}",
+                        self.cert_file.display()
+                    );
+                    *served = Served {
+                        cert_pem,
+                        key_pem,
+                        key: Arc::new(key),
+                    };
+                }
+                Err(e) => tracing::debug!("agent.web_config: the previous certificate stays: {e}"),
+            }
+        }
+        served.key.clone()
+    }
+}
+
+impl ResolvesServerCert for RotatingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// The certificate chain in `cert_pem` with the private key in `key_pem`, checked
+/// to match.
+fn certified(
+    cert_file: &Path,
+    cert_pem: &str,
+    key_file: &Path,
+    key_pem: &str,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, WebConfigError> {
+    let chain = certificates_in(cert_file, cert_pem.as_bytes())?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|_| pem_error(key_file, "no PEM private key"))?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| WebConfigError::Tls(e.to_string()))
 }
 
 #[cfg(test)]

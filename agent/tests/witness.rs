@@ -429,3 +429,59 @@ async fn validate_refuses_a_web_config_with_a_plain_password() {
     );
     assert!(!stderr.contains("plain-hunter2"), "{stderr}");
 }
+
+/// The leaf certificate the server at `addr` presents, trusting `ca`.
+async fn presented_leaf(addr: std::net::SocketAddr, ca: &Ca) -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test]
+async fn a_renewed_endpoint_certificate_is_served_without_a_restart() {
+    let world = World::new().await;
+    let dir = world.scratch.path("");
+    let first = world.ca.leaf(&["localhost"], Validity::current()).unwrap();
+    let (cert, key) = first.write(&dir, "rotating").unwrap();
+    let web = world
+        .scratch
+        .write(
+            "rotating-web.yml",
+            &format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+    let security = WebSecurity::load(&web).unwrap();
+    let telemetry =
+        Arc::new(Telemetry::start(&TelemetryConfig::default(), State::new(), 0).unwrap());
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let (bound, _task) = serve_with(addr, telemetry, security, Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        presented_leaf(bound, &world.ca).await,
+        first.chain[0].to_vec()
+    );
+
+    let renewed = world.ca.leaf(&["localhost"], Validity::current()).unwrap();
+    renewed.write(&dir, "rotating").unwrap();
+    assert_eq!(
+        presented_leaf(bound, &world.ca).await,
+        renewed.chain[0].to_vec()
+    );
+}
