@@ -307,13 +307,11 @@ async fn requests_outside_the_limits_are_refused() {
     assert!(text.starts_with("HTTP/1.1 405"), "{text}");
 }
 
-/// A GET over TLS trusting `ca`, with an optional `Authorization` header.
-async fn https_get(
+/// A TLS connection to `addr` as `localhost`, trusting `ca`.
+async fn tls_connect(
     addr: std::net::SocketAddr,
     ca: &Ca,
-    path: &str,
-    auth: Option<&str>,
-) -> (u16, hyper::HeaderMap, String) {
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert.clone()).unwrap();
@@ -328,6 +326,17 @@ async fn https_get(
         .connect(name, tcp)
         .await
         .unwrap();
+    tls
+}
+
+/// A GET over TLS trusting `ca`, with an optional `Authorization` header.
+async fn https_get(
+    addr: std::net::SocketAddr,
+    ca: &Ca,
+    path: &str,
+    auth: Option<&str>,
+) -> (u16, hyper::HeaderMap, String) {
+    let tls = tls_connect(addr, ca).await;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
@@ -432,20 +441,7 @@ async fn validate_refuses_a_web_config_with_a_plain_password() {
 
 /// The leaf certificate the server at `addr` presents, trusting `ca`.
 async fn presented_leaf(addr: std::net::SocketAddr, ca: &Ca) -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.cert.clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let tls = tls_connect(addr, ca).await;
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
