@@ -322,11 +322,10 @@ async fn tls_connect(
         .with_no_client_auth();
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .unwrap();
-    tls
+        .unwrap()
 }
 
 /// A GET over TLS trusting `ca`, with an optional `Authorization` header.

@@ -86,17 +86,14 @@ pub const METRICS: &[Metric] = &[
     probe("probe_credential_time_left_seconds", Gauge, &[]),
     probe("probe_mongodb_primary_changes_total", Counter, &[]),
     probe("probe_mongodb_members", Gauge, &["member_state"]),
-<<<<<<< HEAD
     probe(
         "probe_mongodb_replication_lag_seconds",
         Gauge,
         &["member_address"],
     ),
-=======
     probe("probe_last_run_timestamp_seconds", Gauge, &[]),
     probe("probe_runs_total", Counter, &[]),
     probe("probe_interval_seconds", Gauge, &[]),
->>>>>>> b964ae0 (agent: hardened endpoints (header and idle timeouts, connection cap, request limits, single-flight renders), TLS and basic auth from agent.web_config; staleness alert rule with promtool case; /status carries last_run and runs)
     agent("depprobe_config_last_reload_success", Gauge, &[]),
     agent("depprobe_schedule_lateness_seconds", Histogram, &[]),
     agent("depprobe_probe_panics_total", Counter, &[]),
