@@ -18,6 +18,7 @@ use crate::scheduler::{Scheduled, Scheduler, Sink};
 use crate::setup::{self, Shard};
 use crate::state::State;
 use crate::telemetry::Telemetry;
+use crate::web_config::WebSecurity;
 
 /// How long exporters get to flush when the agent stops.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,11 +71,26 @@ pub async fn run_config(
             return EXIT_CONFIG;
         }
     };
+    let security = match cfg.agent.web_config.as_deref().map(WebSecurity::load) {
+        None => WebSecurity::default(),
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            tracing::error!("agent.web_config: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let scheme = if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let limits = crate::api::Limits::default();
     let api = match cfg.agent.listen {
-        Some(addr) => match crate::api::serve(addr, telemetry.clone()).await {
+        Some(addr) => match crate::api::serve_with(addr, telemetry.clone(), security, limits).await
+        {
             Ok((bound, task)) => {
                 tracing::info!(
-                    "serving /metrics /status /schedule /healthz /readyz on http://{bound}"
+                    "serving /metrics /status /schedule /healthz /readyz on {scheme}://{bound}"
                 );
                 Some(task)
             }
@@ -177,11 +193,12 @@ fn without_probes(mut cfg: Config) -> Config {
 /// Settings that only take effect at start.
 fn warn_restart_only(old: &Config, new: &Config) {
     if old.agent.listen != new.agent.listen
+        || old.agent.web_config != new.agent.web_config
         || old.agent.concurrency != new.agent.concurrency
         || old.telemetry != new.telemetry
     {
         tracing::warn!(
-            "agent.listen, agent.concurrency and telemetry changes take effect at the next restart"
+            "agent.listen, agent.web_config, agent.concurrency and telemetry changes take effect at the next restart"
         );
     }
 }

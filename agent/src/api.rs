@@ -1,71 +1,260 @@
 //! The agent's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, `/status`,
 //! `/schedule`, and the status page (`/`, `/targets/NAME`).
+//!
+//! The server is hardened for a port others can reach: HTTP/1.1 only, a deadline
+//! on each request's headers (and on the TLS handshake), an idle timeout, a cap on
+//! connections served at once, GET and HEAD only with no body and a bounded target,
+//! and one render shared by concurrent requests of the same path. TLS and basic
+//! auth come from the web config file ([`crate::web_config`]); `/healthz` answers
+//! without credentials (it tells nothing but that the process is alive).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::telemetry::Telemetry;
+use crate::web_config::WebSecurity;
+use idle::{Activity, Watched};
+use single_flight::Renders;
 
-/// Binds `addr` and serves until the returned task is aborted. Binding errors are
-/// returned (the agent does not start without its endpoints).
+mod idle;
+mod single_flight;
+
+/// What one connection may cost the agent.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Time to receive a request's headers (and the TLS handshake): a client that
+    /// trickles them (slowloris) is cut.
+    pub header_read_timeout: Duration,
+    /// A connection that moves no byte for this long is closed (half-open
+    /// connections, idle keep-alive, a client that does not read its answer).
+    pub idle_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog until a
+    /// slot frees.
+    pub max_connections: usize,
+    /// Longest request target accepted (414 beyond).
+    pub max_path_bytes: usize,
+    /// bcrypt verifications at once (each costs tens of milliseconds of CPU).
+    pub max_auth_checks: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            max_path_bytes: 2048,
+            max_auth_checks: 2,
+        }
+    }
+}
+
+/// Binds `addr` and serves until the returned task is aborted, with the default
+/// [`Limits`] and no TLS or authentication. Binding errors are returned (the agent
+/// does not start without its endpoints).
 pub async fn serve(
     addr: SocketAddr,
     telemetry: Arc<Telemetry>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    serve_with(addr, telemetry, WebSecurity::default(), Limits::default()).await
+}
+
+/// Binds `addr` and serves with `security` (TLS, basic auth) and `limits`.
+pub async fn serve_with(
+    addr: SocketAddr,
+    telemetry: Arc<Telemetry>,
+    security: WebSecurity,
+    limits: Limits,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let server = Arc::new(Server {
+        telemetry,
+        tls: security.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+        auth_checks: Semaphore::new(limits.max_auth_checks.max(1)),
+        security,
+        limits,
+        renders: Renders::default(),
+    });
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let task = tokio::spawn(async move {
         loop {
+            // At the cap, the next connection waits in the backlog for a slot.
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let (tcp, _) = match listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
                     // Out of file descriptors, say: back off rather than spin.
                     tracing::debug!("accept on the API port failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let t = telemetry.clone();
+            let server = server.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let t = t.clone();
-                    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-                    let query = req.uri().query().unwrap_or_default().to_owned();
-                    async move {
-                        // Rendering /metrics or /status for thousands of targets takes
-                        // milliseconds of CPU: off the runtime's workers, so that no
-                        // probe starts late because of a scrape.
-                        let resp = tokio::task::spawn_blocking(move || {
-                            let r = route(&method, &path, &query, &t);
-                            if matches!(path.as_str(), "/metrics" | "/status") {
-                                crate::memory::trim();
-                            }
-                            r
-                        })
-                        .await
-                        .unwrap_or_else(|_| {
-                            reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "failed\n")
-                        });
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
+                server.connection(tcp).await;
+                drop(slot);
             });
         }
     });
     Ok((bound, task))
+}
+
+/// What every connection shares.
+struct Server {
+    telemetry: Arc<Telemetry>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    security: WebSecurity,
+    auth_checks: Semaphore,
+    limits: Limits,
+    renders: Renders,
+}
+
+impl Server {
+    /// Serves one connection until it ends, errs, or stays idle too long.
+    async fn connection(self: Arc<Self>, tcp: TcpStream) {
+        let activity = Arc::new(Activity::new());
+        let io = Watched {
+            inner: tcp,
+            activity: activity.clone(),
+        };
+        let idle = self.limits.idle_timeout;
+        let work = async {
+            match self.tls.clone() {
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(io);
+                    if let Ok(Ok(tls)) =
+                        tokio::time::timeout(self.limits.header_read_timeout, handshake).await
+                    {
+                        self.http(tls).await;
+                    }
+                }
+                None => self.http(io).await,
+            }
+        };
+        tokio::select! {
+            _ = work => {}
+            _ = activity.idle_for(idle) => {}
+        }
+    }
+
+    async fn http<I>(self: &Arc<Self>, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let server = self.clone();
+        let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+            let server = server.clone();
+            async move { Ok::<_, Infallible>(server.respond(req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout)
+            .max_buf_size(16 * 1024)
+            .max_headers(64)
+            .serve_connection(TokioIo::new(io), svc)
+            .await;
+    }
+
+    /// The answer to one request: limits first, then authentication, then the
+    /// route (rendered once for concurrent requests of the same path).
+    async fn respond(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        if let Some(refused) = refuse(&req, self.limits.max_path_bytes) {
+            return refused;
+        }
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or_default().to_owned();
+        if self.security.requires_auth() && path != "/healthz" {
+            let header = req
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .map(|v| v.as_bytes().to_vec());
+            if !self.authorized(header).await {
+                let mut r = reply(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
+                r.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"depprobe\""),
+                );
+                return r;
+            }
+        }
+        if path == "/healthz" {
+            return route(req.method(), &path, &query, &self.telemetry);
+        }
+        let t = self.telemetry.clone();
+        // Requests of the same path and query share one render.
+        let key = format!("{path}?{query}");
+        let rendered = self
+            .renders
+            .get(&key, move |_| {
+                let r = route(&Method::GET, &path, &query, &t);
+                if matches!(path.as_str(), "/metrics" | "/status") {
+                    crate::memory::trim();
+                }
+                r
+            })
+            .await;
+        let mut r = Response::new(Full::new(rendered.body.clone()));
+        *r.status_mut() = rendered.status;
+        *r.headers_mut() = rendered.headers.clone();
+        r
+    }
+
+    async fn authorized(&self, header: Option<Vec<u8>>) -> bool {
+        let Ok(_permit) = self.auth_checks.acquire().await else {
+            return false;
+        };
+        let security = self.security.clone();
+        tokio::task::spawn_blocking(move || security.authorized(header.as_deref()))
+            .await
+            .unwrap_or(false)
+    }
+}
+
+/// The answer to a request outside the limits: a method other than GET and HEAD,
+/// a body, an overlong target.
+fn refuse<B>(req: &Request<B>, max_path_bytes: usize) -> Option<Response<Full<Bytes>>> {
+    let closing = |status, text: &'static str| {
+        let mut r = reply(status, "text/plain", text);
+        r.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        Some(r)
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = closing(StatusCode::METHOD_NOT_ALLOWED, "GET only\n")?;
+        r.headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Some(r);
+    }
+    let has_body = req.headers().contains_key(hyper::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if has_body {
+        return closing(StatusCode::PAYLOAD_TOO_LARGE, "no request body accepted\n");
+    }
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > max_path_bytes {
+        return closing(StatusCode::URI_TOO_LONG, "request target too long\n");
+    }
+    None
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -102,11 +291,36 @@ fn route(method: &Method, path: &str, query: &str, t: &Telemetry) -> Response<Fu
             }
         }
         "/status" => {
-            let body = crate::check::to_json(&t.state().outcomes());
+            let body = status_json(t.state());
             reply(StatusCode::OK, "application/json", body)
         }
         "/schedule" => reply(StatusCode::OK, "application/json", t.schedule_json()),
         _ => crate::page::respond(path, query, t.state())
             .unwrap_or_else(|| reply(StatusCode::NOT_FOUND, "text/plain", "not found\n")),
     }
+}
+
+/// One `/status` entry: the latest outcome (the `check --json` shape), when the
+/// target's last run finished, and how many runs it has finished.
+#[derive(serde::Serialize)]
+struct StatusEntry<'a> {
+    #[serde(flatten)]
+    outcome: &'a depprobe_probes::Outcome,
+    last_run: String,
+    runs: u64,
+}
+
+/// `/status`: every target that has run, in configuration order.
+fn status_json(state: &crate::state::State) -> String {
+    let latest = state.latest();
+    let entries: Vec<StatusEntry<'_>> = latest
+        .iter()
+        .map(|(outcome, finished, runs)| StatusEntry {
+            outcome,
+            last_run: depprobe_probes::outcome::rfc3339(*finished),
+            runs: *runs,
+        })
+        .collect();
+    serde_json::to_string_pretty(&entries)
+        .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize: {e}\"}}"))
 }

@@ -15,10 +15,11 @@ pub const EXIT_DOWN: u8 = 2;
 pub const EXIT_CONFIG: u8 = 3;
 
 /// Runs every probe once, at most `concurrency` at a time, and returns the
-/// outcomes in configuration order.
+/// outcomes in configuration order. Runs are supervised: a probe that panics has an
+/// `internal_error` outcome, and the others still run.
 pub async fn run_all(probes: &[Arc<dyn Probe>], concurrency: usize) -> Vec<Outcome> {
     futures::stream::iter(probes.iter().cloned())
-        .map(|p| async move { p.run().await })
+        .map(|p| async move { crate::supervise::run(&*p).await.outcome })
         .buffered(concurrency.max(1))
         .collect()
         .await

@@ -191,6 +191,15 @@ async fn cmd_validate(config: &std::path::Path) -> u8 {
     };
     match setup::load_and_build(config, &env) {
         Ok((cfg, probes)) => {
+            if let Some(Err(e)) = cfg
+                .agent
+                .web_config
+                .as_deref()
+                .map(crate::web_config::WebSecurity::load)
+            {
+                eprintln!("agent.web_config: {e}");
+                return EXIT_CONFIG;
+            }
             let mut kinds: Vec<&str> = cfg.probes.iter().map(|p| p.spec.kind().as_str()).collect();
             kinds.sort_unstable();
             kinds.dedup();

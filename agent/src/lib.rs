@@ -19,5 +19,7 @@ pub mod scheduler;
 pub mod setup;
 pub mod shard;
 pub mod state;
+pub mod supervise;
 pub mod table;
 pub mod telemetry;
+pub mod web_config;

@@ -4,11 +4,14 @@
 //! First runs are spread over the interval by a hash of the probe's name (no
 //! thundering herd, and the same spread on every restart); a global semaphore caps
 //! the runs in flight; each run is bounded by the probe's deadline, and a guard a
-//! little later catches a probe that would ignore it. Missed ticks are skipped, not
-//! bunched.
+//! little later catches a probe that would ignore it. Every run is supervised
+//! ([`crate::supervise`]): a probe that panics reports `internal_error` for that run,
+//! is counted in `depprobe_probe_panics_total`, and keeps its schedule. Missed ticks
+//! are skipped, not bunched.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use depprobe_probes::{ErrorType, Outcome, Phase, Probe, ProbeError, ProbeMeta, Run, Status};
@@ -17,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::state::State;
+use crate::supervise;
 use crate::telemetry::Telemetry;
 
 /// How long after its deadline a run is abandoned.
@@ -113,6 +117,11 @@ impl Scheduler {
             .map(|s| (s.probe.meta().clone(), s.fingerprint))
             .collect();
         self.sink.state.reconcile(&wanted);
+        let intervals: Vec<(&str, Duration)> = probes
+            .iter()
+            .map(|s| (s.probe.meta().name.as_str(), s.interval))
+            .collect();
+        self.sink.state.set_intervals(&intervals);
         let mut changes = Changes::default();
         let mut next = HashMap::new();
         for s in probes {
@@ -191,8 +200,13 @@ async fn probe_loop(
         };
         let late = Instant::now().saturating_duration_since(next);
         let guard = probe.meta().timeout + GUARD;
-        let outcome = match tokio::time::timeout(guard, probe.run()).await {
-            Ok(o) => o,
+        let outcome = match tokio::time::timeout(guard, supervise::run(&*probe)).await {
+            Ok(finished) => {
+                if finished.panicked {
+                    sink.state.probe_panics.fetch_add(1, Ordering::Relaxed);
+                }
+                finished.outcome
+            }
             Err(_) => abandoned(probe.meta()),
         };
         drop(permit);

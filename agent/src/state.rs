@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use depprobe_probes::{ErrorType, FindingType, Outcome, ProbeMeta};
 use opentelemetry::KeyValue;
@@ -25,8 +26,14 @@ pub struct TargetState {
     pub attributes: Arc<[KeyValue]>,
     /// The latest outcome (shared with telemetry, not copied).
     pub last: Option<Arc<Outcome>>,
-    /// Runs so far.
+    /// Runs finished so far.
     pub runs: u64,
+    /// When the last run finished (wall clock), or when the target was configured
+    /// until its first run finishes: a probe that stops finishing runs shows as
+    /// stale, never as healthy.
+    pub last_run: SystemTime,
+    /// The time between runs, as scheduled (zero until the scheduler sets it).
+    pub interval: Duration,
     /// Failures so far, by class.
     pub failures: BTreeMap<ErrorType, u64>,
     /// Leaf certificate changes seen.
@@ -46,6 +53,8 @@ impl TargetState {
             attributes: target_attributes(meta),
             last: None,
             runs: 0,
+            last_run: SystemTime::now(),
+            interval: Duration::ZERO,
             failures: BTreeMap::new(),
             cert_changes: 0,
             saw_certificate: false,
@@ -56,6 +65,7 @@ impl TargetState {
     /// Records a run's outcome (complete as the probe made it).
     pub fn record(&mut self, outcome: Outcome) -> Arc<Outcome> {
         self.runs += 1;
+        self.last_run = SystemTime::now();
         if let Some(class) = outcome.error_type {
             *self.failures.entry(class).or_default() += 1;
         }
@@ -86,6 +96,9 @@ pub fn target_attributes(meta: &ProbeMeta) -> Arc<[KeyValue]> {
     ])
 }
 
+/// A target's latest outcome, when its last run finished, and its runs so far.
+pub type Latest = (Arc<Outcome>, SystemTime, u64);
+
 /// Every target's state, shared by the scheduler (writer) and the exporters and
 /// HTTP endpoints (readers).
 #[derive(Debug, Default)]
@@ -100,6 +113,8 @@ pub struct State {
     pub trace_export_failures: AtomicU64,
     /// Failed exports, metrics.
     pub metric_export_failures: AtomicU64,
+    /// Runs that ended in a panic of the probe (reported as `internal_error`).
+    pub probe_panics: AtomicU64,
 }
 
 impl State {
@@ -143,6 +158,35 @@ impl State {
             self.ready.store(true, Ordering::Relaxed);
         }
         Some((recorded, attrs))
+    }
+
+    /// Sets the time between runs of each named target (for the staleness series).
+    pub fn set_intervals(&self, intervals: &[(&str, Duration)]) {
+        let Ok(mut targets) = self.targets.write() else {
+            return;
+        };
+        for (name, interval) in intervals {
+            if let Some(t) = targets.get_mut(*name) {
+                t.interval = *interval;
+            }
+        }
+    }
+
+    /// The latest outcome of every target that has run, with when its last run
+    /// finished and how many it has finished, in configuration order.
+    pub fn latest(&self) -> Vec<Latest> {
+        let Ok(targets) = self.targets.read() else {
+            return Vec::new();
+        };
+        let mut v: Vec<(usize, Latest)> = targets
+            .values()
+            .filter_map(|t| {
+                let last = t.last.clone()?;
+                Some((t.order, (last, t.last_run, t.runs)))
+            })
+            .collect();
+        v.sort_by_key(|(order, _)| *order);
+        v.into_iter().map(|(_, e)| e).collect()
     }
 
     /// The status of the latest outcome of `name`.

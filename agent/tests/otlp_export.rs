@@ -85,6 +85,10 @@ const EXPECTED_METRICS: &[(&str, &str)] = &[
     ("probe.tls.cert.changes", ""),
     ("probe.tls.version_info", ""),
     ("probe.http.status_code", ""),
+    ("probe.last_run.timestamp", "s"),
+    ("probe.runs", ""),
+    ("probe.interval", "s"),
+    ("depprobe.probe.panics", ""),
 ];
 
 /// Waits for, then checks, what any OTLP export must carry for the two targets of

@@ -38,6 +38,9 @@ pub struct AgentConfig {
     pub concurrency: usize,
     /// Address of `/metrics`, `/healthz`, `/readyz`, `/status`; `null` turns them off.
     pub listen: Option<SocketAddr>,
+    /// The endpoint security file (TLS, basic auth) in the Prometheus exporters'
+    /// `web.config` shape; none: plain HTTP without authentication.
+    pub web_config: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -47,6 +50,7 @@ impl Default for AgentConfig {
             timeout: ConfigDuration::secs(10),
             concurrency: 256,
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            web_config: None,
         }
     }
 }

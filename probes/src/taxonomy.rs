@@ -84,6 +84,8 @@ taxonomy! {
     NoPrimary => "no_primary",
     /// The run's deadline passed; the phase says where it hung.
     Timeout => "timeout",
+    /// The probe itself failed (a bug in depprobe, such as a panic): the run is reported, never lost.
+    InternalError => "internal_error",
 }
 
 impl ErrorType {
@@ -137,6 +139,9 @@ impl ErrorType {
             QueryFailed => "the query failed: check the database's logs and permissions",
             NoPrimary => "the replica set has no primary: check elections and members' network",
             Timeout => "the run did not finish within its deadline",
+            InternalError => {
+                "the probe failed inside depprobe (a bug): please report it; the probe keeps its schedule"
+            }
         }
     }
 }
@@ -242,7 +247,7 @@ mod tests {
             assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
             assert!(seen.insert(s), "duplicate {s}");
         }
-        assert_eq!(ErrorType::ALL.len(), 27);
+        assert_eq!(ErrorType::ALL.len(), 28);
     }
 
     #[test]

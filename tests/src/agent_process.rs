@@ -80,6 +80,7 @@ impl AgentProcess {
             text.lines().find_map(|l| {
                 l.split("on http://")
                     .nth(1)
+                    .or_else(|| l.split("on https://").nth(1))
                     .filter(|_| l.contains("serving /metrics"))
                     .and_then(|a| a.trim().parse().ok())
             })

@@ -91,8 +91,12 @@ pub const METRICS: &[Metric] = &[
         Gauge,
         &["member_address"],
     ),
+    probe("probe_last_run_timestamp_seconds", Gauge, &[]),
+    probe("probe_runs_total", Counter, &[]),
+    probe("probe_interval_seconds", Gauge, &[]),
     agent("depprobe_config_last_reload_success", Gauge, &[]),
     agent("depprobe_schedule_lateness_seconds", Histogram, &[]),
+    agent("depprobe_probe_panics_total", Counter, &[]),
     agent("depprobe_telemetry_dropped_total", Counter, &["signal"]),
     agent(
         "depprobe_telemetry_export_failures_total",

@@ -171,6 +171,16 @@ const COMMON: &[Family] = &[
         }),
     },
     Family {
+        name: "depprobe.probe.panics",
+        unit: None,
+        description: "Runs that ended in a panic of the probe, reported as internal_error (a bug in depprobe).",
+        kind: Type::Counter,
+        number: Number::U64,
+        source: Source::State(|s, _, emit| {
+            emit(None, s.probe_panics.load(Ordering::Relaxed) as f64, &[])
+        }),
+    },
+    Family {
         name: "depprobe.telemetry.dropped",
         unit: None,
         description: "Telemetry items dropped because an export queue was full.",
@@ -309,6 +319,40 @@ const COMMON: &[Family] = &[
                 }
             })
         }),
+    },
+    Family {
+        name: "probe.interval",
+        unit: Some("s"),
+        description: "Time between runs of the target, as scheduled.",
+        kind: Type::Gauge,
+        number: Number::F64,
+        source: Source::State(|s, _, emit| {
+            s.each(|t| emit(Some(t), t.interval.as_secs_f64(), &[]))
+        }),
+    },
+    Family {
+        name: "probe.last_run.timestamp",
+        unit: Some("s"),
+        description: "When the target's last run finished (or it was configured, before its first), unix seconds: compare with probe_interval_seconds to see a stale target.",
+        kind: Type::Gauge,
+        number: Number::F64,
+        source: Source::State(|s, _, emit| {
+            s.each(|t| {
+                emit(
+                    Some(t),
+                    seconds_between(SystemTime::UNIX_EPOCH, t.last_run),
+                    &[],
+                )
+            })
+        }),
+    },
+    Family {
+        name: "probe.runs",
+        unit: None,
+        description: "Runs of the target finished since it was configured.",
+        kind: Type::Counter,
+        number: Number::U64,
+        source: Source::State(|s, _, emit| s.each(|t| emit(Some(t), t.runs as f64, &[]))),
     },
     Family {
         name: "probe.ssl.earliest_cert_expiry",
