@@ -352,12 +352,28 @@ pub fn seconds_between(from: SystemTime, to: SystemTime) -> f64 {
     }
 }
 
-/// RFC 3339, UTC, whole seconds.
+/// RFC 3339, UTC, whole seconds. A time RFC 3339 cannot write (before year 0 or
+/// after 9999, as a hostile timestamp may be) is written as seconds since the epoch
+/// (`@-1000000000000000`), never a panic.
 pub fn rfc3339(t: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(t);
-    let dt = dt.replace_nanosecond(0).unwrap_or(dt);
-    dt.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| format!("{dt}"))
+    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        // Whole seconds towards the past, as the floor of the instant.
+        Err(e) => {
+            let d = e.duration();
+            let whole = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            whole
+                .saturating_neg()
+                .saturating_sub(i64::from(d.subsec_nanos() > 0))
+        }
+    };
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|dt| {
+            dt.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{secs}"))
 }
 
 /// "in 9 days", "3 hours ago": a time from `now`, rounded for a human.
@@ -431,5 +447,15 @@ mod tests {
     fn rfc3339_is_utc_whole_seconds() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn rfc3339_writes_times_out_of_its_range_as_epoch_seconds() {
+        let ancient = SystemTime::UNIX_EPOCH - Duration::from_secs(1_000_000_000_000_000);
+        assert_eq!(rfc3339(ancient), "@-1000000000000000");
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000_000_000);
+        assert_eq!(rfc3339(far), "@1000000000000000");
+        let before = SystemTime::UNIX_EPOCH - Duration::from_millis(1_500);
+        assert_eq!(rfc3339(before), "1969-12-31T23:59:58Z");
     }
 }

@@ -54,6 +54,14 @@ pub struct HttpClient {
     max_body: usize,
 }
 
+/// What only the configured origin may receive: the request's own headers and
+/// the `Authorization` header (the probe's configured headers go with them).
+#[derive(Clone, Copy)]
+struct Credentials<'a> {
+    extra_headers: &'a [(HeaderName, Secret)],
+    authorization: Option<&'a HeaderValue>,
+}
+
 /// One HTTP answer.
 pub struct Answer {
     /// Status.
@@ -156,7 +164,8 @@ impl HttpClient {
     }
 
     /// One request to `url` on a new connection: DNS, connect, TLS (for
-    /// `https://`; its facts and findings go into `run`), then the exchange.
+    /// `https://`; its facts and findings go into `run`), then the exchange, with
+    /// the configured headers, `extra_headers` and `authorization`.
     pub async fn exchange(
         &self,
         run: &mut Run<'_>,
@@ -165,6 +174,35 @@ impl HttpClient {
         body: Option<&Bytes>,
         extra_headers: &[(HeaderName, Secret)],
         authorization: Option<&HeaderValue>,
+    ) -> Result<Answer, ProbeError> {
+        let creds = Credentials {
+            extra_headers,
+            authorization,
+        };
+        self.exchange_with(run, method, url, body, Some(creds))
+            .await
+    }
+
+    /// One request as [`HttpClient::exchange`], but with no credential and none
+    /// of the configured headers: for a URL of another origin than the
+    /// configured one (a redirect), where they must not go.
+    pub async fn exchange_anonymous(
+        &self,
+        run: &mut Run<'_>,
+        method: &Method,
+        url: &Url,
+        body: Option<&Bytes>,
+    ) -> Result<Answer, ProbeError> {
+        self.exchange_with(run, method, url, body, None).await
+    }
+
+    async fn exchange_with(
+        &self,
+        run: &mut Run<'_>,
+        method: &Method,
+        url: &Url,
+        body: Option<&Bytes>,
+        creds: Option<Credentials<'_>>,
     ) -> Result<Answer, ProbeError> {
         let host = url.host_str().unwrap_or_default().to_owned();
         let port = url.port_or_known_default().unwrap_or(80);
@@ -176,7 +214,7 @@ impl HttpClient {
                 .await?;
             let h2 = session.facts.alpn.as_deref() == Some("h2");
             session.adopt(run);
-            let req = self.request(method, url, body, h2, extra_headers, authorization)?;
+            let req = self.request(method, url, body, h2, creds)?;
             let auth = session.client_auth;
             run.phase(
                 Phase::Request,
@@ -184,7 +222,7 @@ impl HttpClient {
             )
             .await
         } else {
-            let req = self.request(method, url, body, false, extra_headers, authorization)?;
+            let req = self.request(method, url, body, false, creds)?;
             run.phase(
                 Phase::Request,
                 send(tcp, false, req, self.max_body, ClientAuth::default()),
@@ -199,8 +237,7 @@ impl HttpClient {
         url: &Url,
         body: Option<&Bytes>,
         h2: bool,
-        extra_headers: &[(HeaderName, Secret)],
-        authorization: Option<&HeaderValue>,
+        creds: Option<Credentials<'_>>,
     ) -> Result<http::Request<Full<Bytes>>, ProbeError> {
         let bad = |e: http::Error| {
             ProbeError::new(
@@ -237,6 +274,13 @@ impl HttpClient {
         let mut req = b
             .body(Full::new(body.cloned().unwrap_or_default()))
             .map_err(bad)?;
+        let Some(Credentials {
+            extra_headers,
+            authorization,
+        }) = creds
+        else {
+            return Ok(req);
+        };
         // A configured header replaces the default of the same name (`Accept`), and
         // a request's own header replaces the probe's.
         for (name, value) in self.headers.iter().chain(extra_headers) {
