@@ -300,25 +300,18 @@ impl Outcome {
         d.as_secs_f64()
     }
 
-    /// Replaces every occurrence of each secret in every text of the outcome.
+    /// Replaces every secret in every text of the outcome (see [`scrub`]).
     pub fn scrub(&mut self, secrets: &[&str]) {
-        let secrets: Vec<&str> = secrets.iter().copied().filter(|s| s.len() >= 3).collect();
+        let secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
         if secrets.is_empty() {
             return;
         }
-        let clean = |text: &mut String| {
-            for s in &secrets {
-                if text.contains(s) {
-                    *text = text.replace(s, "***");
-                }
-            }
-        };
-        clean(&mut self.message);
+        scrub(&mut self.message, &secrets);
         for p in &mut self.problems {
-            clean(&mut p.message);
+            scrub(&mut p.message, &secrets);
         }
         for f in &mut self.findings {
-            clean(&mut f.message);
+            scrub(&mut f.message, &secrets);
             for v in f.facts.values_mut() {
                 scrub_json(v, &secrets);
             }
@@ -329,15 +322,31 @@ impl Outcome {
     }
 }
 
+/// Secrets at least this long are replaced wherever they appear; a shorter one
+/// only when it is a whole text, since replacing every `a` of a message would
+/// destroy it without hiding anything (README, "Secrets").
+pub const SCRUB_ANYWHERE_LEN: usize = 3;
+
+/// Replaces each secret in `text` by `***`. Run it before any cut: a secret cut
+/// in two is no longer found, and its half stays.
+pub fn scrub(text: &mut String, secrets: &[&str]) {
+    for secret in secrets {
+        if secret.is_empty() {
+            continue;
+        }
+        if secret.len() < SCRUB_ANYWHERE_LEN {
+            if text == secret {
+                *text = "***".into();
+            }
+        } else if text.contains(secret) {
+            *text = text.replace(secret, "***");
+        }
+    }
+}
+
 fn scrub_json(v: &mut serde_json::Value, secrets: &[&str]) {
     match v {
-        serde_json::Value::String(s) => {
-            for secret in secrets {
-                if s.contains(secret) {
-                    *s = s.replace(secret, "***");
-                }
-            }
-        }
+        serde_json::Value::String(s) => scrub(s, secrets),
         serde_json::Value::Array(items) => items.iter_mut().for_each(|i| scrub_json(i, secrets)),
         serde_json::Value::Object(map) => map.values_mut().for_each(|i| scrub_json(i, secrets)),
         _ => {}

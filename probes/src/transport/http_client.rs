@@ -74,6 +74,22 @@ pub struct Answer {
     pub body: Bytes,
     /// Whether the body was longer than the limit (and cut).
     pub truncated: bool,
+    /// The run's secrets, kept out of every text made of the answer.
+    pub secrets: Vec<Secret>,
+}
+
+impl Answer {
+    /// The start of the body, on one line, for messages: secrets replaced before
+    /// it is cut, so that no part of one stays.
+    pub fn snippet(&self) -> String {
+        if self.secrets.is_empty() {
+            return snippet(&self.body);
+        }
+        let mut text = String::from_utf8_lossy(&self.body).into_owned();
+        let secrets: Vec<&str> = self.secrets.iter().map(Secret::expose).collect();
+        crate::outcome::scrub(&mut text, &secrets);
+        snippet(text.as_bytes())
+    }
 }
 
 impl HttpClient {
@@ -207,7 +223,7 @@ impl HttpClient {
         let host = url.host_str().unwrap_or_default().to_owned();
         let port = url.port_or_known_default().unwrap_or(80);
         let tcp = dial(run, &self.dns, &host, port).await?;
-        if url.scheme() == "https" {
+        let mut answer = if url.scheme() == "https" {
             let now = run.now();
             let mut session = run
                 .phase(Phase::Tls, self.tls.handshake(tcp, &host, now))
@@ -220,15 +236,17 @@ impl HttpClient {
                 Phase::Request,
                 send(session.stream, h2, req, self.max_body, auth),
             )
-            .await
+            .await?
         } else {
             let req = self.request(method, url, body, false, creds)?;
             run.phase(
                 Phase::Request,
                 send(tcp, false, req, self.max_body, ClientAuth::default()),
             )
-            .await
-        }
+            .await?
+        };
+        answer.secrets = run.secrets().cloned().collect();
+        Ok(answer)
     }
 
     fn request(
@@ -317,7 +335,7 @@ pub fn read_secret(src: &SecretSource, what: &str) -> Result<Secret, ProbeError>
 pub fn classify_status(answer: &Answer) -> ProbeError {
     let code = answer.status.as_u16();
     let reason = answer.status.canonical_reason().unwrap_or("");
-    let body = snippet(&answer.body);
+    let body = answer.snippet();
     let (class, message) = match code {
         525 => (
             ErrorType::UpstreamTlsError,
@@ -484,6 +502,7 @@ async fn read_answer(
         headers: parts.headers,
         body: buf.freeze(),
         truncated,
+        secrets: Vec::new(),
     })
 }
 

@@ -292,7 +292,7 @@ fn judge(expect: &Expect, answer: &Answer, values: &Placeholders) -> Result<Stri
         if !text.contains(needle.as_str()) {
             return Err(unexpected(format!(
                 "HTTP {code}, but the body does not contain {needle:?} (body starts: {})",
-                snippet(&answer.body)
+                answer.snippet()
             )));
         }
     }
@@ -302,7 +302,7 @@ fn judge(expect: &Expect, answer: &Answer, values: &Placeholders) -> Result<Stri
         return Err(unexpected(format!(
             "HTTP {code}, but the body does not match /{}/ (body starts: {})",
             re.as_str(),
-            snippet(&answer.body)
+            answer.snippet()
         )));
     }
     for (name, re) in &expect.headers {

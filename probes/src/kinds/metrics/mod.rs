@@ -19,17 +19,16 @@ mod expect;
 
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use http::Method;
 use url::Url;
 
-use depprobe_config::ProbeConfig;
+use depprobe_config::{ProbeConfig, Secret};
 use spec::MetricsSpec;
 
-use crate::outcome::{HttpFacts, Target};
+use crate::outcome::{HttpFacts, Target, scrub};
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
-use crate::transport::http_client::{HttpClient, classify_status};
+use crate::transport::http_client::{Answer, HttpClient, classify_status};
 use crate::transport::tls::TlsClient;
 use crate::{BuildError, Exec, ProbeEnv};
 
@@ -92,12 +91,13 @@ type Judged = (Summary, Result<(), Vec<String>>);
 /// comes with the text of the line it is on.
 async fn judge_off_the_runtime(
     expect: &Expectations,
-    body: &Bytes,
+    answer: &Answer,
     format: Format,
     now: SystemTime,
 ) -> Result<Result<Judged, (ParseError, String)>, ProbeError> {
     let expect = expect.clone();
-    let body = body.clone();
+    let body = answer.body.clone();
+    let secrets = answer.secrets.clone();
     let work = tokio::task::spawn_blocking(move || {
         let mut judge = expect.judge(now);
         match exposition::parse(&body, format, |s| judge.observe(s)) {
@@ -106,7 +106,7 @@ async fn judge_off_the_runtime(
                 Ok((summary, verdict))
             }
             Err(e) => {
-                let line = quoted_line(&body, e.line);
+                let line = quoted_line(&body, e.line, &secrets);
                 Err((e, line))
             }
         }
@@ -119,12 +119,14 @@ async fn judge_off_the_runtime(
     }
 }
 
-/// Line `number` (from 1) of `body`, cut at 120 characters.
-fn quoted_line(body: &[u8], number: usize) -> String {
+/// Line `number` (from 1) of `body`, secrets replaced, cut at 120 characters.
+fn quoted_line(body: &[u8], number: usize, secrets: &[Secret]) -> String {
     let Some(line) = body.split(|b| *b == b'\n').nth(number.saturating_sub(1)) else {
         return String::new();
     };
-    let line = String::from_utf8_lossy(&line[..line.len().min(4 * 120)]);
+    let mut line = String::from_utf8_lossy(line).into_owned();
+    let secrets: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+    scrub(&mut line, &secrets);
     let mut shown: String = line.chars().take(120).collect();
     if line.chars().count() > 120 {
         shown.push('…');
@@ -226,7 +228,7 @@ impl Exec for MetricsProbe {
         run.details
             .insert("bytes".into(), (answer.body.len() as u64).into());
 
-        let judged = judge_off_the_runtime(&self.expect, &answer.body, format, run.now());
+        let judged = judge_off_the_runtime(&self.expect, &answer, format, run.now());
         let (summary, verdict) = match judged.await? {
             Ok(judged) => judged,
             Err((e, line)) => return Err(unparseable(run, format, content_type, &e, &line)),
