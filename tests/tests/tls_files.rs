@@ -25,8 +25,7 @@ async fn a_crl_file_with_a_malformed_block_is_a_configuration_error() {
         &format!("  crl_file: {}\n", crl.display()),
     ))
     .await
-    .err()
-    .expect("a malformed CRL must not build");
+    .expect_err("a malformed CRL must not build");
     let text = e.to_string();
     assert!(text.contains("holds a malformed CRL block"), "{text}");
     // The good CRL alone builds.
