@@ -94,10 +94,8 @@ async fn a_redirect_to_another_host_carries_no_credential() {
     assert_carries_nothing(&landed[0]);
 }
 
-#[tokio::test]
-async fn basic_auth_stays_with_its_origin_and_follows_a_same_origin_redirect() {
-    let (landing, landed) = recorder().await;
-    let (origin, at_origin) = redirector(None, "/new".into()).await;
+/// One run, with basic auth, of a probe of `/old` on `origin`, which must be up.
+async fn basic_auth_run(origin: &HttpServer) {
     let basic =
         "basic_auth:\n  username: probe\n  password: pw-5c1e0a9b7d3f\nfollow_redirects: true\n";
     let o = run_once(&format!(
@@ -107,6 +105,13 @@ async fn basic_auth_stays_with_its_origin_and_follows_a_same_origin_redirect() {
     .await
     .unwrap();
     assert_eq!(o.status, Status::Up, "{o:#?}");
+}
+
+#[tokio::test]
+async fn basic_auth_stays_with_its_origin_and_follows_a_same_origin_redirect() {
+    let (landing, landed) = recorder().await;
+    let (origin, at_origin) = redirector(None, "/new".into()).await;
+    basic_auth_run(&origin).await;
     // Same origin: both requests authenticate.
     let reqs = at_origin.lock().unwrap().clone();
     assert_eq!(reqs.len(), 2);
@@ -114,13 +119,7 @@ async fn basic_auth_stays_with_its_origin_and_follows_a_same_origin_redirect() {
 
     // Another port of the same host is another origin.
     let (origin, _) = redirector(None, landing.url("127.0.0.1", "/landing")).await;
-    let o = run_once(&format!(
-        "name: api\nkind: http\nurl: {}\n{basic}",
-        origin.url("127.0.0.1", "/old")
-    ))
-    .await
-    .unwrap();
-    assert_eq!(o.status, Status::Up, "{o:#?}");
+    basic_auth_run(&origin).await;
     let landed = landed.lock().unwrap();
     assert_eq!(landed.len(), 1);
     assert_eq!(landed[0].header("authorization"), None, "{:?}", landed[0]);
