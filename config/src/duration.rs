@@ -112,8 +112,8 @@ mod tests {
         );
         // Past what humantime itself holds.
         assert!(parse_duration("99999999999999999999999s").is_err());
-        let cfg = "probes:\n  - name: p\n    kind: http\n    url: https://example.com/\n    timeout: 100000000d\n";
-        let e = crate::parse_str(cfg, "t.yaml", &Default::default())
+        let cfg = "agent:\n  timeout: 100000000d\nprobes: []\n";
+        let e = crate::parse_str(cfg, "t.yaml", &Default::default(), &[])
             .unwrap_err()
             .to_string();
         assert!(
