@@ -38,7 +38,11 @@ impl fmt::Display for ConfigDuration {
     }
 }
 
-/// Parses `500ms`, `30s`, `1h30m`, `14d` (also `2w`).
+/// The longest duration the configuration takes: ten years. Longer ones are
+/// mistakes, and would overflow the clock arithmetic of a deadline.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// Parses `500ms`, `30s`, `1h30m`, `14d` (also `2w`), at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     if t.is_empty() {
@@ -49,8 +53,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "`{t}` has no unit; write e.g. {t}s or {t}ms (units: ms, s, m, h, d)"
         ));
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("invalid duration `{t}`: {e}; write e.g. 30s, 500ms, 5m or 14d"))
+    let d = humantime::parse_duration(t)
+        .map_err(|e| format!("invalid duration `{t}`: {e}; write e.g. 30s, 500ms, 5m or 14d"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "`{t}` is longer than the longest duration allowed, 3650d (ten years)"
+        ));
+    }
+    Ok(d)
 }
 
 impl<'de> Deserialize<'de> for ConfigDuration {
@@ -89,6 +99,26 @@ mod tests {
         assert_eq!(
             parse_duration("14d").unwrap(),
             Duration::from_secs(14 * 86400)
+        );
+    }
+
+    #[test]
+    fn durations_past_ten_years_are_refused() {
+        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
+        let e = parse_duration("3651d").unwrap_err();
+        assert!(
+            e.contains("longer than the longest duration allowed, 3650d"),
+            "{e}"
+        );
+        // Past what humantime itself holds.
+        assert!(parse_duration("99999999999999999999999s").is_err());
+        let cfg = "agent:\n  timeout: 100000000d\nprobes: []\n";
+        let e = crate::parse_str(cfg, "t.yaml", &Default::default(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("timeout") && e.contains("longest duration allowed"),
+            "{e}"
         );
     }
 

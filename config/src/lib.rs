@@ -13,6 +13,7 @@ use std::path::Path;
 pub mod de;
 pub mod duration;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod kind;
 mod load;
@@ -36,9 +37,11 @@ use tree::Loc;
 /// Reads and checks the configuration file at `path`, interpolating from the
 /// process environment; `kinds` are the probe kinds it may use.
 pub fn load(path: &Path, kinds: &[KindEntry]) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
+    let text = files::read_bounded_text(path, files::MAX_CONFIG_BYTES).map_err(|source| {
+        LoadError::Read {
+            path: path.to_owned(),
+            source,
+        }
     })?;
     let env: HashMap<String, String> = std::env::vars().collect();
     parse_str(&text, &path.display().to_string(), &env, kinds).map_err(LoadError::Invalid)

@@ -48,7 +48,8 @@ impl<'de> Deserialize<'de> for Secret {
 pub enum SecretSource {
     /// Written in the configuration (after `${ENV}` interpolation).
     Value(Secret),
-    /// Read from this file on every run; surrounding whitespace is trimmed.
+    /// Read from this file on every run; surrounding whitespace is trimmed. Only a
+    /// regular file of at most 64 KiB is read (a FIFO never is).
     File(PathBuf),
 }
 
@@ -109,7 +110,7 @@ impl SecretSource {
 }
 
 fn read_file(path: &Path) -> Result<Secret, SecretError> {
-    match std::fs::read_to_string(path) {
+    match crate::files::read_bounded_text(path, crate::files::MAX_SECRET_BYTES) {
         Ok(text) => {
             let value = text.trim();
             if value.is_empty() {
@@ -152,5 +153,19 @@ mod tests {
         assert_eq!(src.read().unwrap().expose(), "abc");
         std::fs::write(&path, "rotated").unwrap();
         assert_eq!(src.read().unwrap().expose(), "rotated");
+    }
+
+    #[test]
+    fn a_huge_secret_file_is_unreadable_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge");
+        std::fs::write(&path, "x".repeat(1 << 20)).unwrap();
+        let e = SecretSource::File(path).read().unwrap_err();
+        assert!(matches!(e, SecretError::Unreadable { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("larger than the limit of 65536 bytes"),
+            "{e}"
+        );
     }
 }

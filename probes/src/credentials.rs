@@ -81,7 +81,9 @@ impl Window {
         critical: Option<Duration>,
     ) -> Window {
         let lifetime = match (claims.iat, claims.exp) {
-            (Some(iat), Some(exp)) if exp > iat => Some(Duration::from_secs_f64(exp - iat)),
+            // A hostile `exp - iat` (infinite, or past what a Duration holds) has no
+            // lifetime to take a fraction of: the fixed window applies.
+            (Some(iat), Some(exp)) if exp > iat => Duration::try_from_secs_f64(exp - iat).ok(),
             _ => None,
         };
         Window {
@@ -101,8 +103,17 @@ impl Window {
     }
 }
 
+/// The time `secs` after the epoch; a claim before it is the epoch, and one past
+/// what the clock holds is the latest time it holds (a far future is still far).
 fn unix(secs: f64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0))
+    /// About the year 33658: later than any real credential, and still a time.
+    const LATEST: u64 = 1 << 40;
+    let d = Duration::try_from_secs_f64(secs.max(0.0))
+        .unwrap_or(Duration::from_secs(LATEST))
+        .min(Duration::from_secs(LATEST));
+    SystemTime::UNIX_EPOCH
+        .checked_add(d)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// Judges a validity window `[not_before, not_after]` of `what` at `now`: expired is
@@ -242,6 +253,19 @@ mod tests {
             judge_token("token", "s3cr3t-opaque", now(), None, None).unwrap(),
             (None, None)
         );
+    }
+
+    #[test]
+    fn hostile_jwt_times_are_judged_without_a_panic() {
+        // A lifetime no Duration holds, an expiry past any clock: far from expiring.
+        let t = jwt(r#"{"iat":-1e300,"exp":1e300}"#);
+        let (f, claims) = judge_token("token", &t, now(), None, None).unwrap();
+        assert!(f.is_none());
+        assert!(expiry(&claims.unwrap()).unwrap() > now());
+        // An expiry before the epoch is long past.
+        let t = jwt(r#"{"exp":-1e15}"#);
+        let e = judge_token("token", &t, now(), None, None).unwrap_err();
+        assert_eq!(e.class, ErrorType::CredentialExpired);
     }
 
     #[test]

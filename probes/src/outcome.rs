@@ -300,25 +300,18 @@ impl Outcome {
         d.as_secs_f64()
     }
 
-    /// Replaces every occurrence of each secret in every text of the outcome.
+    /// Replaces every secret in every text of the outcome (see [`scrub`]).
     pub fn scrub(&mut self, secrets: &[&str]) {
-        let secrets: Vec<&str> = secrets.iter().copied().filter(|s| s.len() >= 3).collect();
+        let secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
         if secrets.is_empty() {
             return;
         }
-        let clean = |text: &mut String| {
-            for s in &secrets {
-                if text.contains(s) {
-                    *text = text.replace(s, "***");
-                }
-            }
-        };
-        clean(&mut self.message);
+        scrub(&mut self.message, &secrets);
         for p in &mut self.problems {
-            clean(&mut p.message);
+            scrub(&mut p.message, &secrets);
         }
         for f in &mut self.findings {
-            clean(&mut f.message);
+            scrub(&mut f.message, &secrets);
             for v in f.facts.values_mut() {
                 scrub_json(v, &secrets);
             }
@@ -329,15 +322,31 @@ impl Outcome {
     }
 }
 
+/// Secrets at least this long are replaced wherever they appear; a shorter one
+/// only when it is a whole text, since replacing every `a` of a message would
+/// destroy it without hiding anything (README, "Secrets").
+pub const SCRUB_ANYWHERE_LEN: usize = 3;
+
+/// Replaces each secret in `text` by `***`. Run it before any cut: a secret cut
+/// in two is no longer found, and its half stays.
+pub fn scrub(text: &mut String, secrets: &[&str]) {
+    for secret in secrets {
+        if secret.is_empty() {
+            continue;
+        }
+        if secret.len() < SCRUB_ANYWHERE_LEN {
+            if text == secret {
+                *text = "***".into();
+            }
+        } else if text.contains(secret) {
+            *text = text.replace(secret, "***");
+        }
+    }
+}
+
 fn scrub_json(v: &mut serde_json::Value, secrets: &[&str]) {
     match v {
-        serde_json::Value::String(s) => {
-            for secret in secrets {
-                if s.contains(secret) {
-                    *s = s.replace(secret, "***");
-                }
-            }
-        }
+        serde_json::Value::String(s) => scrub(s, secrets),
         serde_json::Value::Array(items) => items.iter_mut().for_each(|i| scrub_json(i, secrets)),
         serde_json::Value::Object(map) => map.values_mut().for_each(|i| scrub_json(i, secrets)),
         _ => {}
@@ -352,12 +361,28 @@ pub fn seconds_between(from: SystemTime, to: SystemTime) -> f64 {
     }
 }
 
-/// RFC 3339, UTC, whole seconds.
+/// RFC 3339, UTC, whole seconds. A time RFC 3339 cannot write (before year 0 or
+/// after 9999, as a hostile timestamp may be) is written as seconds since the epoch
+/// (`@-1000000000000000`), never a panic.
 pub fn rfc3339(t: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(t);
-    let dt = dt.replace_nanosecond(0).unwrap_or(dt);
-    dt.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| format!("{dt}"))
+    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        // Whole seconds towards the past, as the floor of the instant.
+        Err(e) => {
+            let d = e.duration();
+            let whole = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            whole
+                .saturating_neg()
+                .saturating_sub(i64::from(d.subsec_nanos() > 0))
+        }
+    };
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|dt| {
+            dt.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{secs}"))
 }
 
 /// "in 9 days", "3 hours ago": a time from `now`, rounded for a human.
@@ -431,5 +456,15 @@ mod tests {
     fn rfc3339_is_utc_whole_seconds() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn rfc3339_writes_times_out_of_its_range_as_epoch_seconds() {
+        let ancient = SystemTime::UNIX_EPOCH - Duration::from_secs(1_000_000_000_000_000);
+        assert_eq!(rfc3339(ancient), "@-1000000000000000");
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000_000_000);
+        assert_eq!(rfc3339(far), "@1000000000000000");
+        let before = SystemTime::UNIX_EPOCH - Duration::from_millis(1_500);
+        assert_eq!(rfc3339(before), "1969-12-31T23:59:58Z");
     }
 }

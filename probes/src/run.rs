@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::declared::{Attribute, Sample};
 use crate::memory::Memory;
 use crate::outcome::{
-    Finding, FindingType, HttpFacts, Outcome, Problem, Severity, Target, Timings, TlsFacts,
+    Finding, FindingType, HttpFacts, Outcome, Problem, Severity, Target, Timings, TlsFacts, scrub,
 };
 use crate::taxonomy::{ErrorType, Phase, Status};
 
@@ -226,6 +226,12 @@ impl<'m> Run<'m> {
         self.secrets.push(s.clone());
     }
 
+    /// Every secret of the run: those written in the configuration and those read
+    /// for it, for the texts that are cut before they reach the outcome.
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        self.meta.secrets.iter().chain(self.secrets.iter())
+    }
+
     /// Runs `fut` as `phase`: timed, and cut at the deadline.
     pub async fn phase<T, F>(&mut self, phase: Phase, fut: F) -> Result<T, ProbeError>
     where
@@ -283,6 +289,12 @@ impl<'m> Run<'m> {
                 (Status::Down, Some(e.class), Some(e.phase), msg, e.problems)
             }
         };
+        // Secrets go before the message is cut: a secret cut in two is no longer
+        // found, and its first half would stay.
+        let secrets: Vec<&str> = (self.meta.secrets.iter().chain(self.secrets.iter()))
+            .map(Secret::expose)
+            .collect();
+        scrub(&mut message, &secrets);
         if message.len() > 1000 {
             let mut cut = 1000;
             while !message.is_char_boundary(cut) {
@@ -309,13 +321,6 @@ impl<'m> Run<'m> {
             attributes: self.meta.declared_with(self.attributes),
             samples: self.samples,
         };
-        let secrets: Vec<&str> = self
-            .meta
-            .secrets
-            .iter()
-            .chain(self.secrets.iter())
-            .map(Secret::expose)
-            .collect();
         outcome.scrub(&secrets);
         outcome
     }

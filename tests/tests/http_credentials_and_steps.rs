@@ -146,3 +146,25 @@ async fn a_write_the_read_does_not_see_names_the_failing_step() {
     assert_eq!(o.error_type, Some(ErrorType::AuthRejected), "{o:#?}");
     assert!(o.message.starts_with("step 1/2 (POST "), "{}", o.message);
 }
+
+#[tokio::test]
+async fn a_fifo_token_file_is_credential_invalid_and_nothing_waits_on_it() {
+    let (server, s) = https(|_| Reply::ok("ok")).await;
+    let fifo = s.path("token.fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let o = run_once(&format!(
+        "name: api\nkind: http\nurl: {}\nbearer_token_file: {}\n{}",
+        server.url("localhost", "/"),
+        fifo.display(),
+        ca_line(&s)
+    ))
+    .await
+    .unwrap();
+    assert_eq!(o.status, Status::Down, "{o:#?}");
+    assert_eq!(o.error_type, Some(ErrorType::CredentialInvalid), "{o:#?}");
+    assert_eq!(o.phase, Some(Phase::Auth));
+    assert!(o.message.contains("not a regular file"), "{}", o.message);
+    assert_eq!(server.requests(), 0);
+}

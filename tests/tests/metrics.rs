@@ -490,3 +490,45 @@ async fn stopped_exporter_is_connect_refused() {
     .unwrap();
     assert_down(&o, ErrorType::ConnectRefused, Phase::Connect);
 }
+
+#[tokio::test]
+async fn a_timestamp_before_any_calendar_is_stale_not_a_vanished_probe() {
+    let api = api(text(
+        "# TYPE job_last_success_timestamp_seconds gauge\njob_last_success_timestamp_seconds -1e15\n",
+    ))
+    .await;
+    let o = scrape(
+        &api,
+        "expect:\n  series:\n    - match: job_last_success_timestamp_seconds\n      max_age: 1h\n",
+    )
+    .await;
+    assert_down(&o, ErrorType::UnexpectedResponse, Phase::Request);
+    assert!(
+        o.message
+            .contains("is stale: its value @-1000000000000000 is "),
+        "{}",
+        o.message
+    );
+}
+
+/// One sample with `n` labels: 60,000 of them is the 588 KB scrape of issue 12.
+fn wide_sample(n: usize) -> String {
+    let labels: Vec<String> = (0..n).map(|i| format!("label_{i}=\"v\"")).collect();
+    format!("wide_metric{{{}}} 1\n", labels.join(","))
+}
+
+#[tokio::test]
+async fn sixty_thousand_labels_are_unexpected_response_naming_the_limit() {
+    let body = wide_sample(60_000);
+    assert!(body.len() > 580_000, "{}", body.len());
+    let api = api(text(body)).await;
+    let o = scrape(&api, "max_body_bytes: 1048576\n").await;
+    assert_down(&o, ErrorType::UnexpectedResponse, Phase::Request);
+    assert!(
+        o.message
+            .contains("the limit of 1000 labels per series is exceeded"),
+        "{}",
+        o.message
+    );
+    assert_eq!(detail(&o, "parse_error")["line"], 1);
+}

@@ -688,3 +688,14 @@ async fn ssl_request_to_a_non_postgresql_port_is_unexpected_response() {
 fn plain_addr() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], plain().port()))
 }
+
+#[tokio::test]
+async fn a_query_of_a_million_rows_is_judged_on_its_first_and_the_rest_never_kept() {
+    let c = good();
+    let url = format!("postgres://probe@localhost:{}/postgres", c.port());
+    let many = "query: SELECT generate_series(1, 1000000)::text\nexpect:\n  value: \"1\"";
+    let o = probe(&url, many).await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    // The session goes on after the rows it dropped: the role query still answers.
+    assert!(o.message.contains("primary"), "{}", o.message);
+}

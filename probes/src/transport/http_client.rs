@@ -54,6 +54,14 @@ pub struct HttpClient {
     max_body: usize,
 }
 
+/// What only the configured origin may receive: the request's own headers and
+/// the `Authorization` header (the probe's configured headers go with them).
+#[derive(Clone, Copy)]
+struct Credentials<'a> {
+    extra_headers: &'a [(HeaderName, Secret)],
+    authorization: Option<&'a HeaderValue>,
+}
+
 /// One HTTP answer.
 pub struct Answer {
     /// Status.
@@ -66,6 +74,22 @@ pub struct Answer {
     pub body: Bytes,
     /// Whether the body was longer than the limit (and cut).
     pub truncated: bool,
+    /// The run's secrets, kept out of every text made of the answer.
+    pub secrets: Vec<Secret>,
+}
+
+impl Answer {
+    /// The start of the body, on one line, for messages: secrets replaced before
+    /// it is cut, so that no part of one stays.
+    pub fn snippet(&self) -> String {
+        if self.secrets.is_empty() {
+            return snippet(&self.body);
+        }
+        let mut text = String::from_utf8_lossy(&self.body).into_owned();
+        let secrets: Vec<&str> = self.secrets.iter().map(Secret::expose).collect();
+        crate::outcome::scrub(&mut text, &secrets);
+        snippet(text.as_bytes())
+    }
 }
 
 impl HttpClient {
@@ -156,7 +180,8 @@ impl HttpClient {
     }
 
     /// One request to `url` on a new connection: DNS, connect, TLS (for
-    /// `https://`; its facts and findings go into `run`), then the exchange.
+    /// `https://`; its facts and findings go into `run`), then the exchange, with
+    /// the configured headers, `extra_headers` and `authorization`.
     pub async fn exchange(
         &self,
         run: &mut Run<'_>,
@@ -166,31 +191,62 @@ impl HttpClient {
         extra_headers: &[(HeaderName, Secret)],
         authorization: Option<&HeaderValue>,
     ) -> Result<Answer, ProbeError> {
+        let creds = Credentials {
+            extra_headers,
+            authorization,
+        };
+        self.exchange_with(run, method, url, body, Some(creds))
+            .await
+    }
+
+    /// One request as [`HttpClient::exchange`], but with no credential and none
+    /// of the configured headers: for a URL of another origin than the
+    /// configured one (a redirect), where they must not go.
+    pub async fn exchange_anonymous(
+        &self,
+        run: &mut Run<'_>,
+        method: &Method,
+        url: &Url,
+        body: Option<&Bytes>,
+    ) -> Result<Answer, ProbeError> {
+        self.exchange_with(run, method, url, body, None).await
+    }
+
+    async fn exchange_with(
+        &self,
+        run: &mut Run<'_>,
+        method: &Method,
+        url: &Url,
+        body: Option<&Bytes>,
+        creds: Option<Credentials<'_>>,
+    ) -> Result<Answer, ProbeError> {
         let host = url.host_str().unwrap_or_default().to_owned();
         let port = url.port_or_known_default().unwrap_or(80);
         let tcp = dial(run, &self.dns, &host, port).await?;
-        if url.scheme() == "https" {
+        let mut answer = if url.scheme() == "https" {
             let now = run.now();
             let mut session = run
                 .phase(Phase::Tls, self.tls.handshake(tcp, &host, now))
                 .await?;
             let h2 = session.facts.alpn.as_deref() == Some("h2");
             session.adopt(run);
-            let req = self.request(method, url, body, h2, extra_headers, authorization)?;
+            let req = self.request(method, url, body, h2, creds)?;
             let auth = session.client_auth;
             run.phase(
                 Phase::Request,
                 send(session.stream, h2, req, self.max_body, auth),
             )
-            .await
+            .await?
         } else {
-            let req = self.request(method, url, body, false, extra_headers, authorization)?;
+            let req = self.request(method, url, body, false, creds)?;
             run.phase(
                 Phase::Request,
                 send(tcp, false, req, self.max_body, ClientAuth::default()),
             )
-            .await
-        }
+            .await?
+        };
+        answer.secrets = run.secrets().cloned().collect();
+        Ok(answer)
     }
 
     fn request(
@@ -199,8 +255,7 @@ impl HttpClient {
         url: &Url,
         body: Option<&Bytes>,
         h2: bool,
-        extra_headers: &[(HeaderName, Secret)],
-        authorization: Option<&HeaderValue>,
+        creds: Option<Credentials<'_>>,
     ) -> Result<http::Request<Full<Bytes>>, ProbeError> {
         let bad = |e: http::Error| {
             ProbeError::new(
@@ -237,6 +292,13 @@ impl HttpClient {
         let mut req = b
             .body(Full::new(body.cloned().unwrap_or_default()))
             .map_err(bad)?;
+        let Some(Credentials {
+            extra_headers,
+            authorization,
+        }) = creds
+        else {
+            return Ok(req);
+        };
         // A configured header replaces the default of the same name (`Accept`), and
         // a request's own header replaces the probe's.
         for (name, value) in self.headers.iter().chain(extra_headers) {
@@ -273,7 +335,7 @@ pub fn read_secret(src: &SecretSource, what: &str) -> Result<Secret, ProbeError>
 pub fn classify_status(answer: &Answer) -> ProbeError {
     let code = answer.status.as_u16();
     let reason = answer.status.canonical_reason().unwrap_or("");
-    let body = snippet(&answer.body);
+    let body = answer.snippet();
     let (class, message) = match code {
         525 => (
             ErrorType::UpstreamTlsError,
@@ -440,6 +502,7 @@ async fn read_answer(
         headers: parts.headers,
         body: buf.freeze(),
         truncated,
+        secrets: Vec::new(),
     })
 }
 

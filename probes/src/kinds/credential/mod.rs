@@ -227,7 +227,10 @@ fn invalid(message: String) -> ProbeError {
 }
 
 fn read_bytes(path: &Path, what: &str) -> Result<Vec<u8>, ProbeError> {
-    match std::fs::read(path) {
+    // Only a regular file, and at most a PEM file's cap: a FIFO or a runaway file
+    // is `credential_invalid`, never a wait.
+    let cap = depprobe_config::files::MAX_PEM_BYTES;
+    match depprobe_config::files::read_bounded(path, cap) {
         Ok(b) if b.iter().all(u8::is_ascii_whitespace) => {
             Err(missing(format!("{what} {} is empty", path.display())))
         }

@@ -58,6 +58,7 @@ pub struct HttpProbe {
     requests: Vec<Request>,
     follow_redirects: bool,
     max_redirects: u32,
+    redirects_to_http: bool,
     client: HttpClient,
 }
 
@@ -174,6 +175,7 @@ impl HttpProbe {
             requests,
             follow_redirects: spec.follow_redirects,
             max_redirects: spec.max_redirects,
+            redirects_to_http: spec.follow_redirects_to_http,
             client: HttpClient::new(
                 spec.credentials(),
                 TlsClient::from_spec(&spec.tls, &["h2", "http/1.1"])?,
@@ -209,20 +211,30 @@ impl HttpProbe {
         authorization: Option<&http::HeaderValue>,
     ) -> Result<String, ProbeError> {
         let mut url = self.url_of(req, values)?;
+        let origin = url.origin();
         let body = req.body.as_deref().map(|b| Bytes::from(values.apply(b)));
         let mut redirects = 0;
         loop {
-            let answer = self
-                .client
-                .exchange(
+            // Credentials stay with the configured origin (scheme, host and port),
+            // as curl and browsers keep them: elsewhere, no `Authorization` and no
+            // configured header (their values are secrets).
+            let answer = if url.origin() == origin {
+                let headers = &req.headers;
+                let exchange = self.client.exchange(
                     run,
                     &req.method,
                     &url,
                     body.as_ref(),
-                    &req.headers,
+                    headers,
                     authorization,
-                )
-                .await?;
+                );
+                exchange.await?
+            } else {
+                let exchange =
+                    self.client
+                        .exchange_anonymous(run, &req.method, &url, body.as_ref());
+                exchange.await?
+            };
             run.http = Some(HttpFacts {
                 status_code: answer.status.as_u16(),
                 version: answer.version.clone(),
@@ -239,6 +251,8 @@ impl HttpProbe {
                     .and_then(|l| l.to_str().ok())
                     .and_then(|l| url.join(l).ok());
                 if let Some(next) = next {
+                    let code = answer.status.as_u16();
+                    refuse_downgrade(&url, &next, code, self.redirects_to_http)?;
                     url = next;
                     redirects += 1;
                     continue;
@@ -247,6 +261,19 @@ impl HttpProbe {
             return judge(&req.expect, &answer, values);
         }
     }
+}
+
+/// A redirect from `https://` to `http://` is refused unless `allowed`
+/// (`follow_redirects_to_http`): it would send the request in clear.
+fn refuse_downgrade(from: &Url, to: &Url, code: u16, allowed: bool) -> Result<(), ProbeError> {
+    if from.scheme() == "https" && to.scheme() == "http" && !allowed {
+        let mut shown = to.clone();
+        let _ = shown.set_password(None);
+        return Err(unexpected(format!(
+            "HTTP {code} redirects from https to plain http ({shown}): not followed, as a redirect may not downgrade to plaintext; set follow_redirects_to_http: true to follow it"
+        )));
+    }
+    Ok(())
 }
 
 fn judge(expect: &Expect, answer: &Answer, values: &Placeholders) -> Result<String, ProbeError> {
@@ -265,7 +292,7 @@ fn judge(expect: &Expect, answer: &Answer, values: &Placeholders) -> Result<Stri
         if !text.contains(needle.as_str()) {
             return Err(unexpected(format!(
                 "HTTP {code}, but the body does not contain {needle:?} (body starts: {})",
-                snippet(&answer.body)
+                answer.snippet()
             )));
         }
     }
@@ -275,7 +302,7 @@ fn judge(expect: &Expect, answer: &Answer, values: &Placeholders) -> Result<Stri
         return Err(unexpected(format!(
             "HTTP {code}, but the body does not match /{}/ (body starts: {})",
             re.as_str(),
-            snippet(&answer.body)
+            answer.snippet()
         )));
     }
     for (name, re) in &expect.headers {

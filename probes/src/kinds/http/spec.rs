@@ -42,6 +42,10 @@ pub struct HttpSpec {
     /// Most redirects followed.
     #[serde(default = "default_max_redirects")]
     pub max_redirects: u32,
+    /// Follow a redirect from `https://` to `http://` (refused by default; no
+    /// credential or configured header is sent there either way).
+    #[serde(default)]
+    pub follow_redirects_to_http: bool,
     /// Most bytes of the body read (and checked).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,

@@ -6,6 +6,7 @@
 //! broke a bound, and a few series of the same name to hint at when nothing
 //! matched. Every expectation is judged; the verdict lists each that failed.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use regex::Regex;
@@ -21,11 +22,15 @@ use crate::outcome::{human_delta, rfc3339};
 const HINTS: usize = 3;
 
 /// The compiled `expect:` of a probe (less the status, judged before parsing).
+/// Cloning shares the compiled checks, so that a scrape is judged on a blocking
+/// thread without copying them.
+#[derive(Clone)]
 pub struct Expectations {
     min_samples: usize,
-    series: Vec<SeriesCheck>,
+    series: Arc<[SeriesCheck]>,
 }
 
+#[derive(Clone)]
 struct SeriesCheck {
     text: String,
     name: Option<String>,
@@ -35,11 +40,13 @@ struct SeriesCheck {
     max_age: Option<ConfigDuration>,
 }
 
+#[derive(Clone)]
 struct Matcher {
     label: String,
     test: Test,
 }
 
+#[derive(Clone)]
 enum Test {
     Equal(String),
     NotEqual(String),
@@ -63,10 +70,10 @@ impl Expectations {
                     max_age: s.max_age,
                 })
             })
-            .collect::<Result<_, BuildError>>()?;
+            .collect::<Result<Vec<_>, BuildError>>()?;
         Ok(Expectations {
             min_samples: expect.min_samples,
-            series,
+            series: series.into(),
         })
     }
 
@@ -272,7 +279,8 @@ mod tests {
             }],
             ..MetricsExpect::default()
         };
-        Expectations::new(&expect).unwrap().series.remove(0)
+        let mut checks = Expectations::new(&expect).unwrap().series.to_vec();
+        checks.remove(0)
     }
 
     fn sample<'a>(name: &'a str, labels: &[(&'a str, &'a str)]) -> Sample<'a> {

@@ -17,13 +17,15 @@ pub mod spec;
 
 mod expect;
 
+use std::time::SystemTime;
+
 use http::Method;
 use url::Url;
 
-use depprobe_config::ProbeConfig;
+use depprobe_config::{ProbeConfig, Secret};
 use spec::MetricsSpec;
 
-use crate::outcome::{HttpFacts, Target};
+use crate::outcome::{HttpFacts, Target, scrub};
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::http_client::{Answer, HttpClient, classify_status};
@@ -78,41 +80,81 @@ impl MetricsProbe {
             )?,
         })
     }
+}
 
-    /// The error for a scrape that does not parse: where, what, and the line.
-    fn unparseable(
-        &self,
-        run: &mut Run<'_>,
-        answer: &Answer,
-        format: Format,
-        content_type: Option<String>,
-        e: &ParseError,
-    ) -> ProbeError {
-        run.details.insert(
-            "parse_error".into(),
-            serde_json::json!({
-                "line": e.line,
-                "column": e.column,
-                "problem": e.problem.to_string(),
-            }),
-        );
-        let line = String::from_utf8_lossy(&answer.body)
-            .lines()
-            .nth(e.line.saturating_sub(1))
-            .map(|l| {
-                let mut shown: String = l.chars().take(120).collect();
-                if l.chars().count() > 120 {
-                    shown.push('…');
-                }
-                shown
-            })
-            .unwrap_or_default();
-        let ct = content_type.unwrap_or_else(|| "none".into());
-        unexpected(format!(
-            "the scrape does not parse as {} (Content-Type: {ct}): {e}; the line reads {line:?}",
-            format.title()
-        ))
+/// The verdict on one scrape: its summary and every failed expectation.
+type Judged = (Summary, Result<(), Vec<String>>);
+
+/// Parses `body` and judges it on the blocking pool, so that a large or hostile
+/// scrape (linear in its size, but up to `max_body_bytes`) never holds up the
+/// thread that runs the other probes and the agent's endpoints. A parse error
+/// comes with the text of the line it is on.
+async fn judge_off_the_runtime(
+    expect: &Expectations,
+    answer: &Answer,
+    format: Format,
+    now: SystemTime,
+) -> Result<Result<Judged, (ParseError, String)>, ProbeError> {
+    let expect = expect.clone();
+    let body = answer.body.clone();
+    let secrets = answer.secrets.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let mut judge = expect.judge(now);
+        match exposition::parse(&body, format, |s| judge.observe(s)) {
+            Ok(summary) => {
+                let verdict = judge.verdict(&summary);
+                Ok((summary, verdict))
+            }
+            Err(e) => {
+                let line = quoted_line(&body, e.line, &secrets);
+                Err((e, line))
+            }
+        }
+    });
+    match work.await {
+        Ok(judged) => Ok(judged),
+        // A panic while judging is the run's own: it goes on to the supervisor.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(unexpected(format!("the scrape could not be judged: {e}"))),
     }
+}
+
+/// Line `number` (from 1) of `body`, secrets replaced, cut at 120 characters.
+fn quoted_line(body: &[u8], number: usize, secrets: &[Secret]) -> String {
+    let Some(line) = body.split(|b| *b == b'\n').nth(number.saturating_sub(1)) else {
+        return String::new();
+    };
+    let mut line = String::from_utf8_lossy(line).into_owned();
+    let secrets: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+    scrub(&mut line, &secrets);
+    let mut shown: String = line.chars().take(120).collect();
+    if line.chars().count() > 120 {
+        shown.push('…');
+    }
+    shown
+}
+
+/// The error for a scrape that does not parse: where, what, and the line.
+fn unparseable(
+    run: &mut Run<'_>,
+    format: Format,
+    content_type: Option<String>,
+    e: &ParseError,
+    line: &str,
+) -> ProbeError {
+    run.details.insert(
+        "parse_error".into(),
+        serde_json::json!({
+            "line": e.line,
+            "column": e.column,
+            "problem": e.problem.to_string(),
+        }),
+    );
+    let ct = content_type.unwrap_or_else(|| "none".into());
+    unexpected(format!(
+        "the scrape does not parse as {} (Content-Type: {ct}): {e}; the line reads {line:?}",
+        format.title()
+    ))
 }
 
 fn unexpected(message: String) -> ProbeError {
@@ -186,10 +228,10 @@ impl Exec for MetricsProbe {
         run.details
             .insert("bytes".into(), (answer.body.len() as u64).into());
 
-        let mut judge = self.expect.judge(run.now());
-        let summary = match exposition::parse(&answer.body, format, |s| judge.observe(s)) {
-            Ok(summary) => summary,
-            Err(e) => return Err(self.unparseable(run, &answer, format, content_type, &e)),
+        let judged = judge_off_the_runtime(&self.expect, &answer, format, run.now());
+        let (summary, verdict) = match judged.await? {
+            Ok(judged) => judged,
+            Err((e, line)) => return Err(unparseable(run, format, content_type, &e, &line)),
         };
         run.details
             .insert("samples".into(), (summary.samples as u64).into());
@@ -197,7 +239,7 @@ impl Exec for MetricsProbe {
             .insert("series".into(), (summary.series as u64).into());
         run.details
             .insert("families".into(), (summary.families as u64).into());
-        if let Err(failed) = judge.verdict(&summary) {
+        if let Err(failed) = verdict {
             let total = self.expect.count();
             let head = if failed.len() > 1 {
                 format!("{} of {total} expectations failed: ", failed.len())

@@ -66,16 +66,39 @@ pub enum FirstValue {
 
 /// The first column of the first row among `messages`.
 pub fn first_value(messages: &[SimpleQueryMessage]) -> FirstValue {
-    for m in messages {
-        if let SimpleQueryMessage::Row(row) = m {
-            return match row.try_get(0) {
-                Ok(Some(text)) => FirstValue::Text(text.to_owned()),
-                Ok(None) => FirstValue::Null,
-                Err(_) => FirstValue::NoRow,
-            };
+    messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(value_of(row)),
+            _ => None,
+        })
+        .unwrap_or(FirstValue::NoRow)
+}
+
+fn value_of(row: &tokio_postgres::SimpleQueryRow) -> FirstValue {
+    match row.try_get(0) {
+        Ok(Some(text)) => FirstValue::Text(text.to_owned()),
+        Ok(None) => FirstValue::Null,
+        Err(_) => FirstValue::NoRow,
+    }
+}
+
+/// Runs `query` and keeps only the first column of its first row: the rows after
+/// it are never collected (the connection discards them), so a query that
+/// returns millions of rows costs the agent no memory.
+pub async fn query_first_value(
+    client: &tokio_postgres::Client,
+    query: &str,
+) -> Result<FirstValue, tokio_postgres::Error> {
+    use futures::TryStreamExt;
+    let stream = client.simple_query_raw(query).await?;
+    futures::pin_mut!(stream);
+    while let Some(message) = stream.try_next().await? {
+        if let SimpleQueryMessage::Row(row) = message {
+            return Ok(value_of(&row));
         }
     }
-    FirstValue::NoRow
+    Ok(FirstValue::NoRow)
 }
 
 /// Checks the query's first value against `expect.value`.

@@ -39,7 +39,7 @@ use crate::{BuildError, Exec, ProbeEnv};
 
 use super::ProbeKind;
 
-use answer::{Answer, Role, first_value};
+use answer::{Answer, Role};
 use classify::LoginContext;
 use tls::{Established, PgTlsStream, SslAnswer};
 
@@ -255,11 +255,9 @@ impl PostgresProbe {
         let mut connection = Box::pin(connection);
         let query = self.query.as_str();
         let work = async {
-            let rows = client
-                .simple_query(query)
+            let first = answer::query_first_value(&client, query)
                 .await
                 .map_err(|e| classify::query_error(&e))?;
-            let first = first_value(&rows);
             let recovery = client
                 .simple_query("SELECT pg_is_in_recovery()")
                 .await

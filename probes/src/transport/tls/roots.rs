@@ -49,6 +49,17 @@ pub enum TlsSetupError {
     /// There are no trust anchors at all.
     #[error("no trusted roots: the system has none and no ca_file is set")]
     NoRoots,
+    /// A PEM block is malformed: refused whole, never skipped (a CRL that loses
+    /// a block would let a revoked certificate through).
+    #[error("{path} holds a malformed {what} block: {reason}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What was expected.
+        what: &'static str,
+        /// The PEM reader's reason.
+        reason: String,
+    },
 }
 
 /// The crypto provider of every TLS client (aws-lc-rs).
@@ -85,8 +96,13 @@ fn verifier_cache() -> &'static Mutex<HashMap<VerifierKey, Arc<WebPkiServerVerif
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// Verifiers kept at most; past it the cache starts again (a reload that changes
+/// every `ca_file` many times over must not grow it for ever).
+const MAX_VERIFIERS: usize = 256;
+
 fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
-    std::fs::read(path).map_err(|source| TlsSetupError::Read {
+    let cap = depprobe_config::files::MAX_PEM_BYTES;
+    depprobe_config::files::read_bounded(path, cap).map_err(|source| TlsSetupError::Read {
         path: path.to_owned(),
         source,
     })
@@ -156,8 +172,12 @@ pub fn verifier(spec: &TlsSpec) -> Result<Arc<WebPkiServerVerifier>, TlsSetupErr
     if let Some(path) = &spec.crl_file {
         let crls: Vec<CertificateRevocationListDer<'static>> =
             CertificateRevocationListDer::pem_slice_iter(&crl)
-                .filter_map(Result::ok)
-                .collect();
+                .collect::<Result<_, _>>()
+                .map_err(|e| TlsSetupError::Malformed {
+                    path: path.clone(),
+                    what: "CRL",
+                    reason: e.to_string(),
+                })?;
         if crls.is_empty() {
             return Err(TlsSetupError::Empty {
                 path: path.clone(),
@@ -168,6 +188,9 @@ pub fn verifier(spec: &TlsSpec) -> Result<Arc<WebPkiServerVerifier>, TlsSetupErr
     }
     let v = builder.build()?;
     if let Ok(mut cache) = verifier_cache().lock() {
+        if cache.len() >= MAX_VERIFIERS {
+            cache.clear();
+        }
         cache.insert(key, v.clone());
     }
     Ok(v)

@@ -12,6 +12,9 @@
 
 use std::borrow::Cow;
 
+use super::limits::{
+    Limit, MAX_LABEL_NAME_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS_PER_SERIES, SeenLabels,
+};
 use super::{Problem, Sample};
 
 /// A problem at a byte offset of the body.
@@ -333,6 +336,7 @@ impl<'a> Cursor<'a> {
     /// The label set after `{`, up to and including `}`.
     fn labels(&mut self) -> Result<Vec<(&'a str, Cow<'a, str>)>, Fail> {
         let mut labels: Vec<(&'a str, Cow<'a, str>)> = Vec::new();
+        let mut seen = SeenLabels::default();
         let text = !self.openmetrics;
         loop {
             if text {
@@ -346,7 +350,13 @@ impl<'a> Cursor<'a> {
             if !self.peek().is_some_and(is_label_start) {
                 return Err(self.fail(Problem::ExpectedLabelName(self.found())));
             }
+            if labels.len() == MAX_LABELS_PER_SERIES {
+                return Err(self.fail(Problem::Limit(Limit::LabelsPerSeries)));
+            }
             let label = self.take_ascii(is_label_char);
+            if label.len() > MAX_LABEL_NAME_BYTES {
+                return Err(self.fail_at(at, Problem::Limit(Limit::LabelNameBytes)));
+            }
             if text {
                 self.skip_blanks();
             }
@@ -356,8 +366,12 @@ impl<'a> Cursor<'a> {
             if text {
                 self.skip_blanks();
             }
+            let value_at = self.pos;
             let value = self.label_value()?;
-            if labels.iter().any(|(l, _)| *l == label) {
+            if self.pos - value_at > MAX_LABEL_VALUE_BYTES + 2 {
+                return Err(self.fail_at(value_at, Problem::Limit(Limit::LabelValueBytes)));
+            }
+            if !seen.insert(label) {
                 return Err(self.fail_at(at, Problem::DuplicateLabel(label.to_owned())));
             }
             labels.push((label, value));

@@ -10,9 +10,17 @@
 //!
 //! [`parse`] streams: each sample is handed to a callback as it is read, so a large
 //! scrape is never held as a list of samples; what is kept is one hash per series,
-//! to count them.
+//! to count them. It is linear in its input, and reads under explicit limits
+//! ([`Limit`]: bytes per line, labels per series, bytes per label name and value,
+//! series per scrape); a breach is a [`Problem::Limit`] at the place it happens.
 
+mod limits;
 mod lines;
+
+pub use limits::{
+    Limit, MAX_LABEL_NAME_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS_PER_SERIES, MAX_LINE_BYTES,
+    MAX_SERIES_PER_SCRAPE,
+};
 
 use std::borrow::Cow;
 use std::collections::hash_map::DefaultHasher;
@@ -196,6 +204,9 @@ pub enum Problem {
     /// Nothing may follow `# EOF`.
     #[error("data after `# EOF`")]
     DataAfterEof,
+    /// The scrape passes one of the parser's limits (see [`Limit`]).
+    #[error("{0} is exceeded")]
+    Limit(Limit),
 }
 
 /// Parses `body` as `format`, handing each sample to `each` in order.
@@ -235,6 +246,13 @@ pub fn parse<'a>(
             // The empty remainder after a body's last newline is no line.
             break;
         }
+        if line.len() > MAX_LINE_BYTES {
+            return Err(locate(
+                text,
+                start + MAX_LINE_BYTES,
+                Problem::Limit(Limit::LineBytes),
+            ));
+        }
         let parsed = parse_line(line, start, index + 1, openmetrics)
             .map_err(|f| locate(text, f.offset, f.problem))?;
         match parsed {
@@ -245,6 +263,9 @@ pub fn parse<'a>(
             Line::Sample(sample) => {
                 samples += 1;
                 series.insert(series_key(&sample));
+                if series.len() > MAX_SERIES_PER_SCRAPE {
+                    return Err(locate(text, start, Problem::Limit(Limit::SeriesPerScrape)));
+                }
                 families.sample(sample.name);
                 each(&sample);
             }

@@ -280,3 +280,75 @@ fn content_type_chooses_the_format() {
     );
     assert_eq!(Format::from_content_type(None), Format::PrometheusText);
 }
+
+fn labels_line(n: usize) -> String {
+    let labels: Vec<String> = (0..n).map(|i| format!("l{i}=\"v\"")).collect();
+    format!("wide{{{}}} 1\n", labels.join(","))
+}
+
+#[test]
+fn sixty_thousand_labels_stop_at_the_labels_per_series_limit() {
+    let body = labels_line(60_000);
+    assert!(body.len() > 500_000);
+    let e = parse_all(&body, Format::PrometheusText).unwrap_err();
+    assert_eq!(e.problem, Problem::Limit(Limit::LabelsPerSeries));
+    assert_eq!(e.line, 1);
+    assert!(
+        e.to_string()
+            .contains("the limit of 1000 labels per series is exceeded"),
+        "{e}"
+    );
+    // The limit itself is allowed.
+    let body = labels_line(MAX_LABELS_PER_SERIES);
+    let (summary, samples) = parse_all(&body, Format::PrometheusText).unwrap();
+    assert_eq!(summary.series, 1);
+    assert_eq!(samples[0].labels.len(), MAX_LABELS_PER_SERIES);
+}
+
+#[test]
+fn the_duplicate_label_check_is_linear_in_the_labels() {
+    for n in [10, 1_000, 60_000] {
+        let names: Vec<String> = (0..n).map(|i| format!("l{i}")).collect();
+        let mut seen = limits::SeenLabels::default();
+        assert!(names.iter().all(|name| seen.insert(name)));
+        assert!(!seen.insert(&names[n / 2]));
+        // A constant amount of work per label, whatever their number.
+        assert!(seen.work <= 32 * (n + 1), "{n} labels cost {}", seen.work);
+    }
+    let body = labels_line(MAX_LABELS_PER_SERIES - 1).replace("} 1", ",l7=\"x\"} 1");
+    let e = parse_all(&body, Format::PrometheusText).unwrap_err();
+    assert_eq!(e.problem, Problem::DuplicateLabel("l7".into()));
+}
+
+#[test]
+fn long_lines_names_and_values_stop_at_their_limits() {
+    let long_line = format!("# {}\n", "x".repeat(MAX_LINE_BYTES));
+    let e = parse_all(&long_line, Format::PrometheusText).unwrap_err();
+    assert_eq!(e.problem, Problem::Limit(Limit::LineBytes));
+    assert_eq!((e.line, e.column), (1, MAX_LINE_BYTES + 1));
+
+    let long_name = format!("m{{{}=\"v\"}} 1\n", "n".repeat(MAX_LABEL_NAME_BYTES + 1));
+    let e = parse_all(&long_name, Format::PrometheusText).unwrap_err();
+    assert_eq!(e.problem, Problem::Limit(Limit::LabelNameBytes));
+    assert_eq!(e.column, 3);
+
+    let long_value = format!("m{{a=\"{}\"}} 1\n", "v".repeat(MAX_LABEL_VALUE_BYTES + 1));
+    let e = parse_all(&long_value, Format::OpenMetrics).unwrap_err();
+    assert_eq!(e.problem, Problem::Limit(Limit::LabelValueBytes));
+    assert_eq!(e.column, 5);
+    let at_limit = format!("m{{a=\"{}\"}} 1\n", "v".repeat(MAX_LABEL_VALUE_BYTES));
+    assert!(parse_all(&at_limit, Format::PrometheusText).is_ok());
+}
+
+#[test]
+fn series_past_the_limit_stop_the_scrape_on_their_line() {
+    let mut body = String::with_capacity(12 * (MAX_SERIES_PER_SCRAPE + 1));
+    for i in 0..=MAX_SERIES_PER_SCRAPE {
+        body.push_str(&format!("s{i} 1\n"));
+    }
+    let mut seen = 0;
+    let e = parse(body.as_bytes(), Format::PrometheusText, |_| seen += 1).unwrap_err();
+    assert_eq!(e.problem, Problem::Limit(Limit::SeriesPerScrape));
+    assert_eq!(e.line, MAX_SERIES_PER_SCRAPE + 1);
+    assert_eq!(seen, MAX_SERIES_PER_SCRAPE);
+}

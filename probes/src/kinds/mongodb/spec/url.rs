@@ -33,13 +33,13 @@ impl MongoUrl {
         let Some((scheme, rest)) = self.0.split_once("://") else {
             return "***".into();
         };
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        match rest[..authority_end].rfind('@') {
-            Some(at) => match rest[..at].split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        match split_userinfo(rest) {
+            Userinfo::None => self.0.clone(),
+            Userinfo::Written(info, after) => match info.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{after}"),
                 None => self.0.clone(),
             },
-            None => self.0.clone(),
+            Userinfo::Unescaped(after) => format!("{scheme}://***@{after}"),
         }
     }
 }
@@ -99,6 +99,28 @@ impl MongoUrlParts {
     }
 }
 
+/// Where the credentials of a connection string (after `scheme://`) end.
+enum Userinfo<'a> {
+    /// No `@`: no credentials.
+    None,
+    /// `user:password` before the `@` of the authority, and what follows it.
+    Written(&'a str, &'a str),
+    /// An `@` after the first `/` or `?`: credentials holding an unescaped `/` or
+    /// `?` (the password, most likely). What follows the last `@`.
+    Unescaped(&'a str),
+}
+
+fn split_userinfo(rest: &str) -> Userinfo<'_> {
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    if let Some(at) = rest[..authority_end].rfind('@') {
+        return Userinfo::Written(&rest[..at], &rest[at + 1..]);
+    }
+    match rest.rfind('@') {
+        Some(at) => Userinfo::Unescaped(&rest[at + 1..]),
+        None => Userinfo::None,
+    }
+}
+
 /// The default MongoDB port.
 pub const DEFAULT_PORT: u16 = 27017;
 
@@ -113,6 +135,10 @@ pub(super) fn parse_url(text: &str) -> Result<MongoUrlParts, String> {
             "scheme `{scheme}` is not supported; use mongodb:// or mongodb+srv://"
         ));
     };
+    if let Userinfo::Unescaped(_) = split_userinfo(rest) {
+        // Not echoed: what precedes the `@` is most likely a password.
+        return Err("the user name or password holds an unescaped `/`, `?` or `@`; percent-encode it (%2F, %3F, %40)".into());
+    }
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     let (userinfo, host_list) = match authority.rfind('@') {
@@ -253,6 +279,29 @@ mod tests {
         assert_eq!(p.hosts, vec![("cluster0.example.net".to_string(), 0)]);
         assert!(parse_url("mongodb+srv://a,b").is_err());
         assert!(parse_url("mongodb+srv://a:27017").is_err());
+    }
+
+    #[test]
+    fn a_password_holding_a_slash_or_question_mark_never_prints() {
+        for url in [
+            "mongodb://app:s3cr/et-pw@db1:27017/admin",
+            "mongodb://app:s3cr?et-pw@db1/admin?replicaSet=rs0",
+            "mongodb+srv://app:s3/cr?et-pw@cluster.example.com/",
+        ] {
+            let u = MongoUrl::new(url);
+            let e = u.parts().unwrap_err();
+            assert!(e.contains("unescaped"), "{e}");
+            for shown in [format!("{u:?}"), u.to_string(), e] {
+                assert!(
+                    !shown.contains("s3cr") && !shown.contains("et-pw"),
+                    "{shown}"
+                );
+            }
+        }
+        assert_eq!(
+            MongoUrl::new("mongodb://app:s3cr/et@db1/admin").to_string(),
+            "mongodb://***@db1/admin"
+        );
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub(super) fn parse_url(url: &str) -> Result<UrlParts, String> {
             "the URL must start with postgres:// or postgresql:// (e.g. postgres://probe@db.example.com:5432/app)".to_owned()
         })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if !authority.contains('@') && rest.contains('@') {
+        // Not echoed: what precedes the `@` is most likely a password.
+        return Err("the user name or password holds an unescaped `/`, `?` or `#`; percent-encode it (%2F, %3F, %23)".into());
+    }
     let hosts = authority.rsplit('@').next().unwrap_or("");
     if hosts.contains(',') {
         return Err(
@@ -118,4 +122,27 @@ fn mode_names() -> String {
         .map(|m| m.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_holding_a_slash_question_mark_or_hash_is_never_echoed() {
+        for url in [
+            "postgres://app:s3cr/et-pw@db1:5432/app",
+            "postgres://app:12/34et-pw@db1/app",
+            "postgresql://app:s3cr?et-pw@db1/app?sslmode=require",
+            "postgres://app:s3cr#et-pw@db1/app",
+        ] {
+            let Err(e) = parse_url(url) else {
+                panic!("{url} parsed");
+            };
+            assert!(e.contains("unescaped"), "{e}");
+            assert!(!e.contains("s3cr") && !e.contains("et-pw"), "{e}");
+        }
+        let parts = parse_url("postgres://app:s3cr%2Fet@db1/app").unwrap();
+        assert_eq!(parts.password.as_deref(), Some("s3cr/et"));
+    }
 }
