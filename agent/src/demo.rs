@@ -47,6 +47,7 @@ pub async fn run(once: bool, json: bool, listen: &str, print_config: bool) -> u8
         ));
         table::out(&table::render(&outcomes));
         table::out(&format!("\n{}\n", check::summary(&outcomes)));
+        table::out(&not_in_the_demo(&cfg));
     }
     if once {
         return 0;
@@ -55,6 +56,23 @@ pub async fn run(once: bool, json: bool, listen: &str, print_config: bool) -> u8
         "\nServing the status page, /metrics and /status on http://{listen}/; the probes keep running. Ctrl-C to stop.\n"
     ));
     crate::agent::run_config(cfg, probes, env, None, None).await
+}
+
+/// The kinds the demo cannot start a server for, and how to try them.
+fn not_in_the_demo(cfg: &depprobe_config::Config) -> String {
+    let shown: Vec<&str> = cfg.probes.iter().map(|p| p.spec.kind().as_str()).collect();
+    let others: Vec<&str> = depprobe_probes::kinds::KINDS
+        .iter()
+        .map(|k| k.entry.kind.as_str())
+        .filter(|k| !shown.contains(k))
+        .collect();
+    if others.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nNot in the demo (they need a real server): {}. Point a probe's url at yours (README, one section per kind) and run `depprobe check -c your.yaml`.\n",
+        others.join(", ")
+    )
 }
 
 /// The first line the demo prints: where its status page is (on standard error

@@ -1,6 +1,8 @@
 //! `depprobe run` as a user sees it: its endpoints, its schedule, its reloads, and
 //! the secrets it never shows.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use std::process::Command;

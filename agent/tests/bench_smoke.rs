@@ -4,6 +4,8 @@
 //! The figures of a debug build on a busy CI machine mean nothing; only their
 //! presence and consistency are checked here. `docs/benchmarks.md` holds real ones.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 use std::path::PathBuf;
 use std::time::Duration;
 

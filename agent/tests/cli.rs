@@ -1,5 +1,7 @@
 //! The command line as a CI job or an operator uses it: `check`, `validate`, `demo`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -292,6 +294,8 @@ async fn demo_once_names_every_case() {
         ("metrics-api-jwt", "down", Some("jwt_rejected")),
         ("console-behind-cdn", "down", Some("upstream_tls_error")),
         ("metrics-endpoint", "up", None),
+        ("otlp-collector", "up", None),
+        ("sa-token", "down", Some("credential_expired")),
     ];
     assert_eq!(v.as_array().unwrap().len(), expected.len());
     for (name, status, class) in expected {
@@ -304,7 +308,7 @@ async fn demo_once_names_every_case() {
 
     let (code, out, _) = run(&["demo", "--once"]).await;
     assert_eq!(code, Some(0));
-    assert!(out.contains("9 probes: 2 up, 1 degraded, 6 down"), "{out}");
+    assert!(out.contains("11 probes: 3 up, 1 degraded, 7 down"), "{out}");
 }
 
 #[tokio::test]
@@ -319,7 +323,7 @@ async fn demo_keeps_serving_until_sigterm() {
     .await
     .unwrap();
     let status = common::wait_status(&agent, std::time::Duration::from_secs(60), |s| {
-        s.as_array().is_some_and(|a| a.len() == 9)
+        s.as_array().is_some_and(|a| a.len() == 11)
     })
     .await;
     assert_eq!(

@@ -3,6 +3,8 @@
 //! contract is produced, every series the agent produces is in the contract, and
 //! every label is one the contract allows.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -3,6 +3,8 @@
 //! scrape of 60,000 labels served beside a healthy target. The agent shows no
 //! secret, not even a part of one, and no target stalls another or the endpoints.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use std::time::Duration;

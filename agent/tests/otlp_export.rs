@@ -2,6 +2,8 @@
 //! gRPC and HTTP/protobuf, to a receiver that decodes the official protobufs; and
 //! keeps probing while the collector is down, resuming export when it returns.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use std::time::Duration;

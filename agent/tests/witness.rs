@@ -3,6 +3,8 @@
 //! it last finished a run; the endpoints survive half-open and slowloris connections
 //! and, with a web config file, require TLS and basic auth.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use crate::certs::{Ca, CertError, Validity};
+use crate::otlp::OtlpReceiver;
 use crate::scratch::Scratch;
 use crate::servers::{HttpServer, Reply, ServerError};
 
@@ -32,7 +33,8 @@ pub struct DemoCase {
     pub expect: &'static str,
     /// What the case stands for.
     pub story: &'static str,
-    server: HttpServer,
+    /// The probe's keys after `name` (kind, url, ...), one per line.
+    probe: String,
 }
 
 /// The running demo dependencies.
@@ -43,6 +45,8 @@ pub struct Demo {
     pub config_path: PathBuf,
     /// The configuration text.
     pub config_yaml: String,
+    _servers: Vec<HttpServer>,
+    _receiver: OtlpReceiver,
     _scratch: Scratch,
 }
 
@@ -61,12 +65,15 @@ impl Demo {
 
         let healthy = ca.leaf(&["localhost"], Validity::current())?;
         let mut cases = Vec::new();
-        let mut add = |name, expect, story, server| {
+        let mut servers = Vec::new();
+        let mut add = |name: &'static str, expect, story, server: HttpServer| {
+            let probe = http_probe(name, &server, &token);
+            servers.push(server);
             cases.push(DemoCase {
                 name,
                 expect,
                 story,
-                server,
+                probe,
             })
         };
         add(
@@ -154,42 +161,86 @@ impl Demo {
                 .await?,
         );
 
+        let receiver = OtlpReceiver::start().await?;
+        cases.push(DemoCase {
+            name: "otlp-collector",
+            expect: "up",
+            story: "the ingest path of the observability stack itself (an OTLP receiver)",
+            probe: format!(
+                "kind: otlp\n    endpoint: {}\n    protocol: grpc\n",
+                receiver.grpc_endpoint()
+            ),
+        });
+        let expired = scratch.write("service-account-token", &expired_jwt())?;
+        cases.push(DemoCase {
+            name: "sa-token",
+            expect: "credential_expired",
+            story: "a service-account token that expired and was never rotated (incident 05)",
+            probe: format!("kind: credential\n    file: {}\n", expired.display()),
+        });
+
         let mut yaml = format!(
-            "# depprobe demo: every dependency below runs inside this process on loopback.\nagent:\n  interval: 15s\n  timeout: 5s\n  listen: {listen}\ndefaults:\n  tls:\n    ca_file: {}\n    system_roots: false\nprobes:\n",
+            "# depprobe demo: every dependency below runs inside this process on loopback.\n# Kinds that need a real server (postgres, mongodb, mysql, redis, ...) are\n# described in the README: point a probe's url at yours.\nagent:\n  interval: 15s\n  timeout: 5s\n  listen: {listen}\ndefaults:\n  tls:\n    ca_file: {}\n    system_roots: false\nprobes:\n",
             ca_file.display()
         );
         for case in &cases {
-            // The plaintext server is probed as the HTTPS endpoint it should be.
-            let url = match case.name {
-                "plaintext-api" => format!("https://localhost:{}/health", case.server.port()),
-                _ => case.server.url("localhost", path_for(case.name)),
-            };
-            let kind = if case.name == "metrics-endpoint" {
-                "metrics"
-            } else {
-                "http"
-            };
             yaml.push_str(&format!(
-                "  # {}\n  - name: {}\n    kind: {kind}\n    url: {url}\n",
-                case.story, case.name
+                "  # {}\n  - name: {}\n    {}",
+                case.story, case.name, case.probe
             ));
-            if case.name == "metrics-api-jwt" {
-                yaml.push_str(&format!("    bearer_token_file: {}\n", token.display()));
-            }
-            if case.name == "metrics-endpoint" {
-                yaml.push_str(
-                    "    expect:\n      series:\n        - match: demo_up\n          min: 1\n",
-                );
-            }
         }
         let config_path = scratch.write("depprobe-demo.yaml", &yaml)?;
         Ok(Demo {
             cases,
             config_path,
             config_yaml: yaml,
+            _servers: servers,
+            _receiver: receiver,
             _scratch: scratch,
         })
     }
+}
+
+/// The keys of the `http` (or `metrics`) probe of HTTP case `name` served by `server`.
+fn http_probe(name: &str, server: &HttpServer, token: &std::path::Path) -> String {
+    // The plaintext server is probed as the HTTPS endpoint it should be.
+    let url = match name {
+        "plaintext-api" => format!("https://localhost:{}/health", server.port()),
+        _ => server.url("localhost", path_for(name)),
+    };
+    let kind = if name == "metrics-endpoint" {
+        "metrics"
+    } else {
+        "http"
+    };
+    let mut probe = format!("kind: {kind}\n    url: {url}\n");
+    if name == "metrics-api-jwt" {
+        probe.push_str(&format!("    bearer_token_file: {}\n", token.display()));
+    }
+    if name == "metrics-endpoint" {
+        probe.push_str("    expect:\n      series:\n        - match: demo_up\n          min: 1\n");
+    }
+    probe
+}
+
+/// A JWT whose `exp` was a day ago (unsigned: the credential kind reads its times).
+fn expired_jwt() -> String {
+    use base64::Engine;
+    let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = format!(
+        r#"{{"sub":"system:serviceaccount:monitoring:influxdb","iat":{},"exp":{}}}"#,
+        now.saturating_sub(8 * 86_400),
+        now.saturating_sub(86_400)
+    );
+    format!(
+        "{}.{}.{}",
+        b(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b(&claims),
+        b("demo-signature")
+    )
 }
 
 fn path_for(name: &str) -> &'static str {

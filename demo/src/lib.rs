@@ -1,6 +1,8 @@
 //! The local dependencies `depprobe demo` starts, shared with the tests: a
 //! certificate factory, in-process HTTP(S) servers that behave like healthy or
-//! broken dependencies, and the demo itself.
+//! broken dependencies, a MongoDB replica set speaking the wire protocol (not
+//! mongod: no MongoDB server can be installed where the tests run), an OTLP
+//! receiver decoding the official protobufs, and the demo itself.
 //!
 //! Everything here binds loopback ports from `127.0.0.1:0` and is ready when its
 //! constructor returns. The demo and the tests use the same servers, so the demo
@@ -10,6 +12,8 @@
 
 pub mod certs;
 pub mod demo;
+pub mod mongo;
+pub mod otlp;
 pub mod scratch;
 pub mod servers;
 

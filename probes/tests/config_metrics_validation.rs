@@ -1,6 +1,8 @@
 //! `kind: metrics` settings: defaults, and every mistake located by file, line,
 //! column and key path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 use std::collections::HashMap;
 
 use depprobe_config::ConfigErrors;

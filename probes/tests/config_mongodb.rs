@@ -1,5 +1,7 @@
 //! `kind: mongodb`: its settings, and every mistake reported with its line and key.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 use std::collections::HashMap;
 use std::time::Duration;
 

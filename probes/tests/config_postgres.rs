@@ -1,6 +1,8 @@
 //! `kind: postgres`: the URL and the fields resolve to one target, and every mistake
 //! is reported with file, line, column and key path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! Every configuration mistake is reported with file, line, column and key path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 use std::collections::HashMap;
 use std::time::Duration;
 

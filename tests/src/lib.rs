@@ -14,13 +14,11 @@ pub mod children;
 pub mod contract;
 pub mod harness;
 pub mod mariadb;
-pub mod mongo;
-pub mod otlp;
 pub mod postgres;
 pub mod prometheus;
 pub mod redis;
 
-pub use depprobe_demo::{certs, servers};
+pub use depprobe_demo::{certs, mongo, otlp, servers};
 
 pub use certs::{Ca, CertError, Identity, Validity};
 pub use children::ChildError;

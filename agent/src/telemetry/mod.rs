@@ -48,11 +48,6 @@ const SERIES_PER_TARGET: usize = 12;
 /// agent with thousands of targets).
 const MIN_CARDINALITY_LIMIT: usize = 4096;
 
-/// The cardinality limit of every instrument for `targets` targets. The SDK sizes a
-/// map per instrument for the limit up front, so it must not be set far above what
-/// is needed (a fixed million cost some 35 MB); series past it are folded into one
-/// `otel.metric.overflow` series, which a restart after a reload that multiplied the
-/// targets fixes.
 /// Targets whose metrics go in one OTLP export request. About 15 series a target at
 /// some 200 bytes each: 500 targets make requests of 1 to 2 MB, well under the 4 MiB
 /// a gRPC server (the Collector's OTLP receiver included) accepts by default.
@@ -63,6 +58,11 @@ pub fn export_shards(targets: usize) -> usize {
     targets.div_ceil(TARGETS_PER_EXPORT).max(1)
 }
 
+/// The cardinality limit of every instrument for `targets` targets. The SDK sizes a
+/// map per instrument for the limit up front, so it must not be set far above what
+/// is needed (a fixed million cost some 35 MB); series past it are folded into one
+/// `otel.metric.overflow` series, which a restart after a reload that multiplied the
+/// targets fixes.
 pub fn cardinality_limit(targets: usize) -> usize {
     targets
         .saturating_mul(SERIES_PER_TARGET)

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use depprobe_probes::outcome::rfc3339;
 use depprobe_probes::{Outcome, Status as ProbeStatus};
@@ -28,7 +28,7 @@ pub const BATCH: usize = 512;
 /// How often a partial batch is exported.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
-/// The spans of one run.
+/// The spans of one run: a root `probe <kind>` and a child per phase.
 pub fn spans(
     outcome: &Outcome,
     target: &[KeyValue],
@@ -48,7 +48,38 @@ pub fn spans(
             TraceState::default(),
         )
     };
+    let attributes = root_attributes(outcome, target);
+    let events = events(outcome, end);
+    let down = outcome.status == ProbeStatus::Down;
+    let status = if down {
+        Status::error(outcome.message.clone())
+    } else {
+        Status::Ok
+    };
+    let mut out = Vec::with_capacity(1 + outcome.timings.phases.len());
+    out.push(SpanData {
+        span_context: context(root_id),
+        parent_span_id: SpanId::INVALID,
+        parent_span_is_remote: false,
+        span_kind: SpanKind::Client,
+        name: Cow::Owned(format!("probe {}", outcome.kind.as_str())),
+        start_time: start,
+        end_time: end,
+        attributes,
+        dropped_attributes_count: 0,
+        events: span_events(events),
+        links: SpanLinks::default(),
+        status,
+        instrumentation_scope: scope.clone(),
+    });
 
+    out.extend(phase_spans(outcome, root_id, &context, scope, ids));
+    out
+}
+
+/// The root span's attributes: the target's, the run's status and class, the TLS
+/// session, the HTTP answer, and the attributes the kind declares.
+fn root_attributes(outcome: &Outcome, target: &[KeyValue]) -> Vec<KeyValue> {
     let mut attributes: Vec<KeyValue> = target.to_vec();
     attributes.push(KeyValue::new("probe.status", outcome.status.as_str()));
     if let Some(class) = outcome.error_type {
@@ -92,6 +123,11 @@ pub fn spans(
         attributes.push(KeyValue::new(*key, value.clone()));
     }
 
+    attributes
+}
+
+/// Findings and problems, as events at the end of the run.
+fn events(outcome: &Outcome, end: SystemTime) -> Vec<Event> {
     let mut events = Vec::new();
     for f in &outcome.findings {
         let severity = match f.severity {
@@ -120,29 +156,20 @@ pub fn spans(
         ));
     }
 
-    let down = outcome.status == ProbeStatus::Down;
-    let status = if down {
-        Status::error(outcome.message.clone())
-    } else {
-        Status::Ok
-    };
-    let mut out = Vec::with_capacity(1 + outcome.timings.phases.len());
-    out.push(SpanData {
-        span_context: context(root_id),
-        parent_span_id: SpanId::INVALID,
-        parent_span_is_remote: false,
-        span_kind: SpanKind::Client,
-        name: Cow::Owned(format!("probe {}", outcome.kind.as_str())),
-        start_time: start,
-        end_time: end,
-        attributes,
-        dropped_attributes_count: 0,
-        events: span_events(events),
-        links: SpanLinks::default(),
-        status,
-        instrumentation_scope: scope.clone(),
-    });
+    events
+}
 
+/// One child span per phase, laid end to end from the start of the run.
+fn phase_spans(
+    outcome: &Outcome,
+    root_id: SpanId,
+    context: &dyn Fn(SpanId) -> SpanContext,
+    scope: &InstrumentationScope,
+    ids: &RandomIdGenerator,
+) -> Vec<SpanData> {
+    let down = outcome.status == ProbeStatus::Down;
+    let mut out = Vec::with_capacity(outcome.timings.phases.len());
+    let start = outcome.started_at;
     let mut at = start;
     for (phase, d) in &outcome.timings.phases {
         let failed_here = down && outcome.phase == Some(*phase);

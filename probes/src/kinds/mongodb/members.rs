@@ -15,6 +15,7 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use super::spec::MAX_HOSTS;
 use crate::outcome::{Finding, TlsFacts};
 use crate::run::ProbeError;
 use crate::taxonomy::{ErrorType, Phase};
@@ -35,7 +36,10 @@ pub struct MemberDial {
     pub result: Result<Option<(TlsFacts, Vec<Finding>)>, ProbeError>,
 }
 
-/// Dials every member of `members` at once, each within `limit`.
+/// Dials every member of `members` at once, each within `limit`; a topology that
+/// claims more members than a replica set can have is dialled only up to
+/// [`MAX_HOSTS`] (a hostile or broken server cannot make the probe open thousands
+/// of connections).
 pub async fn dial_all(
     dns: &Dns,
     tls: Option<&TlsClient>,
@@ -45,6 +49,7 @@ pub async fn dial_all(
 ) -> Vec<MemberDial> {
     let dials = members
         .iter()
+        .take(MAX_HOSTS)
         .map(|(host, port)| dial_one(dns, tls, host, *port, now, limit));
     futures::future::join_all(dials).await
 }
@@ -208,6 +213,7 @@ pub async fn srv_seeds(name: &str) -> Result<Vec<(String, u16)>, ProbeError> {
             )),
             _ => None,
         })
+        .take(MAX_HOSTS)
         .collect();
     if seeds.is_empty() {
         return Err(ProbeError::new(

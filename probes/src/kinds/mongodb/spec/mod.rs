@@ -7,7 +7,7 @@
 
 mod url;
 
-pub use url::{DEFAULT_PORT, MongoUrl, MongoUrlParts};
+pub use url::{DEFAULT_PORT, MAX_HOSTS, MongoUrl, MongoUrlParts};
 
 use std::path::PathBuf;
 

@@ -8,6 +8,9 @@ use serde::{Deserialize, Deserializer};
 
 use depprobe_config::Secret;
 
+/// Seed hosts a URL may list at most: a replica set has at most 50 members.
+pub const MAX_HOSTS: usize = 50;
+
 /// A MongoDB connection string. Its `Debug` and `Display` hide the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MongoUrl(String);
@@ -169,6 +172,12 @@ pub(super) fn parse_url(text: &str) -> Result<MongoUrlParts, String> {
     if host_list.is_empty() {
         return Err("the URL has no host".into());
     }
+    let count = host_list.split(',').count();
+    if count > MAX_HOSTS {
+        return Err(format!(
+            "the URL lists {count} hosts; a replica set has at most {MAX_HOSTS} members"
+        ));
+    }
     let mut hosts = Vec::new();
     for item in host_list.split(',') {
         hosts.push(parse_host(item, srv)?);
@@ -249,6 +258,15 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn more_hosts_than_a_replica_set_can_have_are_refused() {
+        let many: Vec<String> = (0..=MAX_HOSTS).map(|i| format!("m{i}:27017")).collect();
+        let e = parse_url(&format!("mongodb://{}/", many.join(","))).unwrap_err();
+        assert!(e.contains("at most 50 members"), "{e}");
+        let fifty: Vec<String> = (0..MAX_HOSTS).map(|i| format!("m{i}:27017")).collect();
+        assert!(parse_url(&format!("mongodb://{}/", fifty.join(","))).is_ok());
+    }
 
     #[test]
     fn hosts_credentials_and_options_are_read() {
