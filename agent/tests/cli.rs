@@ -294,6 +294,7 @@ async fn demo_once_names_every_case() {
         ("metrics-api-jwt", "down", Some("jwt_rejected")),
         ("console-behind-cdn", "down", Some("upstream_tls_error")),
         ("metrics-endpoint", "up", None),
+        ("api-tls", "up", None),
         ("otlp-collector", "up", None),
         ("sa-token", "down", Some("credential_expired")),
     ];
@@ -308,7 +309,7 @@ async fn demo_once_names_every_case() {
 
     let (code, out, _) = run(&["demo", "--once"]).await;
     assert_eq!(code, Some(0));
-    assert!(out.contains("11 probes: 3 up, 1 degraded, 7 down"), "{out}");
+    assert!(out.contains("12 probes: 4 up, 1 degraded, 7 down"), "{out}");
 }
 
 #[tokio::test]
@@ -323,7 +324,7 @@ async fn demo_keeps_serving_until_sigterm() {
     .await
     .unwrap();
     let status = common::wait_status(&agent, std::time::Duration::from_secs(60), |s| {
-        s.as_array().is_some_and(|a| a.len() == 11)
+        s.as_array().is_some_and(|a| a.len() == 12)
     })
     .await;
     assert_eq!(

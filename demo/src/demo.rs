@@ -161,6 +161,13 @@ impl Demo {
                 .await?,
         );
 
+        let healthy_port = servers.first().map_or(0, HttpServer::port);
+        cases.push(DemoCase {
+            name: "api-tls",
+            expect: "up",
+            story: "the healthy API's TLS endpoint alone: the chain and its expiry",
+            probe: format!("kind: tls\n    address: localhost:{healthy_port}\n"),
+        });
         let receiver = OtlpReceiver::start().await?;
         cases.push(DemoCase {
             name: "otlp-collector",
