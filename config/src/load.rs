@@ -36,27 +36,7 @@ pub(crate) fn build(
     let agent = section::<AgentConfig>(root, "agent", errors);
     let telemetry = section::<TelemetryConfig>(root, "telemetry", errors);
     if let Some(a) = &agent {
-        if a.concurrency == 0 {
-            errors.push(
-                kinds::locate(root, "agent.concurrency"),
-                "agent.concurrency",
-                "must be at least 1",
-            );
-        }
-        if a.interval.0.is_zero() {
-            errors.push(
-                kinds::locate(root, "agent.interval"),
-                "agent.interval",
-                "must be more than 0s",
-            );
-        }
-        if a.timeout.0.is_zero() {
-            errors.push(
-                kinds::locate(root, "agent.timeout"),
-                "agent.timeout",
-                "must be more than 0s",
-            );
-        }
+        check_agent(root, a, errors);
     }
 
     let defaults = root.get("defaults");
@@ -101,6 +81,31 @@ pub(crate) fn build(
         telemetry: telemetry?,
         probes,
     })
+}
+
+/// Checks of the `agent` section that its types cannot express.
+fn check_agent(root: &Node, a: &AgentConfig, errors: &mut Errors) {
+    if a.concurrency == 0 {
+        errors.push(
+            kinds::locate(root, "agent.concurrency"),
+            "agent.concurrency",
+            "must be at least 1",
+        );
+    }
+    if a.interval.0.is_zero() {
+        errors.push(
+            kinds::locate(root, "agent.interval"),
+            "agent.interval",
+            "must be more than 0s",
+        );
+    }
+    if a.timeout.0.is_zero() {
+        errors.push(
+            kinds::locate(root, "agent.timeout"),
+            "agent.timeout",
+            "must be more than 0s",
+        );
+    }
 }
 
 fn section<T: for<'de> serde::Deserialize<'de> + Default>(

@@ -164,6 +164,61 @@ impl MetricReader for SharedReader {
     }
 }
 
+/// The metrics export task and its stop signal, the span queue, the span task.
+type ExportTasks = (
+    (JoinHandle<()>, watch::Sender<bool>),
+    SpanQueue,
+    JoinHandle<()>,
+);
+
+/// The export tasks of OTLP settings `s`: metrics (read through `readers`, in
+/// `parts`) and spans.
+fn start_export(
+    s: &otlp::OtlpSettings,
+    readers: Vec<Arc<ManualReader>>,
+    parts: Parts,
+    resource: &Resource,
+    state: Arc<State>,
+) -> Result<ExportTasks, TelemetryError> {
+    let exporter = s.metric_exporter()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(metrics_loop(
+        readers,
+        parts,
+        exporter,
+        s.metrics_interval,
+        s.timeout,
+        s.display_endpoint("metrics"),
+        stop_rx,
+    ));
+    let mut span_exporter = s.span_exporter()?;
+    span_exporter.set_resource(resource);
+    let (queue, span_task) = traces::start(
+        span_exporter,
+        state,
+        s.timeout,
+        s.display_endpoint("traces"),
+    );
+    Ok(((task, stop_tx), queue, span_task))
+}
+
+/// Says where OTLP goes, once at start.
+fn log_export(s: &otlp::OtlpSettings, shards: usize) {
+    tracing::info!(
+        "exporting OTLP ({}) to {}{}",
+        match s.protocol {
+            depprobe_config::OtlpProtocol::Grpc => "grpc",
+            depprobe_config::OtlpProtocol::HttpProtobuf => "http/protobuf",
+        },
+        s.display_endpoint("traces"),
+        if shards > 1 {
+            format!("; metrics in parts of up to {TARGETS_PER_EXPORT} targets ({shards} now)")
+        } else {
+            String::new()
+        }
+    );
+}
+
 impl Telemetry {
     /// Starts the pipeline for `cfg`, observing `state`, sized for `targets` targets
     /// (see [`cardinality_limit`]).
@@ -210,49 +265,15 @@ impl Telemetry {
             providers.push(provider);
         }
 
-        let mut metrics_task = None;
-        let mut spans = None;
-        let mut span_task = None;
-        if let Some(s) = &otlp {
-            let exporter = s.metric_exporter()?;
-            let (stop_tx, stop_rx) = watch::channel(false);
-            let task = tokio::spawn(metrics_loop(
-                readers,
-                parts,
-                exporter,
-                s.metrics_interval,
-                s.timeout,
-                s.display_endpoint("metrics"),
-                stop_rx,
-            ));
-            metrics_task = Some((task, stop_tx));
-
-            let mut span_exporter = s.span_exporter()?;
-            span_exporter.set_resource(&resource);
-            let (queue, task) = traces::start(
-                span_exporter,
-                state.clone(),
-                s.timeout,
-                s.display_endpoint("traces"),
-            );
-            spans = Some(queue);
-            span_task = Some(task);
-            tracing::info!(
-                "exporting OTLP ({}) to {}{}",
-                match s.protocol {
-                    depprobe_config::OtlpProtocol::Grpc => "grpc",
-                    depprobe_config::OtlpProtocol::HttpProtobuf => "http/protobuf",
-                },
-                s.display_endpoint("traces"),
-                if shards > 1 {
-                    format!(
-                        "; metrics in parts of up to {TARGETS_PER_EXPORT} targets ({shards} now)"
-                    )
-                } else {
-                    String::new()
-                }
-            );
-        }
+        let (metrics_task, spans, span_task) = match &otlp {
+            Some(s) => {
+                let (metrics_task, spans, span_task) =
+                    start_export(s, readers, parts, &resource, state.clone())?;
+                log_export(s, shards);
+                (Some(metrics_task), Some(spans), Some(span_task))
+            }
+            None => (None, None, None),
+        };
         Ok(Telemetry {
             state,
             instruments,

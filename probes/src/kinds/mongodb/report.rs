@@ -88,9 +88,37 @@ pub(super) fn describe(
     let now = Instant::now();
     let names = Names::of(view, &dialled.unreachable);
     let members = member_rows(view, dialled);
+    let down = unreachable_members(run, &members, &names, failed);
+    let recent = view.changes_within(rules.window, now);
+    if let Some(f) = election_finding(view, &recent, &down, &names, rules, now) {
+        run.findings.push(f);
+    }
+    let lags = view.replication_lags();
+    for (member, lag) in &lags {
+        if *lag > rules.lag_warn && !failed {
+            run.findings.push(lag_finding(
+                &names.get(member),
+                member,
+                *lag,
+                rules.lag_warn,
+            ));
+        }
+    }
+    topology_details(run, view, &members);
+    election_details(run, view, &recent, rules);
+    lag_details(run, &lags);
+}
 
+/// "X unreachable (class)" for every member that did not answer, each also a
+/// `member_unreachable` finding unless the run `failed` (its message names them).
+fn unreachable_members(
+    run: &mut Run<'_>,
+    members: &[MemberRow],
+    names: &Names,
+    failed: bool,
+) -> Vec<String> {
     let mut down: Vec<String> = Vec::new();
-    for m in &members {
+    for m in members {
         // A refused login marks the member unknown to the driver, but the member
         // answered: the run's own class says it, not an "unreachable" finding.
         if let Some((class, message)) = &m.error
@@ -112,23 +140,11 @@ pub(super) fn describe(
             );
         }
     }
+    down
+}
 
-    let recent = view.changes_within(rules.window, now);
-    if let Some(f) = election_finding(view, &recent, &down, &names, rules, now) {
-        run.findings.push(f);
-    }
-    let lags = view.replication_lags();
-    for (member, lag) in &lags {
-        if *lag > rules.lag_warn && !failed {
-            run.findings.push(lag_finding(
-                &names.get(member),
-                member,
-                *lag,
-                rules.lag_warn,
-            ));
-        }
-    }
-
+/// The set, its members and their states: details, and the members gauge.
+fn topology_details(run: &mut Run<'_>, view: &TopologyView, members: &[MemberRow]) {
     let d = &mut run.details;
     d.insert("replica_set".into(), json!(view.set_name));
     d.insert("topology_type".into(), json!(view.topology_type));
@@ -161,6 +177,15 @@ pub(super) fn describe(
         run.samples
             .push(Sample::new(&MEMBERS, n as f64).with("member.state", state.as_str()));
     }
+}
+
+/// The elections: counts, term, the recent changes, and the counter.
+fn election_details(
+    run: &mut Run<'_>,
+    view: &TopologyView,
+    recent: &[&PrimaryChange],
+    rules: &ElectionRules,
+) {
     run.samples.push(Sample::new(
         &PRIMARY_CHANGES,
         view.primary_changes_total as f64,
@@ -170,23 +195,10 @@ pub(super) fn describe(
         "primary_changes_total".into(),
         json!(view.primary_changes_total),
     );
-    d.insert("primary_changes_in_window".into(), json!(count(&recent)));
+    d.insert("primary_changes_in_window".into(), json!(count(recent)));
     d.insert("elections_window_s".into(), json!(rules.window.as_secs()));
     d.insert("term".into(), json!(view.term));
     d.insert("elections_counted_by".into(), json!(counted_by(view)));
-    let lag_map: serde_json::Map<String, Value> = lags
-        .iter()
-        .take(LAGS_LISTED)
-        .map(|(m, lag)| (m.clone(), json!((lag.as_secs_f64() * 1e3).round() / 1e3)))
-        .collect();
-    d.insert(REPLICATION_LAG_DETAIL.into(), Value::Object(lag_map));
-    for (member, lag) in lags.iter().take(LAGS_LISTED) {
-        run.samples.push(
-            Sample::new(&REPLICATION_LAG_METRIC, lag.as_secs_f64())
-                .with("member.address", member.as_str()),
-        );
-    }
-    let d = &mut run.details;
     d.insert(
         "primary_changes".into(),
         recent
@@ -210,6 +222,23 @@ pub(super) fn describe(
     );
     if let Some(at) = view.primary_lost_at {
         d.insert("primary_lost_at".into(), json!(rfc3339(at)));
+    }
+}
+
+/// Each secondary's lag: a detail map and the lag gauge.
+fn lag_details(run: &mut Run<'_>, lags: &[(String, Duration)]) {
+    let lag_map: serde_json::Map<String, Value> = lags
+        .iter()
+        .take(LAGS_LISTED)
+        .map(|(m, lag)| (m.clone(), json!((lag.as_secs_f64() * 1e3).round() / 1e3)))
+        .collect();
+    run.details
+        .insert(REPLICATION_LAG_DETAIL.into(), Value::Object(lag_map));
+    for (member, lag) in lags.iter().take(LAGS_LISTED) {
+        run.samples.push(
+            Sample::new(&REPLICATION_LAG_METRIC, lag.as_secs_f64())
+                .with("member.address", member.as_str()),
+        );
     }
 }
 

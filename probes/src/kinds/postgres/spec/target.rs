@@ -131,25 +131,7 @@ impl PostgresSpec {
         )
         .unwrap_or_else(|| "depprobe".into());
 
-        let password = match (url.password, &self.password, &self.password_file) {
-            (Some(_), Some(_), _) => {
-                errors.push((
-                    "password",
-                    "the URL already holds a password; set it in one place".into(),
-                ));
-                None
-            }
-            (Some(_), None, Some(_)) => {
-                errors.push((
-                    "password_file",
-                    "the URL already holds a password; remove it from the URL to use `password_file`"
-                        .into(),
-                ));
-                None
-            }
-            (Some(p), None, None) => Some(SecretSource::Value(Secret::new(p))),
-            (None, p, f) => SecretSource::from_pair(p.clone(), f.clone()),
-        };
+        let password = self.password_source(url.password, &mut errors);
 
         let Some(host) = host.filter(|h| !h.trim().is_empty()) else {
             errors.push((
@@ -171,6 +153,69 @@ impl PostgresSpec {
             _ => RootCert::File(PathBuf::from(r)),
         });
 
+        self.check_tls_keys(
+            &mut errors,
+            sslmode,
+            sslnegotiation,
+            sslrootcert.as_ref(),
+            (sslcert.is_some(), sslkey.is_some()),
+        );
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(PgTarget {
+            dbname: dbname.unwrap_or_else(|| user.clone()),
+            host,
+            port,
+            user,
+            password,
+            sslmode,
+            sslrootcert,
+            sslcert,
+            sslkey,
+            sslnegotiation,
+            connect_timeout,
+            application_name,
+        })
+    }
+
+    /// Where the password comes from: the URL, `password` or `password_file` (one
+    /// place only).
+    fn password_source(
+        &self,
+        in_url: Option<String>,
+        errors: &mut Vec<KeyError>,
+    ) -> Option<SecretSource> {
+        match (in_url, &self.password, &self.password_file) {
+            (Some(_), Some(_), _) => {
+                errors.push((
+                    "password",
+                    "the URL already holds a password; set it in one place".into(),
+                ));
+                None
+            }
+            (Some(_), None, Some(_)) => {
+                errors.push((
+                    "password_file",
+                    "the URL already holds a password; remove it from the URL to use `password_file`"
+                        .into(),
+                ));
+                None
+            }
+            (Some(p), None, None) => Some(SecretSource::Value(Secret::new(p))),
+            (None, p, f) => SecretSource::from_pair(p.clone(), f.clone()),
+        }
+    }
+
+    /// The TLS keys that contradict each other or libpq's rules.
+    fn check_tls_keys(
+        &self,
+        errors: &mut Vec<KeyError>,
+        sslmode: SslMode,
+        sslnegotiation: SslNegotiation,
+        sslrootcert: Option<&RootCert>,
+        (sslcert, sslkey): (bool, bool),
+    ) {
         let ssl_key = if self.url.as_ref().is_some_and(|_| self.sslmode.is_none()) {
             "url"
         } else {
@@ -184,7 +229,7 @@ impl PostgresSpec {
                 ),
             ));
         }
-        if sslrootcert == Some(RootCert::System) && sslmode != SslMode::VerifyFull {
+        if sslrootcert == Some(&RootCert::System) && sslmode != SslMode::VerifyFull {
             errors.push((
                 ssl_key,
                 format!(
@@ -192,7 +237,7 @@ impl PostgresSpec {
                 ),
             ));
         }
-        if sslcert.is_some() != sslkey.is_some() {
+        if sslcert != sslkey {
             // Reported where the half that is set was written.
             let key = if self.sslcert.is_some() {
                 "sslcert"
@@ -212,29 +257,12 @@ impl PostgresSpec {
                 "set either `sslrootcert` (only these CAs) or `tls.ca_file` (added to the system roots), not both".into(),
             ));
         }
-        if sslcert.is_some() && self.tls.cert_file.is_some() {
+        if sslcert && self.tls.cert_file.is_some() {
             errors.push((
                 "tls.cert_file",
                 "set either `sslcert`/`sslkey` or `tls.cert_file`/`tls.key_file`, not both".into(),
             ));
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(PgTarget {
-            dbname: dbname.unwrap_or_else(|| user.clone()),
-            host,
-            port,
-            user,
-            password,
-            sslmode,
-            sslrootcert,
-            sslcert,
-            sslkey,
-            sslnegotiation,
-            connect_timeout,
-            application_name,
-        })
     }
 
     /// The TLS settings in force: `tls:` with `sslrootcert`, `sslcert` and `sslkey`
