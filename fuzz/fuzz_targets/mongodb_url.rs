@@ -1,0 +1,33 @@
+//! Fuzzes the MongoDB connection-string parser (`MongoUrl::parts`). It must not
+//! panic; parsed hosts have a name and a port (0 only for `mongodb+srv://`); and
+//! the password it read never shows in `Display`, `Debug` or an option.
+
+#![no_main]
+
+use depprobe_config::kinds::mongodb::MongoUrl;
+use depprobe_fuzz::distinct_secret;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let url = MongoUrl::new(text);
+    let shown = [url.to_string(), format!("{url:?}")];
+    let Ok(parts) = url.parts() else {
+        return;
+    };
+    assert!(!parts.hosts.is_empty());
+    for (host, port) in &parts.hosts {
+        assert!(!host.is_empty());
+        assert_eq!(*port == 0, parts.srv, "{host}:{port}");
+    }
+    if let Some(raw) = &parts.raw_password
+        && let Some(p) = distinct_secret(text, raw.expose())
+    {
+        for s in &shown {
+            assert!(!s.contains(p), "the password shows in {s}");
+        }
+    }
+    let _ = parts.tls();
+});
