@@ -10,6 +10,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 
 use depprobe_config::{LoadError, parse_str};
+use depprobe_probes::kinds::CONFIG_KINDS;
 use libfuzzer_sys::fuzz_target;
 
 /// Values that interpolate into YAML syntax, so that a value can try to become
@@ -41,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let lines = text.split('\n').count() as u64;
-    match parse_str(text, "fuzz.yaml", env()) {
+    match parse_str(text, "fuzz.yaml", env(), CONFIG_KINDS) {
         Ok(config) => {
             let _ = config.inline_secrets();
         }
@@ -63,8 +64,13 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(mut f) = std::fs::File::create(&path) {
             let _ = f.write_all(data);
         }
-        let from_str = parse_str(text, &path.display().to_string(), &HashMap::new());
-        match (depprobe_config::load(&path), from_str) {
+        let from_str = parse_str(
+            text,
+            &path.display().to_string(),
+            &HashMap::new(),
+            CONFIG_KINDS,
+        );
+        match (depprobe_config::load(&path, CONFIG_KINDS), from_str) {
             (Ok(_), Ok(_)) | (Err(LoadError::Read { .. }), _) => {}
             (Err(LoadError::Invalid(a)), Err(b)) => assert_eq!(a, b),
             (a, b) => panic!("load and parse_str disagree: {a:?} / {b:?}"),

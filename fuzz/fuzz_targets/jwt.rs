@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         Ok((finding, judged)) => {
             assert_eq!(judged, claims);
             if let Some(f) = finding {
-                assert_eq!(f.kind, FindingType::CredentialExpiring);
+                assert_eq!(f.kind, FindingType::CREDENTIAL_EXPIRING);
                 assert!(!f.message.is_empty());
             }
         }

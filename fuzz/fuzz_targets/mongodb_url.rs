@@ -4,8 +4,8 @@
 
 #![no_main]
 
-use depprobe_config::kinds::mongodb::MongoUrl;
 use depprobe_fuzz::distinct_secret;
+use depprobe_probes::kinds::mongodb::spec::MongoUrl;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

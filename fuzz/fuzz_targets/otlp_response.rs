@@ -7,8 +7,8 @@
 
 #![no_main]
 
-use depprobe_config::kinds::otlp::OtlpSignal;
 use depprobe_probes::kinds::otlp::read_export_response;
+use depprobe_probes::kinds::otlp::spec::OtlpSignal;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

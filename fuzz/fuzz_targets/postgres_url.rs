@@ -5,8 +5,8 @@
 
 #![no_main]
 
-use depprobe_config::kinds::postgres::PostgresSpec;
 use depprobe_fuzz::distinct_secret;
+use depprobe_probes::kinds::postgres::spec::PostgresSpec;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

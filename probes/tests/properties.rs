@@ -1,12 +1,17 @@
-//! Properties of a run's outcome that hold for every secret and every message,
-//! where a fuzzer would be overkill: whatever a target echoes back and wherever the
-//! echo falls (across the cut of a long message included), no run of eight
-//! characters of a secret reaches the outcome as `/status` and `check --json` show it.
+//! Properties that hold for every secret, where a fuzzer would be overkill (the fuzz
+//! targets in `fuzz/` cover arbitrary bytes): whatever a target echoes back and
+//! wherever the echo falls (across the cut of a long message included), no run of
+//! eight characters of a secret reaches the outcome as `/status` and `check --json`
+//! show it; and a password written in a database URL never shows, whole or in part,
+//! in a `validate` error or a `Debug` print, whatever characters it holds (`/`, `?`,
+//! `#`, `@` unescaped included).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use depprobe_config::{Kind, Secret};
 use depprobe_probes::outcome::{Finding, FindingType, Severity, Target};
+use depprobe_probes::parse_config;
 use depprobe_probes::run::{ProbeError, ProbeMeta, Run};
 use depprobe_probes::taxonomy::{ErrorType, Phase};
 use proptest::prelude::*;
@@ -25,7 +30,7 @@ fn leaked_run<'a>(text: &str, secret: &'a str) -> Option<&'a str> {
 fn meta(secrets: Vec<Secret>) -> ProbeMeta {
     ProbeMeta {
         name: "echo".into(),
-        kind: Kind::Http,
+        kind: Kind::new("http"),
         target: Target {
             address: "127.0.0.1".into(),
             port: 8080,
@@ -33,7 +38,30 @@ fn meta(secrets: Vec<Secret>) -> ProbeMeta {
         timeout: Duration::from_secs(10),
         budgets: Vec::new(),
         secrets,
+        attributes: &[],
+        memory: Default::default(),
     }
+}
+
+/// What a user can see of a configuration whose `${PW}` is `password`: every
+/// error of `validate`, or the `Debug` print of what loaded.
+fn shown(text: &str, password: &str) -> String {
+    let env = HashMap::from([("PW".to_string(), password.to_string())]);
+    match parse_config(text, "depprobe.yaml", &env) {
+        Ok(config) => format!("{config:?}"),
+        Err(errors) => format!("{errors}\n{errors:?}"),
+    }
+}
+
+/// Passwords as people write them into URLs by mistake: unescaped URL syntax
+/// somewhere inside, long enough that any run of eight is theirs.
+fn password() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9]{3,10}[/?#@:%][A-Za-z0-9/?#@:%._~-]{6,24}"
+}
+
+/// A probe whose URL holds `${PW}` as its password.
+fn probe(kind: &str, url: &str) -> String {
+    format!("probes:\n  - name: db\n    kind: {kind}\n    url: \"{url}\"\n")
 }
 
 /// Text the way a target echoes a secret: `before` characters, the secret, more.
@@ -53,7 +81,7 @@ fn offset() -> impl Strategy<Value = usize> {
 
 proptest! {
     // No regression files in the tree: a failure prints its minimal input.
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn a_configured_secret_never_reaches_the_outcome(s in secret(), at in offset()) {
@@ -69,9 +97,27 @@ proptest! {
         let meta = meta(Vec::new());
         let mut run = Run::start(&meta);
         run.secret(&Secret::new(s.clone()));
-        run.findings.push(Finding::new(FindingType::Slow, Severity::Warning, echo(at, &s)));
+        run.findings.push(Finding::new(FindingType::SLOW, Severity::Warning, echo(at, &s)));
         let shown = serde_json::to_string(&run.finish(Ok(echo(at, &s)))).expect("an outcome serializes");
         prop_assert_eq!(leaked_run(&shown, &s), None, "in {}", shown);
+    }
+
+    #[test]
+    fn a_postgres_url_password_never_shows(pw in password(), mode in "(require|verify-full|bogus)") {
+        let text = probe("postgres", &format!("postgres://probe:${{PW}}@db.example.com:5432/app?sslmode={mode}"));
+        let seen = shown(&text, &pw);
+        prop_assert_eq!(leaked_run(&seen, &pw), None, "in:\n{}", seen);
+    }
+
+    #[test]
+    fn a_mongodb_url_password_never_shows(pw in password(), srv in any::<bool>()) {
+        let url = if srv {
+            "mongodb+srv://probe:${PW}@cluster0.example.net/?authSource=admin"
+        } else {
+            "mongodb://probe:${PW}@m1:27017,m2:27017/?replicaSet=rs0&tls=true"
+        };
+        let seen = shown(&probe("mongodb", url), &pw);
+        prop_assert_eq!(leaked_run(&seen, &pw), None, "in:\n{}", seen);
     }
 }
 
