@@ -41,7 +41,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let lines = text.split('\n').count() as u64;
+    // Lines as YAML counts them: a lone `\r` breaks a line too (as in editors).
+    let lines = (text.replace("\r\n", "\n").split(['\n', '\r']).count()) as u64;
     match parse_str(text, "fuzz.yaml", env(), CONFIG_KINDS) {
         Ok(config) => {
             let _ = config.inline_secrets();
