@@ -52,3 +52,24 @@ fn a_jwt_not_valid_before_the_year_9999_is_credential_invalid() {
         .expect_err("not valid yet");
     assert_eq!(e.class, ErrorType::CredentialInvalid, "{e}");
 }
+
+#[test]
+fn the_claims_the_jwt_target_crashed_on_are_judged() {
+    // As found (fuzz/artifacts/jwt*/crash-*): the claims the target wrapped in a JWT.
+    for claims in [
+        r#"{"nbf":1767020031.8e9}"#,
+        r#"{"exp":17672256007671391767225600720}"#,
+        r#"{"exp":12207873555e50}"#,
+    ] {
+        match judge_token("the token", &jwt(claims), now(), None, None) {
+            Ok(_) => {}
+            Err(e) => assert!(
+                matches!(
+                    e.class,
+                    ErrorType::CredentialExpired | ErrorType::CredentialInvalid
+                ),
+                "{claims}: {e}"
+            ),
+        }
+    }
+}
