@@ -13,7 +13,15 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let url = MongoUrl::new(text);
-    let shown = [url.to_string(), format!("{url:?}")];
+    // What follows the scheme, in `Display` and inside `Debug`'s `MongoUrl(...)`:
+    // the wrapper and the scheme can spell a password (`MongoUrl(mongodb`) that the
+    // URL does not show.
+    let debug = format!("{url:?}");
+    let shown = [url.to_string(), debug];
+    let shown = shown.iter().map(|s| {
+        let s = s.strip_prefix("MongoUrl(").unwrap_or(s);
+        s.split_once("://").map_or(s, |(_, rest)| rest)
+    });
     let Ok(parts) = url.parts() else {
         return;
     };
@@ -27,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         && !raw.expose().contains('*')
         && let Some(p) = distinct_secret(text, raw.expose())
     {
-        for s in &shown {
+        for s in shown {
             assert!(!s.contains(p), "the password shows in {s}");
         }
     }
