@@ -14,14 +14,17 @@ fuzz_target!(|data: &[u8]| {
     };
     let url = MongoUrl::new(text);
     // What follows the scheme, in `Display` and inside `Debug`'s `MongoUrl(...)`:
-    // the wrapper and the scheme can spell a password (`MongoUrl(mongodb`) that the
-    // URL does not show.
+    // the wrapper and the scheme can spell a password (`MongoUrl(mongodb`, a host
+    // and `)`) that the URL does not show.
     let debug = format!("{url:?}");
-    let shown = [url.to_string(), debug];
-    let shown = shown.iter().map(|s| {
-        let s = s.strip_prefix("MongoUrl(").unwrap_or(s);
-        s.split_once("://").map_or(s, |(_, rest)| rest)
-    });
+    let debug = debug
+        .strip_prefix("MongoUrl(")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or(&debug);
+    let shown = [url.to_string(), debug.to_owned()];
+    let shown = shown
+        .iter()
+        .map(|s| s.split_once("://").map_or(s.as_str(), |(_, rest)| rest));
     let Ok(parts) = url.parts() else {
         return;
     };
