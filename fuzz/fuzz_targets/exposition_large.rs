@@ -1,8 +1,8 @@
 //! Fuzzes the metrics exposition parser with scrapes of up to 4 MiB built from a
-//! small input (`depprobe_fuzz::amplify`: a prefix, a unit repeated, a suffix), so
-//! that hostile sizes (tens of thousands of labels on one sample, a million lines)
-//! are explored. A parse that is not linear in its input shows as a libFuzzer
-//! timeout, which fails the run like a panic.
+//! small input (`depprobe_fuzz::amplify`: a prefix, a unit repeated and numbered,
+//! a suffix), so that hostile sizes (tens of thousands of distinct labels on one
+//! sample, a million lines) are explored. A parse that is not linear in its input
+//! shows as a libFuzzer timeout, which fails the run like a panic.
 
 #![no_main]
 

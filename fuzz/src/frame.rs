@@ -10,11 +10,12 @@ use std::time::{Duration, SystemTime};
 pub const AMPLIFIED_MAX: usize = 4 << 20;
 
 /// Builds a large body from a small input, so that the fuzzer explores scrapes of
-/// megabytes (60,000 labels on one sample, a million lines) without mutating
-/// megabytes: two bytes of repeat count (big-endian, times 16), then
-/// `prefix 0xFF unit 0xFF suffix` (0xFF never occurs in UTF-8, so it cannot be
-/// wanted inside a part). The body is the prefix, the unit repeated, the suffix,
-/// capped at [`AMPLIFIED_MAX`].
+/// megabytes (60,000 distinct labels on one sample, a million lines) without
+/// mutating megabytes: two bytes of repeat count (big-endian, times 16), then
+/// `prefix 0xFF unit 0xFF suffix`. The body is the prefix, the unit repeated with
+/// each 0xFE in it replaced by the repetition's number (`l0xFE="v",` gives
+/// `l0="v",l1="v",...`), then the suffix, capped at [`AMPLIFIED_MAX`]. 0xFE and
+/// 0xFF never occur in UTF-8, so neither can be wanted inside a part.
 pub fn amplify(data: &[u8]) -> Vec<u8> {
     let Some((count, rest)) = data.split_first_chunk::<2>() else {
         return data.to_vec();
@@ -25,15 +26,21 @@ pub fn amplify(data: &[u8]) -> Vec<u8> {
     let unit = parts.next().unwrap_or_default();
     let suffix = parts.next().unwrap_or_default();
     let room = AMPLIFIED_MAX.saturating_sub(prefix.len() + suffix.len());
-    let count = if unit.is_empty() {
-        0
-    } else {
-        count.min(room / unit.len())
-    };
-    let mut body = Vec::with_capacity(prefix.len() + unit.len() * count + suffix.len());
+    let mut body = Vec::with_capacity(prefix.len() + suffix.len() + room.min(unit.len() * count));
     body.extend_from_slice(prefix);
-    for _ in 0..count {
-        body.extend_from_slice(unit);
+    let limit = prefix.len() + room;
+    for i in 0..if unit.is_empty() { 0 } else { count } {
+        let number = i.to_string();
+        let grown = unit.len() + unit.iter().filter(|b| **b == 0xFE).count() * number.len();
+        if body.len() + grown > limit {
+            break;
+        }
+        for b in unit {
+            match b {
+                0xFE => body.extend_from_slice(number.as_bytes()),
+                _ => body.push(*b),
+            }
+        }
     }
     body.extend_from_slice(suffix);
     body
@@ -102,6 +109,14 @@ mod tests {
         assert!(text.starts_with("x{a=\"b\",a=\"b\","));
         assert!(text.ends_with("} 1\n"));
         assert_eq!(text.matches("a=\"b\",").count(), 16);
+    }
+
+    #[test]
+    fn amplify_numbers_each_repetition() {
+        let body = amplify(b"\x00\x01x{\xFFl\xFE=\"v\",\xFF} 1\n");
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.starts_with("x{l0=\"v\",l1=\"v\","), "{text}");
+        assert!(text.contains("l15=\"v\",} 1\n"), "{text}");
     }
 
     #[test]
