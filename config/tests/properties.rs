@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use depprobe_config::ConfigDuration;
-use depprobe_config::duration::parse_duration;
+use depprobe_config::duration::{MAX_DURATION, parse_duration};
 use proptest::prelude::*;
 
 proptest! {
@@ -22,10 +22,16 @@ proptest! {
     }
 
     #[test]
-    fn a_number_with_a_unit_is_that_many_units(n in 0u64..100_000, unit in 0usize..5) {
-        let (suffix, secs_per_unit_ms) = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)][unit];
+    fn a_number_with_a_unit_is_that_many_units_up_to_the_bound(n in 0u64..100_000, unit in 0usize..5) {
+        let (suffix, unit_ms) = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)][unit];
         let text = format!("{n}{suffix}");
-        prop_assert_eq!(parse_duration(&text), Ok(Duration::from_millis(n * secs_per_unit_ms)));
+        let d = Duration::from_millis(n * unit_ms);
+        if d <= MAX_DURATION {
+            prop_assert_eq!(parse_duration(&text), Ok(d));
+        } else {
+            let e = parse_duration(&text).expect_err("past the bound");
+            prop_assert!(e.contains("longest duration allowed"), "{}", e);
+        }
     }
 
     #[test]
