@@ -61,9 +61,41 @@ pub struct OtlpProbe {
 }
 
 /// What the receiver said to an accepted export.
-pub(crate) struct Accepted {
-    pub(crate) rejected: i64,
-    pub(crate) message: String,
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Data points or spans the receiver rejected (its `partial_success`).
+    pub rejected: i64,
+    /// The receiver's reason for rejecting them (empty when it gave none).
+    pub message: String,
+}
+
+/// Reads the body of an OTLP/HTTP export response (protobuf) to a `signal` export:
+/// what the receiver rejected, or why the body is not such a response. The body is
+/// the receiver's, so hostile: the fuzz target `otlp_response` feeds it anything.
+pub fn read_export_response(
+    signal: OtlpSignal,
+    body: &[u8],
+) -> Result<Accepted, prost::DecodeError> {
+    Ok(match signal {
+        OtlpSignal::Metrics => {
+            let p = ExportMetricsServiceResponse::decode(body)?
+                .partial_success
+                .unwrap_or_default();
+            Accepted {
+                rejected: p.rejected_data_points,
+                message: p.error_message,
+            }
+        }
+        OtlpSignal::Traces => {
+            let p = ExportTraceServiceResponse::decode(body)?
+                .partial_success
+                .unwrap_or_default();
+            Accepted {
+                rejected: p.rejected_spans,
+                message: p.error_message,
+            }
+        }
+    })
 }
 
 fn invalid(what: impl Into<String>) -> BuildError {
@@ -169,24 +201,7 @@ impl OtlpProbe {
                 ),
             )
         };
-        Ok(match self.signal {
-            OtlpSignal::Metrics => {
-                let r = ExportMetricsServiceResponse::decode(answer.body.as_ref()).map_err(bad)?;
-                let p = r.partial_success.unwrap_or_default();
-                Accepted {
-                    rejected: p.rejected_data_points,
-                    message: p.error_message,
-                }
-            }
-            OtlpSignal::Traces => {
-                let r = ExportTraceServiceResponse::decode(answer.body.as_ref()).map_err(bad)?;
-                let p = r.partial_success.unwrap_or_default();
-                Accepted {
-                    rejected: p.rejected_spans,
-                    message: p.error_message,
-                }
-            }
-        })
+        read_export_response(self.signal, answer.body.as_ref()).map_err(bad)
     }
 
     async fn over_grpc(
