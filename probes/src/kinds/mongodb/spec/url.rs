@@ -115,11 +115,12 @@ enum Userinfo<'a> {
 
 fn split_userinfo(rest: &str) -> Userinfo<'_> {
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    if let Some(at) = rest[..authority_end].rfind('@') {
-        return Userinfo::Written(&rest[..at], &rest[at + 1..]);
-    }
     match rest.rfind('@') {
-        Some(at) => Userinfo::Unescaped(&rest[at + 1..]),
+        // An `@` past the authority: the user information holds an unescaped `/`
+        // or `?`, so where it ends is unknown and nothing before the last `@` is
+        // shown.
+        Some(at) if at >= authority_end => Userinfo::Unescaped(&rest[at + 1..]),
+        Some(at) => Userinfo::Written(&rest[..at], &rest[at + 1..]),
         None => Userinfo::None,
     }
 }

@@ -38,7 +38,9 @@ pub(super) fn parse_url(url: &str) -> Result<UrlParts, String> {
             "the URL must start with postgres:// or postgresql:// (e.g. postgres://probe@db.example.com:5432/app)".to_owned()
         })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if !authority.contains('@') && rest.contains('@') {
+    // An `@` past the authority: the user information holds an unescaped `/`, `?`
+    // or `#`, and whatever the URL parser makes of it would hold part of a password.
+    if rest.rfind('@').is_some_and(|at| at >= authority.len()) {
         // Not echoed: what precedes the `@` is most likely a password.
         return Err("the user name or password holds an unescaped `/`, `?` or `#`; percent-encode it (%2F, %3F, %23)".into());
     }
