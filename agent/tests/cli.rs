@@ -296,6 +296,7 @@ async fn demo_once_names_every_case() {
         ("metrics-endpoint", "up", None),
         ("api-tls", "up", None),
         ("otlp-collector", "up", None),
+        ("sessions-mongodb", "degraded", None),
         ("sa-token", "down", Some("credential_expired")),
     ];
     assert_eq!(v.as_array().unwrap().len(), expected.len());
@@ -306,10 +307,12 @@ async fn demo_once_names_every_case() {
     }
     let expiring = entry(&v, "expiring-api").unwrap();
     assert_eq!(expiring["findings"][0]["type"], "cert_expiring");
+    let storm = entry(&v, "sessions-mongodb").unwrap();
+    assert_eq!(storm["findings"][0]["type"], "election_storm", "{storm}");
 
     let (code, out, _) = run(&["demo", "--once"]).await;
     assert_eq!(code, Some(0));
-    assert!(out.contains("12 probes: 4 up, 1 degraded, 7 down"), "{out}");
+    assert!(out.contains("13 probes: 4 up, 2 degraded, 7 down"), "{out}");
 }
 
 #[tokio::test]
@@ -324,7 +327,7 @@ async fn demo_keeps_serving_until_sigterm() {
     .await
     .unwrap();
     let status = common::wait_status(&agent, std::time::Duration::from_secs(60), |s| {
-        s.as_array().is_some_and(|a| a.len() == 12)
+        s.as_array().is_some_and(|a| a.len() == 13)
     })
     .await;
     assert_eq!(

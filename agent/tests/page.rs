@@ -482,13 +482,13 @@ async fn the_demo_prints_its_page_first_and_shows_every_case() {
     let status = loop {
         if let Ok((200, body)) = depprobe_tests::agent_process::http_get(addr, "/status").await
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
-            && v.as_array().is_some_and(|a| a.len() == 12)
+            && v.as_array().is_some_and(|a| a.len() == 13)
         {
             break v;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the demo never served 12 outcomes"
+            "the demo never served 13 outcomes"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

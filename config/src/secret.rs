@@ -110,7 +110,11 @@ impl SecretSource {
 }
 
 fn read_file(path: &Path) -> Result<Secret, SecretError> {
-    match crate::files::read_bounded_text(path, crate::files::MAX_SECRET_BYTES) {
+    let owned = path.to_owned();
+    let read = crate::files::within(crate::files::READ_DEADLINE, move || {
+        crate::files::read_bounded_text(&owned, crate::files::MAX_SECRET_BYTES)
+    });
+    match read {
         Ok(text) => {
             let value = text.trim();
             if value.is_empty() {

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use crate::certs::{Ca, CertError, Validity};
+use crate::mongo::ReplicaSet;
 use crate::otlp::OtlpReceiver;
 use crate::scratch::Scratch;
 use crate::servers::{HttpServer, Reply, ServerError};
@@ -47,6 +48,7 @@ pub struct Demo {
     pub config_yaml: String,
     _servers: Vec<HttpServer>,
     _receiver: OtlpReceiver,
+    _set: ReplicaSet,
     _scratch: Scratch,
 }
 
@@ -178,6 +180,19 @@ impl Demo {
                 receiver.grpc_endpoint()
             ),
         });
+        let set = ReplicaSet::builder().user("probe", "s3cret").start().await?;
+        // Three elections in a row, the same host winning the last, at the probe's
+        // first command: the storm of incident 04, counted by term.
+        set.elect_on_next_ping(&[1, 2, 0]);
+        cases.push(DemoCase {
+            name: "sessions-mongodb",
+            expect: "degraded",
+            story: "a replica set in an election storm (incident 04; a wire-protocol server, not mongod)",
+            probe: format!(
+                "kind: mongodb\n    url: mongodb://probe:s3cret@{}/?replicaSet=rs0\n",
+                set.seed_list()
+            ),
+        });
         let expired = scratch.write("service-account-token", &expired_jwt())?;
         cases.push(DemoCase {
             name: "sa-token",
@@ -203,6 +218,7 @@ impl Demo {
             config_yaml: yaml,
             _servers: servers,
             _receiver: receiver,
+            _set: set,
             _scratch: scratch,
         })
     }

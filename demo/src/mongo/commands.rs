@@ -106,7 +106,18 @@ where
 async fn answer(request: &Request, state: &SetState, conn: &mut Connection) -> Document {
     match request.command().to_ascii_lowercase().as_str() {
         "hello" | "ismaster" => hello(request, state, conn).await,
-        "ping" | "endsessions" => doc! { "ok": 1.0 },
+        "ping" => {
+            if !state.lock().elect_on_ping.is_empty() {
+                state.change(|s| {
+                    for w in std::mem::take(&mut s.elect_on_ping) {
+                        s.term += 1;
+                        s.primary = Some(w);
+                    }
+                });
+            }
+            doc! { "ok": 1.0 }
+        }
+        "endsessions" => doc! { "ok": 1.0 },
         "buildinfo" => doc! {
             "version": "7.0.0",
             "versionArray": [7, 0, 0, 0],

@@ -70,6 +70,13 @@ impl ReplicaSet {
         });
     }
 
+    /// The members win elections one after the other, `winners` in order, when the
+    /// next `ping` arrives (a client's first command after it has seen the set): a
+    /// storm that a watching client is sure to witness.
+    pub fn elect_on_next_ping(&self, winners: &[usize]) {
+        self.state.lock().elect_on_ping = winners.to_vec();
+    }
+
     /// The current term.
     pub fn term(&self) -> u64 {
         self.state.lock().term

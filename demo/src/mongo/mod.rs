@@ -105,6 +105,8 @@ pub(crate) struct SetInner {
     pub terms: bool,
     /// While true, every connection is closed and new ones are closed at once.
     pub cut: bool,
+    /// Elections held, all at once, when the next `ping` arrives (then none).
+    pub elect_on_ping: Vec<usize>,
     pub refuse_auth: bool,
     pub users: Vec<(String, String)>,
     pub salt: [u8; 16],
@@ -151,7 +153,7 @@ impl SetState {
     }
 
     /// Changes the state and wakes every waiting `hello`.
-    fn change(&self, f: impl FnOnce(&mut SetInner)) {
+    pub(crate) fn change(&self, f: impl FnOnce(&mut SetInner)) {
         f(&mut self.lock());
         self.generation.send_modify(|g| *g += 1);
     }
@@ -299,6 +301,7 @@ impl ReplicaSetBuilder {
                 streaming: self.streaming,
                 terms: self.terms,
                 cut: false,
+                elect_on_ping: Vec::new(),
                 refuse_auth: false,
                 users: self.users,
                 salt,

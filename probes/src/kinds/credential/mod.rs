@@ -227,10 +227,11 @@ fn invalid(message: String) -> ProbeError {
 }
 
 fn read_bytes(path: &Path, what: &str) -> Result<Vec<u8>, ProbeError> {
-    // Only a regular file, and at most a PEM file's cap: a FIFO or a runaway file
-    // is `credential_invalid`, never a wait.
-    let cap = depprobe_config::files::MAX_PEM_BYTES;
-    match depprobe_config::files::read_bounded(path, cap) {
+    // Only a regular file, at most a PEM file's cap, within the read deadline: a
+    // FIFO, a runaway file or a stalled mount is `credential_invalid`, never a wait.
+    use depprobe_config::files::{MAX_PEM_BYTES, READ_DEADLINE, read_bounded, within};
+    let owned = path.to_owned();
+    match within(READ_DEADLINE, move || read_bounded(&owned, MAX_PEM_BYTES)) {
         Ok(b) if b.iter().all(u8::is_ascii_whitespace) => {
             Err(missing(format!("{what} {} is empty", path.display())))
         }
