@@ -10,6 +10,7 @@
 //! shows exactly what the tests prove.
 
 pub mod agent_process;
+pub mod brokers;
 pub mod children;
 pub mod contract;
 pub mod harness;

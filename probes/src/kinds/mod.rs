@@ -117,6 +117,7 @@ macro_rules! registry {
     };
 }
 
+pub mod broker_url;
 pub mod dburl;
 pub mod role;
 
@@ -130,4 +131,9 @@ registry! {
     metrics::MetricsProbe,
     otlp::OtlpProbe,
     credential::CredentialProbe,
+    grpc::GrpcProbe,
+    amqp::AmqpProbe,
+    nats::NatsProbe,
+    mqtt::MqttProbe,
+    smtp::SmtpProbe,
 }

@@ -331,6 +331,19 @@ pub fn read_secret(src: &SecretSource, what: &str) -> Result<Secret, ProbeError>
     })
 }
 
+/// Reads the secret of `src`, if one is configured, for this run: it is scrubbed
+/// from the outcome.
+pub fn read_for_run(
+    run: &mut Run<'_>,
+    src: Option<&SecretSource>,
+    what: &str,
+) -> Result<Option<String>, ProbeError> {
+    let Some(src) = src else { return Ok(None) };
+    let secret = read_secret(src, what)?;
+    run.secret(&secret);
+    Ok(Some(secret.expose().to_owned()))
+}
+
 /// The class of an answer whose status was not expected.
 pub fn classify_status(answer: &Answer) -> ProbeError {
     let code = answer.status.as_u16();

@@ -6,7 +6,9 @@
 pub mod chain;
 pub mod classify;
 mod dial;
+pub mod grpc;
 pub mod http_client;
+pub mod lines;
 pub mod tap;
 pub mod tls;
 
@@ -116,4 +118,38 @@ pub fn classify_stream(phase: Phase, e: &io::Error) -> ProbeError {
     let (class, message) = classify::io_class(e, phase);
     let phase = if class.is_tls() { Phase::Tls } else { phase };
     ProbeError::new(class, phase, message)
+}
+
+/// A byte stream a protocol runs over: TCP, or TLS over TCP.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Dials `host:port` and, with `tls`, takes the connection through TLS at once (the
+/// facts and findings land in `run`, the chain even when verification fails).
+pub async fn open(
+    run: &mut crate::run::Run<'_>,
+    dns: &Dns,
+    host: &str,
+    port: u16,
+    tls: Option<&tls::TlsClient>,
+) -> Result<(Box<dyn Io>, classify::ClientAuth), ProbeError> {
+    let tcp = dial(run, dns, host, port).await?;
+    match tls {
+        Some(tls) => upgrade(run, tcp, host, tls).await,
+        None => Ok((Box::new(tcp), classify::ClientAuth::default())),
+    }
+}
+
+/// Takes an open connection through TLS (at once, or after a protocol's own
+/// upgrade such as STARTTLS); the facts and findings land in `run`.
+pub async fn upgrade<IO: Io + 'static>(
+    run: &mut crate::run::Run<'_>,
+    io: IO,
+    host: &str,
+    tls: &tls::TlsClient,
+) -> Result<(Box<dyn Io>, classify::ClientAuth), ProbeError> {
+    let now = run.now();
+    let mut session = run.phase(Phase::Tls, tls.handshake(io, host, now)).await?;
+    session.adopt(run);
+    Ok((Box::new(session.stream), session.client_auth))
 }

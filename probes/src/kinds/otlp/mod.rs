@@ -26,11 +26,10 @@ use depprobe_config::{OtlpProtocol, ProbeConfig, Secret};
 use crate::outcome::{Finding, FindingType, HttpFacts, Severity, Target};
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
-use crate::transport::classify::ClientAuth;
 use crate::transport::http_client::{HttpClient, classify_status};
 use crate::transport::tap::Tap;
 use crate::transport::tls::TlsClient;
-use crate::transport::{Dns, dial};
+use crate::transport::Dns;
 use crate::{BuildError, Exec, ProbeEnv};
 
 use super::ProbeKind;
@@ -42,7 +41,8 @@ pub mod spec;
 /// The receiver accepted only part of what was sent.
 pub const PARTIAL_SUCCESS: FindingType = FindingType::new("partial_success");
 
-use grpc::{Io, grpc_error, grpc_export, insert_metadata};
+use crate::transport::grpc::{self as grpc_transport, grpc_error};
+use grpc::grpc_export;
 
 pub use payload::{
     HEARTBEAT_METRIC, SPAN_NAME, SYNTHETIC_ATTRIBUTE, SYNTHETIC_SERVICE, metrics_request,
@@ -212,27 +212,9 @@ impl OtlpProbe {
     ) -> Result<Accepted, ProbeError> {
         let host = self.url.host_str().unwrap_or_default().to_owned();
         let port = self.meta.target.port;
-        let tcp = dial(run, &self.dns, &host, port).await?;
-        let (io, auth): (Box<dyn Io>, ClientAuth) = if self.url.scheme() == "https" {
-            let mut session = run
-                .phase(Phase::Tls, self.tls.handshake(tcp, &host, now))
-                .await?;
-            session.adopt(run);
-            (Box::new(session.stream), session.client_auth)
-        } else {
-            (Box::new(tcp), ClientAuth::default())
-        };
-        let mut metadata = tonic::metadata::MetadataMap::new();
-        for (name, value) in self.client.headers() {
-            insert_metadata(&mut metadata, name.as_str(), value.expose())?;
-        }
-        if let Some(a) = authorization {
-            insert_metadata(
-                &mut metadata,
-                "authorization",
-                a.to_str().unwrap_or_default(),
-            )?;
-        }
+        let tls = (self.url.scheme() == "https").then_some(&self.tls);
+        let (io, auth) = crate::transport::open(run, &self.dns, &host, port, tls).await?;
+        let metadata = grpc_transport::metadata(&self.client, authorization)?;
         let (io, slot) = Tap::new(io);
         let authority = format!("http://{host}:{port}");
         let exported = run

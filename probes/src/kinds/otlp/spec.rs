@@ -72,19 +72,27 @@ impl Checked for OtlpProbeSpec {
     fn check(&self, check: &mut Check<'_>) {
         check_http_url(check, "endpoint", &self.endpoint);
         self.credentials().check(check);
-        for name in self.headers.keys() {
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                check.error(
-                    &format!("headers.{name}"),
-                    format!("`{name}` is not a header name"),
-                );
-            }
-        }
+        check_metadata_keys(check, &self.headers);
         check.tls(&self.tls);
+    }
+}
+
+/// Reports every header name that gRPC metadata cannot carry (shared with `grpc`).
+pub(crate) fn check_metadata_keys(
+    check: &mut Check<'_>,
+    headers: &std::collections::BTreeMap<String, depprobe_config::Secret>,
+) {
+    for name in headers.keys() {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            check.error(
+                &format!("headers.{name}"),
+                format!("`{name}` is not a header name"),
+            );
+        }
     }
 }
 
