@@ -180,7 +180,10 @@ impl Demo {
                 receiver.grpc_endpoint()
             ),
         });
-        let set = ReplicaSet::builder().user("probe", "s3cret").start().await?;
+        let set = ReplicaSet::builder()
+            .user("probe", "s3cret")
+            .start()
+            .await?;
         // Three elections in a row, the same host winning the last, at the probe's
         // first command: the storm of incident 04, counted by term.
         set.elect_on_next_ping(&[1, 2, 0]);
