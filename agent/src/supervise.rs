@@ -157,6 +157,8 @@ mod tests {
             secrets: vec![Secret::new(secret.to_owned())],
             attributes: &[],
             memory: Default::default(),
+            propagate_trace: true,
+            tracestate: None,
         }
     }
 

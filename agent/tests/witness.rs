@@ -70,6 +70,8 @@ fn panicking_probe() -> Arc<Panicking> {
             secrets: vec![Secret::new(SECRET)],
             attributes: &[],
             memory: Default::default(),
+            propagate_trace: true,
+            tracestate: None,
         },
         runs: AtomicU64::new(0),
     })

@@ -252,6 +252,8 @@ fn probe(
         interval: keys.interval.unwrap_or(agent.interval),
         timeout: keys.timeout.unwrap_or(agent.timeout),
         latency_budget: keys.latency_budget,
+        propagate_trace: keys.propagate_trace.unwrap_or(true),
+        tracestate: keys.tracestate,
         spec: ProbeSpec::new(entry.kind, settings),
     })
 }
@@ -305,6 +307,20 @@ fn with_defaults(node: &Node, defaults: Option<&Node>, own: &[&str], common: &[&
 
 /// Checks of the keys every probe has: budget phases, the name, non-zero durations.
 fn check_common(node: &Node, path: &str, keys: &CommonKeys, errors: &mut Errors) {
+    if let Some(state) = &keys.tracestate
+        && (state.len() > 512
+            || state.is_empty()
+            || !state.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+            || !state
+                .split(',')
+                .all(|m| m.trim().is_empty() || m.contains('=')))
+    {
+        errors.push(
+            kinds::locate(node, "tracestate"),
+            format!("{path}.tracestate"),
+            "a W3C tracestate is `key=value` pairs separated by commas, printable ASCII, at most 512 characters",
+        );
+    }
     for phase in keys.latency_budget.keys() {
         if !model::BUDGET_PHASES.contains(&phase.as_str()) {
             errors.push(

@@ -134,6 +134,10 @@ pub struct ProbeConfig {
     /// Per-phase latency budgets (`total`, `dns`, `connect`, `tls`, ...): a run that
     /// exceeds one is `degraded` with a `slow` finding.
     pub latency_budget: BTreeMap<String, ConfigDuration>,
+    /// Whether requests carry the run's W3C `traceparent` (kinds that speak HTTP).
+    pub propagate_trace: bool,
+    /// A W3C `tracestate` sent beside it, when set.
+    pub tracestate: Option<String>,
     /// The kind and its settings.
     pub spec: ProbeSpec,
 }
@@ -165,6 +169,10 @@ pub(crate) struct CommonKeys {
     pub timeout: Option<ConfigDuration>,
     #[serde(default)]
     pub latency_budget: BTreeMap<String, ConfigDuration>,
+    #[serde(default)]
+    pub propagate_trace: Option<bool>,
+    #[serde(default)]
+    pub tracestate: Option<String>,
 }
 
 /// The phase names a latency budget may use.

@@ -13,6 +13,7 @@ pub mod memory;
 pub mod outcome;
 pub mod run;
 pub mod taxonomy;
+pub mod trace;
 pub mod transport;
 
 use futures::future::BoxFuture;

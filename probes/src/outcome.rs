@@ -64,6 +64,9 @@ pub struct Outcome {
     /// Values of the metric families the kind declares.
     #[serde(skip)]
     pub samples: Vec<Sample>,
+    /// The identity of the run's span (sent to the target as `traceparent`).
+    #[serde(skip)]
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 /// Total and per-phase durations of a run.

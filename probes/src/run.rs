@@ -20,6 +20,7 @@ use crate::outcome::{
     Finding, FindingType, HttpFacts, Outcome, Problem, Severity, Target, Timings, TlsFacts, scrub,
 };
 use crate::taxonomy::{ErrorType, Phase, Status};
+use crate::trace::TraceContext;
 
 /// Why a run failed: a class, the phase, a message, and what was seen on the way.
 #[derive(Clone, Debug)]
@@ -120,6 +121,10 @@ pub struct ProbeMeta {
     pub attributes: &'static [(&'static str, &'static str)],
     /// What the probe remembers between runs (shared by every run of the probe).
     pub memory: Arc<Mutex<Memory>>,
+    /// Whether requests carry the run's `traceparent` (and `tracestate`).
+    pub propagate_trace: bool,
+    /// The `tracestate` sent beside it.
+    pub tracestate: Option<String>,
 }
 
 impl ProbeMeta {
@@ -139,6 +144,8 @@ impl ProbeMeta {
             secrets: cfg.spec.inline_secrets(),
             attributes: crate::kinds::find(cfg.spec.kind().as_str()).map_or(&[], |k| k.attributes),
             memory: Arc::default(),
+            propagate_trace: cfg.propagate_trace,
+            tracestate: cfg.tracestate.clone(),
         }
     }
 }
@@ -177,6 +184,8 @@ pub struct Run<'m> {
     pub samples: Vec<Sample>,
     /// Semantic attributes this run sets (they take the place of the declared ones).
     attributes: Vec<Attribute>,
+    /// The identity of the run's span, sent to targets that take trace context.
+    pub trace: TraceContext,
 }
 
 impl<'m> Run<'m> {
@@ -196,7 +205,21 @@ impl<'m> Run<'m> {
             details: BTreeMap::new(),
             samples: Vec::new(),
             attributes: Vec::new(),
+            trace: TraceContext::random(),
         }
+    }
+
+    /// The `traceparent` and `tracestate` headers for this run's requests, unless
+    /// the probe turned trace context off.
+    pub fn trace_headers(&self) -> Vec<(&'static str, String)> {
+        if !self.meta.propagate_trace {
+            return Vec::new();
+        }
+        let mut out = vec![("traceparent", self.trace.traceparent())];
+        if let Some(state) = &self.meta.tracestate {
+            out.push(("tracestate", state.clone()));
+        }
+        out
     }
 
     /// Sets a semantic attribute of this run's span (`db.system.name` when it
@@ -320,6 +343,7 @@ impl<'m> Run<'m> {
             details: self.details,
             attributes: self.meta.declared_with(self.attributes),
             samples: self.samples,
+            trace: Some(self.trace),
         };
         outcome.scrub(&secrets);
         outcome

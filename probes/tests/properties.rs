@@ -40,6 +40,8 @@ fn meta(secrets: Vec<Secret>) -> ProbeMeta {
         secrets,
         attributes: &[],
         memory: Default::default(),
+        propagate_trace: true,
+        tracestate: None,
     }
 }
 

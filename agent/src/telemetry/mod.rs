@@ -525,6 +525,8 @@ mod tests {
             secrets: Vec::new(),
             attributes: &[],
             memory: Default::default(),
+            propagate_trace: true,
+            tracestate: None,
         };
         for order in 0..1_234 {
             let t = crate::state::TargetState::new(&meta, order, 0);

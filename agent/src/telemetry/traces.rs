@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use depprobe_probes::outcome::rfc3339;
 use depprobe_probes::{Outcome, Status as ProbeStatus};
-use opentelemetry::trace::{Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
+use opentelemetry::trace::{
+    Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanExporter, SpanLinks,
@@ -35,8 +37,14 @@ pub fn spans(
     scope: &InstrumentationScope,
     ids: &RandomIdGenerator,
 ) -> Vec<SpanData> {
-    let trace_id = ids.new_trace_id();
-    let root_id = ids.new_span_id();
+    // The run's own identity, which the target got as `traceparent`.
+    let (trace_id, root_id) = match &outcome.trace {
+        Some(t) => (
+            TraceId::from_bytes(t.trace_id),
+            SpanId::from_bytes(t.span_id),
+        ),
+        None => (ids.new_trace_id(), ids.new_span_id()),
+    };
     let start = outcome.started_at;
     let end = start + outcome.timings.total;
     let context = |id| {

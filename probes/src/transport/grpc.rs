@@ -28,12 +28,17 @@ pub enum GrpcFailure {
     Status(tonic::Status),
 }
 
-/// The metadata of a call: the client's configured headers and `authorization`.
+/// The metadata of a call: the run's trace context (`traceparent`, `tracestate`),
+/// the client's configured headers and `authorization`.
 pub fn metadata(
     client: &HttpClient,
     authorization: Option<&HeaderValue>,
+    trace: &[(&'static str, String)],
 ) -> Result<tonic::metadata::MetadataMap, ProbeError> {
     let mut metadata = tonic::metadata::MetadataMap::new();
+    for (name, value) in trace {
+        insert_metadata(&mut metadata, name, value)?;
+    }
     for (name, value) in client.headers() {
         insert_metadata(&mut metadata, name.as_str(), value.expose())?;
     }

@@ -222,6 +222,7 @@ impl HttpClient {
     ) -> Result<Answer, ProbeError> {
         let host = url.host_str().unwrap_or_default().to_owned();
         let port = url.port_or_known_default().unwrap_or(80);
+        let trace = run.trace_headers();
         let tcp = dial(run, &self.dns, &host, port).await?;
         let mut answer = if url.scheme() == "https" {
             let now = run.now();
@@ -230,7 +231,7 @@ impl HttpClient {
                 .await?;
             let h2 = session.facts.alpn.as_deref() == Some("h2");
             session.adopt(run);
-            let req = self.request(method, url, body, h2, creds)?;
+            let req = self.request(method, url, body, h2, creds, &trace)?;
             let auth = session.client_auth;
             run.phase(
                 Phase::Request,
@@ -238,7 +239,7 @@ impl HttpClient {
             )
             .await?
         } else {
-            let req = self.request(method, url, body, false, creds)?;
+            let req = self.request(method, url, body, false, creds, &trace)?;
             run.phase(
                 Phase::Request,
                 send(tcp, false, req, self.max_body, ClientAuth::default()),
@@ -256,6 +257,7 @@ impl HttpClient {
         body: Option<&Bytes>,
         h2: bool,
         creds: Option<Credentials<'_>>,
+        trace: &[(&'static str, String)],
     ) -> Result<http::Request<Full<Bytes>>, ProbeError> {
         let bad = |e: http::Error| {
             ProbeError::new(
@@ -289,6 +291,10 @@ impl HttpClient {
                 concat!("depprobe/", env!("CARGO_PKG_VERSION")),
             )
             .header(http::header::ACCEPT, self.accept.clone());
+        // Trace context goes to every origin: it names the probe's span, not a secret.
+        for (name, value) in trace {
+            b = b.header(*name, value.as_str());
+        }
         let mut req = b
             .body(Full::new(body.cloned().unwrap_or_default()))
             .map_err(bad)?;

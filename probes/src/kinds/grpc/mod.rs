@@ -123,7 +123,7 @@ impl Exec for GrpcProbe {
         let port = self.meta.target.port;
         let (io, auth) =
             crate::transport::open(run, &self.dns, &self.host, port, self.tls.as_ref()).await?;
-        let metadata = grpc::metadata(&self.client, authorization.as_ref())?;
+        let metadata = grpc::metadata(&self.client, authorization.as_ref(), &run.trace_headers())?;
         let (io, slot) = Tap::new(io);
         // `host` keeps the brackets of an IPv6 literal.
         let authority = format!("http://{}:{port}", self.host);

@@ -70,6 +70,24 @@ struct Login {
 }
 
 impl NatsProbe {
+    /// The `CONNECT` object: who the client is, and the login `fields`.
+    fn connect_fields(
+        &self,
+        fields: serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut connect = serde_json::Map::new();
+        connect.insert("verbose".into(), false.into());
+        connect.insert("pedantic".into(), false.into());
+        connect.insert("tls_required".into(), self.tls.is_some().into());
+        connect.insert("name".into(), format!("depprobe {}", self.meta.name).into());
+        connect.insert("lang".into(), "rust".into());
+        connect.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        connect.insert("protocol".into(), 1.into());
+        connect.insert("echo".into(), false.into());
+        connect.extend(fields);
+        connect
+    }
+
     /// Builds the probe.
     pub fn new(cfg: &ProbeConfig, spec: &NatsSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
         let (url, auth) = spec
@@ -237,16 +255,7 @@ impl Exec for NatsProbe {
             let sig = creds::sign(c, nonce, file)?;
             login.fields.insert("sig".into(), sig.into());
         }
-        let mut connect = serde_json::Map::new();
-        connect.insert("verbose".into(), false.into());
-        connect.insert("pedantic".into(), false.into());
-        connect.insert("tls_required".into(), self.tls.is_some().into());
-        connect.insert("name".into(), format!("depprobe {}", self.meta.name).into());
-        connect.insert("lang".into(), "rust".into());
-        connect.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-        connect.insert("protocol".into(), 1.into());
-        connect.insert("echo".into(), false.into());
-        connect.extend(std::mem::take(&mut login.fields));
+        let connect = self.connect_fields(std::mem::take(&mut login.fields));
         let command = format!("CONNECT {}\r\nPING\r\n", serde_json::Value::Object(connect));
         let answer = run
             .phase(Phase::Auth, async {

@@ -214,7 +214,8 @@ impl OtlpProbe {
         let port = self.meta.target.port;
         let tls = (self.url.scheme() == "https").then_some(&self.tls);
         let (io, auth) = crate::transport::open(run, &self.dns, &host, port, tls).await?;
-        let metadata = grpc_transport::metadata(&self.client, authorization)?;
+        let metadata =
+            grpc_transport::metadata(&self.client, authorization, &run.trace_headers())?;
         let (io, slot) = Tap::new(io);
         let authority = format!("http://{host}:{port}");
         let exported = run

@@ -89,6 +89,8 @@ impl PostgresSpec {
     }
 
     /// Resolves the URL and the fields into one target, or every problem found.
+    // Over 80 lines on purpose: one line per libpq setting (URL or key, never both),
+    // in libpq's order; the checks across settings are in `check_tls_keys`.
     pub fn target(&self) -> Result<PgTarget, Vec<(&'static str, String)>> {
         let mut errors: Vec<KeyError> = Vec::new();
         let url = match self.url_parts() {
