@@ -12,6 +12,7 @@ pub mod kinds;
 pub mod memory;
 pub mod outcome;
 pub mod run;
+pub mod secrets;
 pub mod taxonomy;
 pub mod trace;
 pub mod transport;

@@ -59,20 +59,6 @@ pub fn inline_secrets(url: &Secret, password: &Option<Secret>, schemes: &[&str])
     out
 }
 
-/// Reads the password for this run (a `password_file` again on every run) and marks
-/// it as a secret of the run, so that it is scrubbed from whatever the run reports.
-pub fn read_password(
-    run: &mut crate::run::Run<'_>,
-    source: Option<&SecretSource>,
-) -> Result<Option<Secret>, crate::run::ProbeError> {
-    let Some(src) = source else {
-        return Ok(None);
-    };
-    let password = crate::transport::http_client::read_secret(src, "password")?;
-    run.secret(&password);
-    Ok(Some(password))
-}
-
 fn decode(text: &str) -> String {
     percent_decode_str(text).decode_utf8_lossy().into_owned()
 }

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use url::Url;
 
 use depprobe_config::http::HttpCredentials;
-use depprobe_config::{Secret, SecretError, SecretSource};
+use depprobe_config::{Secret, SecretSource};
 
 use super::classify::{ClientAuth, classify};
 use super::tap::{Tap, Tapped};
@@ -33,6 +33,7 @@ use super::{Dns, classify_stream, dial};
 use crate::BuildError;
 use crate::credentials;
 use crate::run::{ProbeError, Run};
+use crate::secrets::read_secret;
 use crate::taxonomy::{ErrorType, Phase};
 
 /// How requests authenticate.
@@ -324,30 +325,6 @@ impl HttpClient {
         }
         Ok(req)
     }
-}
-
-/// Reads a secret for this run; a missing one is `credential_missing` (phase `auth`).
-pub fn read_secret(src: &SecretSource, what: &str) -> Result<Secret, ProbeError> {
-    src.read().map_err(|e| {
-        let class = match e {
-            SecretError::Missing { .. } | SecretError::Empty { .. } => ErrorType::CredentialMissing,
-            SecretError::Unreadable { .. } => ErrorType::CredentialInvalid,
-        };
-        ProbeError::new(class, Phase::Auth, format!("{what}: {e}"))
-    })
-}
-
-/// Reads the secret of `src`, if one is configured, for this run: it is scrubbed
-/// from the outcome.
-pub fn read_for_run(
-    run: &mut Run<'_>,
-    src: Option<&SecretSource>,
-    what: &str,
-) -> Result<Option<String>, ProbeError> {
-    let Some(src) = src else { return Ok(None) };
-    let secret = read_secret(src, what)?;
-    run.secret(&secret);
-    Ok(Some(secret.expose().to_owned()))
 }
 
 /// The class of an answer whose status was not expected.

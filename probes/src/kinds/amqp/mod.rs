@@ -26,7 +26,7 @@ use spec::{AmqpSpec, AmqpTarget};
 use crate::outcome::Target;
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
-use crate::transport::http_client::read_for_run;
+use crate::secrets::read_for_run;
 use crate::transport::tls::TlsClient;
 use crate::transport::{Dns, open};
 use crate::kinds::ProbeKind;
@@ -277,7 +277,8 @@ impl Exec for AmqpProbe {
     }
 
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
-        let password = read_for_run(run, self.target.password.as_ref(), "password")?;
+        let password = read_for_run(run, self.target.password.as_ref(), "password")?
+            .map(|s| s.expose().to_owned());
         let url = &self.target.url;
         let (io, _) = open(run, &self.dns, &url.host, url.port, self.tls.as_ref()).await?;
         let mut wire = Wire::new(io);

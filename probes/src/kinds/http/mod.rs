@@ -29,7 +29,7 @@ use super::ProbeKind;
 
 // Kept reachable from here for the code that used them before they moved.
 pub use crate::transport::http_client::{
-    Answer, classify_status, is_jwt_rejection, read_secret, send, snippet,
+    Answer, classify_status, is_jwt_rejection, send, snippet,
 };
 
 /// What a good answer looks like, compiled.

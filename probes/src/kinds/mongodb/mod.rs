@@ -51,7 +51,7 @@ use depprobe_config::{
     ConfigDuration, ProbeConfig, Secret, SecretSource, TlsSpec, split_host_port,
 };
 
-use crate::kinds::http::read_secret;
+use crate::secrets::read_secret;
 use crate::declared::MetricDecl;
 use crate::outcome::{FindingType, Target};
 use crate::run::{ProbeError, ProbeMeta, Run, humanize};

@@ -21,7 +21,7 @@ use spec::{MqttSpec, MqttVersion};
 use crate::outcome::Target;
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
-use crate::transport::http_client::read_for_run;
+use crate::secrets::read_for_run;
 use crate::transport::tls::TlsClient;
 use crate::transport::{Dns, Io, classify_stream, open};
 use crate::kinds::ProbeKind;
@@ -219,7 +219,8 @@ impl Exec for MqttProbe {
     }
 
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
-        let password = read_for_run(run, self.target.password.as_ref(), "password")?;
+        let password = read_for_run(run, self.target.password.as_ref(), "password")?
+            .map(|s| s.expose().to_owned());
         let url = &self.target.url;
         let (mut io, _) = open(run, &self.dns, &url.host, url.port, self.tls.as_ref())
             .await

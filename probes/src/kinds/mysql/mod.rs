@@ -168,7 +168,7 @@ impl Exec for MysqlProbe {
     }
 
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
-        let password = crate::kinds::dburl::read_password(run, self.target.password.as_ref())?;
+        let password = crate::secrets::read_for_run(run, self.target.password.as_ref(), "password")?;
         run.details
             .insert("ssl_mode".into(), self.target.ssl_mode.as_str().into());
         let tcp = transport::dial(run, &self.dns, &self.target.host, self.target.port).await?;

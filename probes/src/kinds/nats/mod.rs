@@ -24,7 +24,7 @@ use crate::credentials::record_expiry;
 use crate::outcome::Target;
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
-use crate::transport::http_client::read_secret;
+use crate::secrets::read_secret;
 use crate::transport::lines::Lines;
 use crate::transport::tls::TlsClient;
 use crate::transport::{Dns, dial, upgrade};

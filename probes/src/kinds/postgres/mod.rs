@@ -368,7 +368,7 @@ impl Exec for PostgresProbe {
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
         let password = match &self.target.password {
             Some(src) => {
-                let p = crate::kinds::http::read_secret(src, "password")?;
+                let p = crate::secrets::read_secret(src, "password")?;
                 run.secret(&p);
                 Some(p)
             }

@@ -115,7 +115,7 @@ impl RedisProbe {
         run: &mut Run<'_>,
         conn: &mut Resp<Box<dyn Io>>,
     ) -> Result<(), ProbeError> {
-        let password = crate::kinds::dburl::read_password(run, self.target.password.as_ref())?;
+        let password = crate::secrets::read_for_run(run, self.target.password.as_ref(), "password")?;
         let user = self.target.user.as_deref();
         let db = self.target.db.to_string();
         run.phase(Phase::Auth, async {

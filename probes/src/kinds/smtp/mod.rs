@@ -21,7 +21,7 @@ use spec::{SmtpSpec, StartTls};
 use crate::outcome::Target;
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
-use crate::transport::http_client::read_for_run;
+use crate::secrets::read_for_run;
 use crate::transport::lines::Lines;
 use crate::transport::tls::TlsClient;
 use crate::transport::{Dns, dial, upgrade};
@@ -252,7 +252,9 @@ impl Exec for SmtpProbe {
 
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
         let password =
-            read_for_run(run, self.target.password.as_ref(), "password")?.unwrap_or_default();
+            read_for_run(run, self.target.password.as_ref(), "password")?
+                .map(|s| s.expose().to_owned())
+                .unwrap_or_default();
         if !password.is_empty() {
             // AUTH LOGIN sends it in base64: scrub that form too.
             run.secret(&depprobe_config::Secret::new(
