@@ -129,6 +129,8 @@ pub struct Finding {
 pub struct FindingType(&'static str);
 
 impl FindingType {
+    /// A verified chain does not match `tls.expect_issuer` or `tls.pin_sha256`.
+    pub const ISSUER_UNEXPECTED: FindingType = FindingType("issuer_unexpected");
     /// A certificate of the chain expires within `warn_before`.
     pub const CERT_EXPIRING: FindingType = FindingType("cert_expiring");
     /// The leaf certificate differs from the last run.
@@ -150,6 +152,7 @@ impl FindingType {
         FindingType::CERT_EXPIRING,
         FindingType::CERT_CHANGED,
         FindingType::ISSUER_CHANGED,
+        FindingType::ISSUER_UNEXPECTED,
         FindingType::CERT_INVALID,
         FindingType::CREDENTIAL_EXPIRING,
         FindingType::ROLE_CHANGED,

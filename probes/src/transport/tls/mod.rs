@@ -11,14 +11,15 @@
 //! [`Enforcement::Full`]: verification still runs in full, and every problem a
 //! tolerated verdict holds is reported as a `cert_invalid` finding.
 
+mod expect;
 mod roots;
 mod verifier;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use depprobe_config::TlsSpec;
+use depprobe_config::{ExpiryWindow, TlsSpec};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::CertifiedKey;
@@ -47,9 +48,11 @@ pub struct TlsClient {
     server_name: Option<String>,
     enforcement: Enforcement,
     /// A certificate that expires within this is a `cert_expiring` finding.
-    pub warn_before: Duration,
+    pub warn_before: ExpiryWindow,
     /// Within this, the finding is critical.
-    pub critical_before: Duration,
+    pub critical_before: ExpiryWindow,
+    /// What the chain must match besides verifying (issuer, pins).
+    expected: Arc<expect::Expected>,
 }
 
 impl std::fmt::Debug for TlsClient {
@@ -108,8 +111,9 @@ impl TlsClient {
             client_key,
             server_name: spec.server_name.clone(),
             enforcement: Enforcement::Full,
-            warn_before: spec.warn_before.0,
-            critical_before: spec.critical_before.0,
+            warn_before: spec.warn_before,
+            critical_before: spec.critical_before,
+            expected: Arc::new(expect::Expected::from_spec(spec)?),
         })
     }
 
@@ -236,9 +240,10 @@ impl TlsClient {
         let mut findings = chain::expiry_findings(
             &facts.chain,
             seen.now,
-            self.warn_before,
-            self.critical_before,
+            &self.warn_before,
+            &self.critical_before,
         );
+        findings.extend(self.expected.judge(&chain_der, &facts.chain));
         if let Some(verdict) = seen.tolerated {
             let invalid =
                 self.tolerated_problems(&verdict, &chain_der, &facts, &seen.name, seen.now);
