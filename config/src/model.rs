@@ -42,6 +42,9 @@ pub struct AgentConfig {
     /// The endpoint security file (TLS, basic auth) in the Prometheus exporters'
     /// `web.config` shape; none: plain HTTP without authentication.
     pub web_config: Option<PathBuf>,
+    /// Directory where the agent keeps what probes remember (certificates seen,
+    /// server roles) across restarts; off when absent.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -52,6 +55,7 @@ impl Default for AgentConfig {
             concurrency: 256,
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             web_config: None,
+            state_dir: None,
         }
     }
 }
