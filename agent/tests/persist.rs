@@ -3,6 +3,8 @@
 //! (incident 02); the file holds fingerprints and DNs, never a secret; a corrupt
 //! file is a warning and a fresh start.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use std::path::{Path, PathBuf};
