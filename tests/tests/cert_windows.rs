@@ -5,26 +5,13 @@
 
 use base64::Engine as _;
 use depprobe_probes::{FindingType, Outcome, Severity, Status};
+use depprobe_tests::harness::Pki;
 use depprobe_tests::{Ca, HttpServer, Identity, Scratch, Validity, run_once};
 use time::{Duration, OffsetDateTime};
 
-/// A root that issues intermediates, both trusted by the probe.
-struct Pki {
-    root: Ca,
-    inter: Ca,
-    scratch: Scratch,
-}
-
+/// `Test Root CA`, and `Test Issuing CA` under it.
 fn pki() -> Pki {
-    let root = Ca::root("Test Root CA").unwrap();
-    let inter = root
-        .intermediate("Test Issuing CA", Validity::days(-400, 2000))
-        .unwrap();
-    Pki {
-        root,
-        inter,
-        scratch: Scratch::new().unwrap(),
-    }
+    Pki::new("Test").unwrap()
 }
 
 /// A validity of `lifetime_hours` in all, of which `left_hours` remain.
@@ -38,9 +25,10 @@ fn aged(lifetime_hours: i64, left_hours: i64) -> Validity {
 }
 
 /// One run of a `tls` probe against a server presenting `leaf`, trusting `roots`.
-async fn probe(p: &Pki, roots: &[&Ca], leaf: &Identity, extra: &str) -> Outcome {
+async fn probe(roots: &[&Ca], leaf: &Identity, extra: &str) -> Outcome {
     let pem: String = roots.iter().map(|c| c.pem.as_str()).collect();
-    let ca = p.scratch.write("roots.pem", &pem).unwrap();
+    let scratch = Scratch::new().unwrap();
+    let ca = scratch.write("roots.pem", &pem).unwrap();
     let server = HttpServer::builder().tls(leaf).start().await.unwrap();
     run_once(&format!(
         "name: t\nkind: tls\naddress: localhost:{}\ntimeout: 2s\ntls:\n  ca_file: {}\n  system_roots: false\n{extra}",
@@ -55,10 +43,10 @@ async fn probe(p: &Pki, roots: &[&Ca], leaf: &Identity, extra: &str) -> Outcome 
 /// `left_hours` to go (`None`: no finding, and the target is up).
 async fn expiry(p: &Pki, lifetime_hours: i64, left_hours: i64, extra: &str) -> Option<Severity> {
     let leaf = p
-        .inter
+        .issuing
         .leaf(&["localhost"], aged(lifetime_hours, left_hours))
         .unwrap();
-    let o = probe(p, &[&p.root], &leaf, extra).await;
+    let o = probe(&[&p.root], &leaf, extra).await;
     let found: Vec<_> = o
         .findings
         .iter()
@@ -171,10 +159,10 @@ async fn duration_windows_apply_whatever_the_lifetime() {
 async fn expiring_message_shows_the_share_of_lifetime_left() {
     let p = pki();
     let leaf = p
-        .inter
+        .issuing
         .leaf(&["localhost"], aged(90 * DAY, 9 * DAY))
         .unwrap();
-    let o = probe(&p, &[&p.root], &leaf, "").await;
+    let o = probe(&[&p.root], &leaf, "").await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
     assert!(
         o.message.contains("10% of its 90-day lifetime left"),
@@ -190,7 +178,7 @@ async fn expiring_message_shows_the_share_of_lifetime_left() {
 #[tokio::test]
 async fn a_share_window_out_of_range_is_a_located_config_error() {
     let p = pki();
-    let leaf = p.inter.leaf(&["localhost"], Validity::current()).unwrap();
+    let leaf = p.issuing.leaf(&["localhost"], Validity::current()).unwrap();
     for bad in ["0%", "150%", "abc%", "14"] {
         let server = HttpServer::builder().tls(&leaf).start().await.unwrap();
         let err = run_once(&format!(
@@ -226,7 +214,7 @@ fn renewal() -> Renewal {
 async fn renewal_from_an_unexpected_trusted_issuer_is_issuer_unexpected() {
     let r = renewal();
     let expect = "  expect_issuer: 'CN=Test Issuing CA$'\n";
-    let o = probe(&r.p, &[&r.p.root, &r.internal], &r.renewed, expect).await;
+    let o = probe(&[&r.p.root, &r.internal], &r.renewed, expect).await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");
     assert!(o.tls.as_ref().unwrap().verified);
     let f = &o.findings[0];
@@ -239,8 +227,11 @@ async fn renewal_from_an_unexpected_trusted_issuer_is_issuer_unexpected() {
     assert!(o.message.contains("Internal Fallback CA"), "{}", o.message);
 
     // The expected issuer's own certificate passes.
-    let good = r.p.inter.leaf(&["localhost"], Validity::current()).unwrap();
-    let o = probe(&r.p, &[&r.p.root, &r.internal], &good, expect).await;
+    let good =
+        r.p.issuing
+            .leaf(&["localhost"], Validity::current())
+            .unwrap();
+    let o = probe(&[&r.p.root, &r.internal], &good, expect).await;
     assert_eq!(o.status, Status::Up, "{o:#?}");
 }
 
@@ -259,14 +250,17 @@ fn pin_of(cert: &rustls_pki_types::CertificateDer<'_>) -> (String, String) {
 #[tokio::test]
 async fn chain_without_a_pinned_key_is_issuer_unexpected() {
     let r = renewal();
-    let good = r.p.inter.leaf(&["localhost"], Validity::current()).unwrap();
+    let good =
+        r.p.issuing
+            .leaf(&["localhost"], Validity::current())
+            .unwrap();
     // Pin the intermediate, in base64 and in hex: the expected chain carries it.
-    let (b64, hex) = pin_of(&r.p.inter.cert);
+    let (b64, hex) = pin_of(&r.p.issuing.cert);
     for pin in [format!("sha256/{b64}"), hex] {
         let pins = format!("  pin_sha256: ['{pin}']\n");
-        let o = probe(&r.p, &[&r.p.root, &r.internal], &good, &pins).await;
+        let o = probe(&[&r.p.root, &r.internal], &good, &pins).await;
         assert_eq!(o.status, Status::Up, "{pin}: {o:#?}");
-        let o = probe(&r.p, &[&r.p.root, &r.internal], &r.renewed, &pins).await;
+        let o = probe(&[&r.p.root, &r.internal], &r.renewed, &pins).await;
         assert_eq!(o.status, Status::Degraded, "{o:#?}");
         assert_eq!(o.findings[0].kind, FindingType::ISSUER_UNEXPECTED);
         assert_eq!(o.findings[0].severity, Severity::Critical);
@@ -274,7 +268,7 @@ async fn chain_without_a_pinned_key_is_issuer_unexpected() {
     // A pin of the leaf's own key matches too.
     let (leaf_pin, _) = pin_of(&r.renewed.chain[0]);
     let pins = format!("  pin_sha256: ['{leaf_pin}']\n");
-    let o = probe(&r.p, &[&r.p.root, &r.internal], &r.renewed, &pins).await;
+    let o = probe(&[&r.p.root, &r.internal], &r.renewed, &pins).await;
     assert_eq!(o.status, Status::Up, "{o:#?}");
 }
 
