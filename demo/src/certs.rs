@@ -215,6 +215,16 @@ impl Ca {
 
     /// A CRL issued by this CA that revokes the leaves with these serials.
     pub fn crl(&self, revoked: &[&Identity]) -> Result<String, CertError> {
+        self.crl_due(revoked, OffsetDateTime::now_utc() + Duration::days(7))
+    }
+
+    /// The same CRL, whose next update is due at `next_update` (in the past: a
+    /// stale CRL).
+    pub fn crl_due(
+        &self,
+        revoked: &[&Identity],
+        next_update: OffsetDateTime,
+    ) -> Result<String, CertError> {
         let now = OffsetDateTime::now_utc();
         let revoked_certs = revoked
             .iter()
@@ -227,8 +237,8 @@ impl Ca {
             })
             .collect();
         let params = CertificateRevocationListParams {
-            this_update: now - Duration::hours(1),
-            next_update: now + Duration::days(7),
+            this_update: (now - Duration::hours(1)).min(next_update - Duration::hours(1)),
+            next_update,
             crl_number: SerialNumber::from(1u64),
             issuing_distribution_point: None,
             revoked_certs,

@@ -131,6 +131,8 @@ pub struct FindingType(&'static str);
 impl FindingType {
     /// A verified chain does not match `tls.expect_issuer` or `tls.pin_sha256`.
     pub const ISSUER_UNEXPECTED: FindingType = FindingType("issuer_unexpected");
+    /// A CRL of `tls.crl_file` is past its `nextUpdate`.
+    pub const CRL_STALE: FindingType = FindingType("crl_stale");
     /// A certificate of the chain expires within `warn_before`.
     pub const CERT_EXPIRING: FindingType = FindingType("cert_expiring");
     /// The leaf certificate differs from the last run.
@@ -153,6 +155,7 @@ impl FindingType {
         FindingType::CERT_CHANGED,
         FindingType::ISSUER_CHANGED,
         FindingType::ISSUER_UNEXPECTED,
+        FindingType::CRL_STALE,
         FindingType::CERT_INVALID,
         FindingType::CREDENTIAL_EXPIRING,
         FindingType::ROLE_CHANGED,

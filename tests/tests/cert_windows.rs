@@ -290,3 +290,44 @@ async fn malformed_pins_and_issuer_patterns_are_config_errors() {
         assert!(err.contains(key), "{bad}: {err}");
     }
 }
+
+#[tokio::test]
+async fn a_crl_past_its_next_update_is_crl_stale() {
+    let p = pki();
+    let leaf = p.localhost(Validity::current()).unwrap();
+    let scratch = Scratch::new().unwrap();
+    let yesterday = OffsetDateTime::now_utc() - Duration::days(1);
+    // rustls wants the status of every certificate: the root's CRL (current) covers
+    // the intermediate, the intermediate's (stale) the leaf.
+    let root_crl = p.root.crl(&[]).unwrap();
+    let stale = scratch
+        .write(
+            "stale.crl",
+            &(root_crl.clone() + &p.issuing.crl_due(&[], yesterday).unwrap()),
+        )
+        .unwrap();
+    let o = probe(
+        &[&p.root],
+        &leaf,
+        &format!("  crl_file: {}\n", stale.display()),
+    )
+    .await;
+    assert_eq!(o.status, Status::Degraded, "{o:#?}");
+    let f = &o.findings[0];
+    assert_eq!(f.kind, FindingType::CRL_STALE);
+    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(f.facts["issuer"], "O=depprobe test, CN=Test Issuing CA");
+    assert!(o.message.contains("Test Issuing CA"), "{}", o.message);
+
+    // A current CRL is silent.
+    let fresh = scratch
+        .write("fresh.crl", &(root_crl + &p.issuing.crl(&[]).unwrap()))
+        .unwrap();
+    let o = probe(
+        &[&p.root],
+        &leaf,
+        &format!("  crl_file: {}\n", fresh.display()),
+    )
+    .await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+}

@@ -12,6 +12,7 @@
 //! tolerated verdict holds is reported as a `cert_invalid` finding.
 
 mod expect;
+mod revocation;
 mod roots;
 mod verifier;
 
@@ -53,6 +54,8 @@ pub struct TlsClient {
     pub critical_before: ExpiryWindow,
     /// What the chain must match besides verifying (issuer, pins).
     expected: Arc<expect::Expected>,
+    /// When the CRLs of `crl_file` stop being current.
+    crl_dates: Arc<revocation::CrlDates>,
 }
 
 impl std::fmt::Debug for TlsClient {
@@ -114,6 +117,7 @@ impl TlsClient {
             warn_before: spec.warn_before,
             critical_before: spec.critical_before,
             expected: Arc::new(expect::Expected::from_spec(spec)?),
+            crl_dates: Arc::new(revocation::CrlDates::from_spec(spec)),
         })
     }
 
@@ -244,6 +248,7 @@ impl TlsClient {
             &self.critical_before,
         );
         findings.extend(self.expected.judge(&chain_der, &facts.chain));
+        findings.extend(self.crl_dates.findings(seen.now));
         if let Some(verdict) = seen.tolerated {
             let invalid =
                 self.tolerated_problems(&verdict, &chain_der, &facts, &seen.name, seen.now);
