@@ -98,6 +98,8 @@ pub struct Identity {
     pub key_pem: String,
     /// The leaf's validity.
     pub validity: Validity,
+    /// The OCSP response a server staples with it (bytes as sent), if any.
+    pub ocsp: Option<Vec<u8>>,
 }
 
 impl Identity {
@@ -206,6 +208,28 @@ impl Ca {
         Ok(identity(chain, &key, validity))
     }
 
+    /// A leaf that demands a stapled OCSP response (TLS Feature `status_request`,
+    /// RFC 7633: "must-staple").
+    pub fn leaf_must_staple(
+        &self,
+        names: &[&str],
+        validity: Validity,
+    ) -> Result<Identity, CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = leaf_params(names, validity)?;
+        // id-pe-tlsfeature, SEQUENCE { INTEGER 5 (status_request) }.
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 5, 5, 7, 1, 24],
+                vec![0x30, 0x03, 0x02, 0x01, 0x05],
+            ));
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.above.iter().cloned());
+        Ok(identity(chain, &key, validity))
+    }
+
     /// A self-signed leaf for `names`.
     pub fn self_signed(names: &[&str], validity: Validity) -> Result<Identity, CertError> {
         let key = KeyPair::generate()?;
@@ -265,6 +289,7 @@ fn identity(chain: Vec<CertificateDer<'static>>, key: &KeyPair, validity: Validi
         chain_pem,
         key_pem: key.serialize_pem(),
         validity,
+        ocsp: None,
     }
 }
 

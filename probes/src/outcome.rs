@@ -131,6 +131,8 @@ pub struct FindingType(&'static str);
 impl FindingType {
     /// A verified chain does not match `tls.expect_issuer` or `tls.pin_sha256`.
     pub const ISSUER_UNEXPECTED: FindingType = FindingType("issuer_unexpected");
+    /// A must-staple certificate came without a stapled OCSP response.
+    pub const OCSP_MISSING: FindingType = FindingType("ocsp_missing");
     /// A CRL of `tls.crl_file` is past its `nextUpdate`.
     pub const CRL_STALE: FindingType = FindingType("crl_stale");
     /// A certificate of the chain expires within `warn_before`.
@@ -156,6 +158,7 @@ impl FindingType {
         FindingType::ISSUER_CHANGED,
         FindingType::ISSUER_UNEXPECTED,
         FindingType::CRL_STALE,
+        FindingType::OCSP_MISSING,
         FindingType::CERT_INVALID,
         FindingType::CREDENTIAL_EXPIRING,
         FindingType::ROLE_CHANGED,

@@ -331,3 +331,28 @@ async fn a_crl_past_its_next_update_is_crl_stale() {
     .await;
     assert_eq!(o.status, Status::Up, "{o:#?}");
 }
+
+#[tokio::test]
+async fn must_staple_certificate_without_a_staple_is_ocsp_missing() {
+    let p = pki();
+    let mut leaf = p
+        .issuing
+        .leaf_must_staple(&["localhost"], Validity::current())
+        .unwrap();
+    let o = probe(&[&p.root], &leaf, "").await;
+    assert_eq!(o.status, Status::Degraded, "{o:#?}");
+    let f = &o.findings[0];
+    assert_eq!(f.kind, FindingType::OCSP_MISSING);
+    assert_eq!(f.severity, Severity::Critical);
+    assert!(o.message.contains("must-staple"), "{}", o.message);
+
+    // The same certificate with a staple: no finding (its content is not judged).
+    leaf.ocsp = Some(b"an OCSP response".to_vec());
+    let o = probe(&[&p.root], &leaf, "").await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+
+    // An ordinary certificate needs no staple.
+    let plain = p.localhost(Validity::current()).unwrap();
+    let o = probe(&[&p.root], &plain, "").await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+}

@@ -165,6 +165,7 @@ impl TlsClient {
             seen: Mutex::new(Vec::new()),
             enforcement: self.enforcement,
             tolerated: Mutex::new(None),
+            stapled: AtomicBool::new(false),
         });
         let recorder = Arc::new(AskRecorder {
             key: self.client_key.clone(),
@@ -179,6 +180,7 @@ impl TlsClient {
         let seen = Seen {
             chain: capture.take(),
             tolerated: capture.take_tolerated(),
+            stapled: capture.stapled.load(Ordering::Relaxed),
             name,
             name_text,
             now,
@@ -249,6 +251,11 @@ impl TlsClient {
         );
         findings.extend(self.expected.judge(&chain_der, &facts.chain));
         findings.extend(self.crl_dates.findings(seen.now));
+        findings.extend(revocation::missing_staple(
+            &chain_der,
+            &facts.chain,
+            seen.stapled,
+        ));
         if let Some(verdict) = seen.tolerated {
             let invalid =
                 self.tolerated_problems(&verdict, &chain_der, &facts, &seen.name, seen.now);
@@ -331,6 +338,8 @@ struct Seen {
     chain: Vec<CertificateDer<'static>>,
     /// A failed verdict the enforcement let through.
     tolerated: Option<rustls::Error>,
+    /// Whether the server stapled an OCSP response.
+    stapled: bool,
     /// The name verified.
     name: ServerName<'static>,
     /// The same name, as text.

@@ -5,6 +5,10 @@
 //! that may have changed since. Such a CRL is a `crl_stale` warning on every run
 //! that relies on it, so that the file's refresh job is fixed before a revoked
 //! certificate goes unnoticed.
+//!
+//! A certificate that demands a stapled OCSP response (must-staple, RFC 7633) from a
+//! server that staples none is refused by clients that honour the demand (Firefox):
+//! an `ocsp_missing` critical finding. The staple's content is not judged here.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +18,56 @@ use rustls::pki_types::pem::PemObject;
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use crate::outcome::{Finding, FindingType, Severity, common_name, human_delta, rfc3339};
+use rustls::pki_types::CertificateDer;
+use x509_parser::certificate::X509Certificate;
+
+use crate::outcome::{
+    CertFacts, Finding, FindingType, Severity, common_name, human_delta, rfc3339,
+};
+
+/// id-pe-tlsfeature (RFC 7633).
+const TLS_FEATURE_OID: &str = "1.3.6.1.5.5.7.1.24";
+
+/// The DER of `SEQUENCE { INTEGER 5 }` inside the extension: `status_request`, the
+/// only feature certificates carry in practice (and the one that means must-staple).
+const STATUS_REQUEST: &[u8] = &[0x02, 0x01, 0x05];
+
+/// Whether the certificate demands a stapled OCSP response.
+fn must_staple(der: &CertificateDer<'_>) -> bool {
+    let Ok((_, cert)) = X509Certificate::from_der(der.as_ref()) else {
+        return false;
+    };
+    cert.extensions().iter().any(|e| {
+        e.oid.to_id_string() == TLS_FEATURE_OID
+            && e.value
+                .windows(STATUS_REQUEST.len())
+                .any(|w| w == STATUS_REQUEST)
+    })
+}
+
+/// The `ocsp_missing` finding of a must-staple leaf served without a staple.
+pub(super) fn missing_staple(
+    chain: &[CertificateDer<'static>],
+    facts: &[CertFacts],
+    stapled: bool,
+) -> Option<Finding> {
+    let (leaf, leaf_facts) = (chain.first()?, facts.first()?);
+    if stapled || !must_staple(leaf) {
+        return None;
+    }
+    Some(
+        Finding::new(
+            FindingType::OCSP_MISSING,
+            Severity::Critical,
+            format!(
+                "certificate {} demands a stapled OCSP response (must-staple) and the server sent none: clients that honour it (Firefox) refuse the connection; enable OCSP stapling on the server",
+                leaf_facts.short_name()
+            ),
+        )
+        .with("subject", leaf_facts.subject.clone())
+        .with("sha256", leaf_facts.sha256.clone()),
+    )
+}
 
 /// When each configured CRL stops being current.
 #[derive(Debug, Default)]
