@@ -133,6 +133,10 @@ impl FindingType {
     pub const ISSUER_UNEXPECTED: FindingType = FindingType("issuer_unexpected");
     /// A must-staple certificate came without a stapled OCSP response.
     pub const OCSP_MISSING: FindingType = FindingType("ocsp_missing");
+    /// The stapled OCSP response says the leaf is revoked.
+    pub const OCSP_REVOKED: FindingType = FindingType("ocsp_revoked");
+    /// The stapled OCSP response is past its `nextUpdate`.
+    pub const OCSP_STALE: FindingType = FindingType("ocsp_stale");
     /// A CRL of `tls.crl_file` is past its `nextUpdate`.
     pub const CRL_STALE: FindingType = FindingType("crl_stale");
     /// A certificate of the chain expires within `warn_before`.
@@ -159,6 +163,8 @@ impl FindingType {
         FindingType::ISSUER_UNEXPECTED,
         FindingType::CRL_STALE,
         FindingType::OCSP_MISSING,
+        FindingType::OCSP_REVOKED,
+        FindingType::OCSP_STALE,
         FindingType::CERT_INVALID,
         FindingType::CREDENTIAL_EXPIRING,
         FindingType::ROLE_CHANGED,

@@ -165,7 +165,7 @@ impl TlsClient {
             seen: Mutex::new(Vec::new()),
             enforcement: self.enforcement,
             tolerated: Mutex::new(None),
-            stapled: AtomicBool::new(false),
+            staple: Mutex::new(Vec::new()),
         });
         let recorder = Arc::new(AskRecorder {
             key: self.client_key.clone(),
@@ -180,7 +180,11 @@ impl TlsClient {
         let seen = Seen {
             chain: capture.take(),
             tolerated: capture.take_tolerated(),
-            stapled: capture.stapled.load(Ordering::Relaxed),
+            staple: capture
+                .staple
+                .lock()
+                .map(|mut s| std::mem::take(&mut *s))
+                .unwrap_or_default(),
             name,
             name_text,
             now,
@@ -254,8 +258,18 @@ impl TlsClient {
         findings.extend(revocation::missing_staple(
             &chain_der,
             &facts.chain,
-            seen.stapled,
+            !seen.staple.is_empty(),
         ));
+        if let (Some(leaf), Some(leaf_facts)) = (chain_der.first(), facts.chain.first())
+            && !seen.staple.is_empty()
+        {
+            findings.extend(revocation::staple_findings(
+                &seen.staple,
+                leaf,
+                leaf_facts,
+                seen.now,
+            ));
+        }
         if let Some(verdict) = seen.tolerated {
             let invalid =
                 self.tolerated_problems(&verdict, &chain_der, &facts, &seen.name, seen.now);
@@ -338,8 +352,8 @@ struct Seen {
     chain: Vec<CertificateDer<'static>>,
     /// A failed verdict the enforcement let through.
     tolerated: Option<rustls::Error>,
-    /// Whether the server stapled an OCSP response.
-    stapled: bool,
+    /// The OCSP response the server stapled (empty: none).
+    staple: Vec<u8>,
     /// The name verified.
     name: ServerName<'static>,
     /// The same name, as text.
