@@ -23,7 +23,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --no-create-home \
-      --home-dir /nonexistent --shell /usr/sbin/nologin depprobe
+      --home-dir /nonexistent --shell /usr/sbin/nologin depprobe \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/depprobe
 COPY --from=build /out/depprobe /usr/local/bin/depprobe
 USER 10001:10001
 EXPOSE 9464

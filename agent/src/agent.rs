@@ -14,6 +14,7 @@ use depprobe_probes::{Probe, ProbeEnv};
 use tokio::sync::mpsc;
 
 use crate::check::EXIT_CONFIG;
+use crate::persist::Persist;
 use crate::scheduler::{Scheduled, Scheduler, Sink};
 use crate::setup::{self, Shard};
 use crate::state::State;
@@ -33,6 +34,15 @@ fn scheduled(config: &Config, probes: Vec<Arc<dyn Probe>>) -> Vec<Scheduled> {
             interval: cfg.interval.0,
             fingerprint: cfg.fingerprint(),
         })
+        .collect()
+}
+
+/// Each probe with its configuration's fingerprint (what the memory kept on disk
+/// needs to follow the scheduler).
+fn fingerprinted(scheduled: &[Scheduled]) -> Vec<(u64, Arc<dyn Probe>)> {
+    scheduled
+        .iter()
+        .map(|s| (s.fingerprint, s.probe.clone()))
         .collect()
 }
 
@@ -107,7 +117,17 @@ pub async fn run_config(
     });
     let mut scheduler = Scheduler::new(cfg.agent.concurrency, sink);
     let n = probes.len();
-    scheduler.apply(scheduled(&cfg, probes));
+    let persist = cfg
+        .agent
+        .state_dir
+        .as_deref()
+        .map(|dir| Arc::new(Persist::open(dir)));
+    let initial = scheduled(&cfg, probes);
+    if let Some(p) = &persist {
+        p.adopt(&fingerprinted(&initial));
+    }
+    scheduler.apply(initial);
+    let saver = persist.clone().map(|p| tokio::spawn(p.save_periodically()));
     tracing::info!(
         "depprobe {} running {n} probe{}{}",
         crate::telemetry::VERSION,
@@ -129,7 +149,8 @@ pub async fn run_config(
             // Without a file to watch the channel is closed at once: never poll it.
             Some(why) = reload_rx.recv(), if watcher.is_some() => {
                 if let Some(p) = path.as_ref() {
-                    reload(p, why, &env, shard, &mut current, &mut scheduler, &state);
+                    let mut running = Running { scheduler: &mut scheduler, persist: persist.as_ref() };
+                    reload(p, why, &env, shard, &mut current, &mut running, &state);
                 }
             }
             sig = &mut stop => {
@@ -144,11 +165,23 @@ pub async fn run_config(
     }
     trim.abort();
     scheduler.stop().await;
+    if let Some(saver) = saver {
+        saver.abort();
+    }
+    if let Some(p) = &persist {
+        p.save_logged().await;
+    }
     if let Some(api) = api {
         api.abort();
     }
     telemetry.shutdown(FLUSH_TIMEOUT).await;
     0
+}
+
+/// Where the running probes are: the scheduler, and the memory kept on disk.
+struct Running<'a> {
+    scheduler: &'a mut Scheduler,
+    persist: Option<&'a Arc<Persist>>,
 }
 
 fn reload(
@@ -157,13 +190,17 @@ fn reload(
     env: &ProbeEnv,
     shard: Option<Shard>,
     current: &mut Config,
-    scheduler: &mut Scheduler,
+    running: &mut Running<'_>,
     state: &Arc<State>,
 ) {
     match setup::load_and_build_shard(path, env, shard) {
         Ok((cfg, probes)) => {
             warn_restart_only(current, &cfg);
-            let changes = scheduler.apply(scheduled(&cfg, probes));
+            let next = scheduled(&cfg, probes);
+            if let Some(p) = running.persist {
+                p.adopt(&fingerprinted(&next));
+            }
+            let changes = running.scheduler.apply(next);
             state.last_reload_success.store(true, Ordering::Relaxed);
             tracing::info!(
                 "reloaded {} ({why}): {} added, {} changed, {} removed, {} unchanged",
@@ -195,10 +232,11 @@ fn warn_restart_only(old: &Config, new: &Config) {
     if old.agent.listen != new.agent.listen
         || old.agent.web_config != new.agent.web_config
         || old.agent.concurrency != new.agent.concurrency
+        || old.agent.state_dir != new.agent.state_dir
         || old.telemetry != new.telemetry
     {
         tracing::warn!(
-            "agent.listen, agent.web_config, agent.concurrency and telemetry changes take effect at the next restart"
+            "agent.listen, agent.web_config, agent.concurrency, agent.state_dir and telemetry changes take effect at the next restart"
         );
     }
 }

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod history;
 pub mod memory;
 pub mod page;
+pub mod persist;
 pub mod reload;
 pub mod scheduler;
 pub mod setup;

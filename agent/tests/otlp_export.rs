@@ -84,6 +84,8 @@ const EXPECTED_METRICS: &[(&str, &str)] = &[
     ("probe.failures", ""),
     ("probe.ssl.earliest_cert_expiry", ""),
     ("probe.tls.cert.time_left", "s"),
+    ("probe.tls.cert.not_before", ""),
+    ("probe.tls.cert.lifetime", "s"),
     ("probe.tls.cert.changes", ""),
     ("probe.tls.version_info", ""),
     ("probe.http.status_code", ""),

@@ -208,11 +208,24 @@ impl<'a> Check<'a> {
         self.file_exists("tls.cert_file", tls.cert_file.as_deref());
         self.file_exists("tls.key_file", tls.key_file.as_deref());
         self.file_exists("tls.crl_file", tls.crl_file.as_deref());
-        if tls.critical_before > tls.warn_before {
+        if tls.critical_before.surely_exceeds(&tls.warn_before) {
             self.error(
                 "tls.critical_before",
                 "`critical_before` must not exceed `warn_before`",
             );
+        }
+        if let Some(re) = &tls.expect_issuer
+            && let Err(e) = regex::Regex::new(re)
+        {
+            self.error(
+                "tls.expect_issuer",
+                format!("not a valid regular expression: {e}"),
+            );
+        }
+        for (i, pin) in tls.pin_sha256.iter().enumerate() {
+            if let Err(e) = crate::model::decode_pin(pin) {
+                self.error(&format!("tls.pin_sha256[{i}]"), e);
+            }
         }
         if !tls.system_roots && tls.ca_file.is_none() {
             self.error(

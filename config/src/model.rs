@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -41,6 +42,9 @@ pub struct AgentConfig {
     /// The endpoint security file (TLS, basic auth) in the Prometheus exporters'
     /// `web.config` shape; none: plain HTTP without authentication.
     pub web_config: Option<PathBuf>,
+    /// Directory where the agent keeps what probes remember (certificates seen,
+    /// server roles) across restarts; off when absent.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -51,6 +55,7 @@ impl Default for AgentConfig {
             concurrency: 256,
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             web_config: None,
+            state_dir: None,
         }
     }
 }
@@ -198,10 +203,18 @@ pub struct TlsSpec {
     pub key_file: Option<PathBuf>,
     /// PEM file of CRLs; a certificate listed there is `tls_cert_revoked`.
     pub crl_file: Option<PathBuf>,
-    /// A certificate of the chain that expires within this is a `cert_expiring` finding.
-    pub warn_before: ConfigDuration,
-    /// Within this, the finding is critical.
-    pub critical_before: ConfigDuration,
+    /// A certificate of the chain that expires within this is a `cert_expiring`
+    /// finding: a duration (`14d`) or a share of its lifetime (`33%`); by default the
+    /// earlier of 14 days and a third of the lifetime.
+    pub warn_before: ExpiryWindow,
+    /// Within this, the finding is critical; by default the earlier of 3 days and a
+    /// tenth of the lifetime.
+    pub critical_before: ExpiryWindow,
+    /// A regular expression the issuer DN of the leaf must match (`CN=R1[01]`).
+    pub expect_issuer: Option<String>,
+    /// SHA-256 pins of a subject public key (base64 or hex); one certificate of the
+    /// chain must carry one of them.
+    pub pin_sha256: Vec<String>,
 }
 
 impl Default for TlsSpec {
@@ -215,8 +228,183 @@ impl Default for TlsSpec {
             cert_file: None,
             key_file: None,
             crl_file: None,
-            warn_before: ConfigDuration::days(14),
-            critical_before: ConfigDuration::days(3),
+            warn_before: ExpiryWindow::earlier(ConfigDuration::days(14), 1.0 / 3.0),
+            critical_before: ExpiryWindow::earlier(ConfigDuration::days(3), 0.1),
+            expect_issuer: None,
+            pin_sha256: Vec::new(),
         }
+    }
+}
+
+/// Decodes an SPKI SHA-256 pin written in base64 (`sha256/` prefix allowed) or hex
+/// (colons allowed) into its 32 bytes.
+pub fn decode_pin(text: &str) -> Result<[u8; 32], String> {
+    use base64::Engine as _;
+    let t = text.trim();
+    let t = t.strip_prefix("sha256/").unwrap_or(t);
+    let hex: String = t.chars().filter(|c| *c != ':').collect();
+    let bytes = if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<u8>, String>>()?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .map_err(|_| "a pin is 64 hex digits or 44 base64 characters".to_owned())?
+    };
+    bytes.try_into().map_err(|_| {
+        "a pin is a SHA-256: 32 bytes (64 hex digits, 44 base64 characters)".to_owned()
+    })
+}
+
+/// How long before a certificate's expiry a window opens: a duration, a share of the
+/// certificate's lifetime, or (the defaults) whichever of both comes first.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExpiryWindow {
+    /// A fixed time before expiry (`14d`).
+    pub duration: Option<ConfigDuration>,
+    /// A share of the lifetime (`not_after - not_before`), in `(0, 1]` (`33%`).
+    pub share: Option<f64>,
+}
+
+impl ExpiryWindow {
+    /// The earlier of `duration` and `share` of the lifetime.
+    pub const fn earlier(duration: ConfigDuration, share: f64) -> Self {
+        ExpiryWindow {
+            duration: Some(duration),
+            share: Some(share),
+        }
+    }
+
+    /// The window of a certificate valid for `lifetime`: the shortest form set.
+    pub fn resolve(&self, lifetime: Duration) -> Duration {
+        let by_share = self
+            .share
+            .map(|s| Duration::from_secs_f64(lifetime.as_secs_f64() * s.clamp(0.0, 1.0)));
+        match (self.duration.map(|d| d.0), by_share) {
+            (Some(d), Some(s)) => d.min(s),
+            (Some(d), None) => d,
+            (None, Some(s)) => s,
+            (None, None) => Duration::ZERO,
+        }
+    }
+
+    /// Whether this window opens before `other` for every lifetime, as far as can be
+    /// told from their forms (both durations, or both shares).
+    pub fn surely_exceeds(&self, other: &ExpiryWindow) -> bool {
+        match (self.duration, self.share, other.duration, other.share) {
+            (Some(a), None, Some(b), None) => a > b,
+            (None, Some(a), None, Some(b)) => a > b,
+            _ => false,
+        }
+    }
+
+    /// Parses `14d` or `33%` (a share above 0 and at most 100).
+    pub fn parse(text: &str) -> Result<ExpiryWindow, String> {
+        let t = text.trim();
+        let Some(percent) = t.strip_suffix('%') else {
+            let d = crate::duration::parse_duration(t)?;
+            return Ok(ExpiryWindow {
+                duration: Some(ConfigDuration(d)),
+                share: None,
+            });
+        };
+        match percent.trim().parse::<f64>() {
+            Ok(p) if p > 0.0 && p <= 100.0 => Ok(ExpiryWindow {
+                duration: None,
+                share: Some(p / 100.0),
+            }),
+            _ => Err(format!(
+                "`{t}` is not a share of the lifetime; write a percentage above 0 and at most 100, e.g. 33%"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ExpiryWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let percent = |s: f64| format!("{}%", (s * 1000.0).round() / 10.0);
+        match (self.duration, self.share) {
+            (Some(d), Some(s)) => {
+                write!(f, "the earlier of {d} and {} of the lifetime", percent(s))
+            }
+            (Some(d), None) => write!(f, "{d}"),
+            (None, Some(s)) => write!(f, "{} of the lifetime", percent(s)),
+            (None, None) => f.write_str("0s"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ExpiryWindow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ExpiryWindow;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as 14d, or a share of the lifetime such as 33%")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ExpiryWindow, E> {
+                ExpiryWindow::parse(v).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ExpiryWindow, E> {
+                Err(E::custom(format!(
+                    "`{v}` has no unit; write e.g. {v}d for days or {v}% for a share of the lifetime"
+                )))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ExpiryWindow, E> {
+                self.visit_i64(v as i64)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400;
+
+    #[test]
+    fn default_windows_are_the_earlier_of_a_duration_and_a_share() {
+        let spec = TlsSpec::default();
+        let six = Duration::from_secs(6 * DAY);
+        assert_eq!(spec.warn_before.resolve(six), Duration::from_secs(2 * DAY));
+        assert_eq!(spec.critical_before.resolve(six).as_secs(), 6 * DAY / 10);
+        let year = Duration::from_secs(398 * DAY);
+        assert_eq!(
+            spec.warn_before.resolve(year),
+            Duration::from_secs(14 * DAY)
+        );
+        assert_eq!(
+            spec.critical_before.resolve(year),
+            Duration::from_secs(3 * DAY)
+        );
+    }
+
+    #[test]
+    fn windows_parse_as_durations_or_shares() {
+        let w = ExpiryWindow::parse("33%").unwrap();
+        assert_eq!(w.resolve(Duration::from_secs(100)), Duration::from_secs(33));
+        let w = ExpiryWindow::parse("21d").unwrap();
+        assert_eq!(
+            w.resolve(Duration::from_secs(DAY)),
+            Duration::from_secs(21 * DAY)
+        );
+        for bad in ["0%", "101%", "-5%", "NaN%", "%", "21"] {
+            assert!(ExpiryWindow::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pins_decode_from_base64_or_hex() {
+        let hex = "ab".repeat(32);
+        assert_eq!(decode_pin(&hex).unwrap(), [0xab; 32]);
+        let colons: Vec<&str> = std::iter::repeat_n("AB", 32).collect();
+        assert_eq!(decode_pin(&colons.join(":")).unwrap(), [0xab; 32]);
+        let b64 = "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=";
+        assert_eq!(decode_pin(&format!("sha256/{b64}")).unwrap(), [0xab; 32]);
+        assert!(decode_pin("abcd").is_err());
+        assert!(decode_pin(&"ab".repeat(33)).is_err());
     }
 }

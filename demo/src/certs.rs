@@ -98,6 +98,8 @@ pub struct Identity {
     pub key_pem: String,
     /// The leaf's validity.
     pub validity: Validity,
+    /// The OCSP response a server staples with it (bytes as sent), if any.
+    pub ocsp: Option<Vec<u8>>,
 }
 
 impl Identity {
@@ -206,6 +208,28 @@ impl Ca {
         Ok(identity(chain, &key, validity))
     }
 
+    /// A leaf that demands a stapled OCSP response (TLS Feature `status_request`,
+    /// RFC 7633: "must-staple").
+    pub fn leaf_must_staple(
+        &self,
+        names: &[&str],
+        validity: Validity,
+    ) -> Result<Identity, CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = leaf_params(names, validity)?;
+        // id-pe-tlsfeature, SEQUENCE { INTEGER 5 (status_request) }.
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 5, 5, 7, 1, 24],
+                vec![0x30, 0x03, 0x02, 0x01, 0x05],
+            ));
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.above.iter().cloned());
+        Ok(identity(chain, &key, validity))
+    }
+
     /// A self-signed leaf for `names`.
     pub fn self_signed(names: &[&str], validity: Validity) -> Result<Identity, CertError> {
         let key = KeyPair::generate()?;
@@ -215,6 +239,16 @@ impl Ca {
 
     /// A CRL issued by this CA that revokes the leaves with these serials.
     pub fn crl(&self, revoked: &[&Identity]) -> Result<String, CertError> {
+        self.crl_due(revoked, OffsetDateTime::now_utc() + Duration::days(7))
+    }
+
+    /// The same CRL, whose next update is due at `next_update` (in the past: a
+    /// stale CRL).
+    pub fn crl_due(
+        &self,
+        revoked: &[&Identity],
+        next_update: OffsetDateTime,
+    ) -> Result<String, CertError> {
         let now = OffsetDateTime::now_utc();
         let revoked_certs = revoked
             .iter()
@@ -227,8 +261,8 @@ impl Ca {
             })
             .collect();
         let params = CertificateRevocationListParams {
-            this_update: now - Duration::hours(1),
-            next_update: now + Duration::days(7),
+            this_update: (now - Duration::hours(1)).min(next_update - Duration::hours(1)),
+            next_update,
             crl_number: SerialNumber::from(1u64),
             issuing_distribution_point: None,
             revoked_certs,
@@ -236,6 +270,97 @@ impl Ca {
         };
         Ok(params.signed_by(&self.issuer)?.pem()?)
     }
+}
+
+/// What an OCSP response made by [`ocsp_response`] says.
+#[derive(Clone, Copy, Debug)]
+pub enum OcspStatus {
+    /// `good`.
+    Good,
+    /// `revoked`, an hour ago.
+    Revoked,
+}
+
+/// A successful OCSP response (DER) about `leaf`, as a server staples it, current
+/// until `next_update`. Its signature is a placeholder: it is for probes that read a
+/// staple's status, not for clients that verify it.
+pub fn ocsp_response(leaf: &Identity, status: OcspStatus, next_update: OffsetDateTime) -> Vec<u8> {
+    let now = OffsetDateTime::now_utc();
+    let serial = leaf.chain.first().and_then(serial_of).unwrap_or_default();
+    let sha1 = der(
+        0x30,
+        &[der(0x06, &[0x2b, 0x0e, 0x03, 0x02, 0x1a]), der(0x05, &[])].concat(),
+    );
+    let cert_id = der(
+        0x30,
+        &[
+            sha1.clone(),
+            der(0x04, &[0; 20]),
+            der(0x04, &[0; 20]),
+            der(0x02, &serial),
+        ]
+        .concat(),
+    );
+    let cert_status = match status {
+        OcspStatus::Good => der(0x80, &[]),
+        OcspStatus::Revoked => der(0xa1, &der(0x18, &gtime(now - Duration::hours(1)))),
+    };
+    let single = der(
+        0x30,
+        &[
+            cert_id,
+            cert_status,
+            der(0x18, &gtime(now - Duration::hours(1))),
+            der(0xa0, &der(0x18, &gtime(next_update))),
+        ]
+        .concat(),
+    );
+    let tbs = der(
+        0x30,
+        &[
+            der(0xa2, &der(0x04, &[0; 20])),
+            der(0x18, &gtime(now)),
+            der(0x30, &single),
+        ]
+        .concat(),
+    );
+    let basic = der(0x30, &[tbs, sha1, der(0x03, &[0, 0])].concat());
+    let basic_oid = [0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01];
+    let bytes = der(0x30, &[der(0x06, &basic_oid), der(0x04, &basic)].concat());
+    der(0x30, &[der(0x0a, &[0]), der(0xa0, &bytes)].concat())
+}
+
+/// One DER element.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// GeneralizedTime content: `YYYYMMDDHHMMSSZ`.
+fn gtime(t: OffsetDateTime) -> Vec<u8> {
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+    .into_bytes()
 }
 
 fn serial_of(der: &CertificateDer<'_>) -> Option<Vec<u8>> {
@@ -255,6 +380,7 @@ fn identity(chain: Vec<CertificateDer<'static>>, key: &KeyPair, validity: Validi
         chain_pem,
         key_pem: key.serialize_pem(),
         validity,
+        ocsp: None,
     }
 }
 

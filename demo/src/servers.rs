@@ -180,11 +180,9 @@ impl ResolvesServerCert for State {
 
 fn certified(identity: &Identity) -> Result<Arc<CertifiedKey>, ServerError> {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
-    Ok(Arc::new(CertifiedKey::from_der(
-        identity.chain.clone(),
-        identity.key(),
-        &provider,
-    )?))
+    let mut key = CertifiedKey::from_der(identity.chain.clone(), identity.key(), &provider)?;
+    key.ocsp = identity.ocsp.clone();
+    Ok(Arc::new(key))
 }
 
 impl HttpServer {

@@ -129,6 +129,16 @@ pub struct Finding {
 pub struct FindingType(&'static str);
 
 impl FindingType {
+    /// A verified chain does not match `tls.expect_issuer` or `tls.pin_sha256`.
+    pub const ISSUER_UNEXPECTED: FindingType = FindingType("issuer_unexpected");
+    /// A must-staple certificate came without a stapled OCSP response.
+    pub const OCSP_MISSING: FindingType = FindingType("ocsp_missing");
+    /// The stapled OCSP response says the leaf is revoked.
+    pub const OCSP_REVOKED: FindingType = FindingType("ocsp_revoked");
+    /// The stapled OCSP response is past its `nextUpdate`.
+    pub const OCSP_STALE: FindingType = FindingType("ocsp_stale");
+    /// A CRL of `tls.crl_file` is past its `nextUpdate`.
+    pub const CRL_STALE: FindingType = FindingType("crl_stale");
     /// A certificate of the chain expires within `warn_before`.
     pub const CERT_EXPIRING: FindingType = FindingType("cert_expiring");
     /// The leaf certificate differs from the last run.
@@ -150,6 +160,11 @@ impl FindingType {
         FindingType::CERT_EXPIRING,
         FindingType::CERT_CHANGED,
         FindingType::ISSUER_CHANGED,
+        FindingType::ISSUER_UNEXPECTED,
+        FindingType::CRL_STALE,
+        FindingType::OCSP_MISSING,
+        FindingType::OCSP_REVOKED,
+        FindingType::OCSP_STALE,
         FindingType::CERT_INVALID,
         FindingType::CREDENTIAL_EXPIRING,
         FindingType::ROLE_CHANGED,

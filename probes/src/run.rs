@@ -151,6 +151,18 @@ impl ProbeMeta {
 }
 
 impl ProbeMeta {
+    /// Replaces what the probe remembers (a memory kept across a restart).
+    pub fn seed(&self, memory: Memory) {
+        if let Ok(mut m) = self.memory.lock() {
+            *m = memory;
+        }
+    }
+
+    /// A copy of what the probe remembers now.
+    pub fn snapshot(&self) -> Memory {
+        self.memory.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
     /// The declared attributes, with those a run set in their place.
     fn declared_with(&self, mut set: Vec<Attribute>) -> Vec<Attribute> {
         let declared = self

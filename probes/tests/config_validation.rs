@@ -192,14 +192,23 @@ fn defaults_are_merged_into_every_probe_that_takes_them() {
         panic!()
     };
     assert_eq!(a.tls.ca_file.as_deref(), Some(ca.as_path()));
-    assert_eq!(a.tls.warn_before.0, Duration::from_secs(7 * 86400));
-    assert_eq!(a.tls.critical_before.0, Duration::from_secs(3 * 86400));
+    assert_eq!(
+        a.tls.warn_before.duration.map(|d| d.0),
+        Some(Duration::from_secs(7 * 86400))
+    );
+    assert_eq!(
+        a.tls.critical_before,
+        depprobe_config::TlsSpec::default().critical_before
+    );
     assert_eq!(c.probes[0].interval.0, Duration::from_secs(15));
     assert_eq!(c.probes[0].timeout.0, Duration::from_secs(3));
     let Some(b) = c.probes[1].spec.get::<HttpSpec>() else {
         panic!()
     };
-    assert_eq!(b.tls.warn_before.0, Duration::from_secs(20 * 86400));
+    assert_eq!(
+        b.tls.warn_before.duration.map(|d| d.0),
+        Some(Duration::from_secs(20 * 86400))
+    );
     assert_eq!(c.probes[1].interval.0, Duration::from_secs(60));
 }
 

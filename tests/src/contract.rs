@@ -60,6 +60,14 @@ const fn agent(name: &'static str, kind: MetricKind, labels: &'static [&'static 
 
 use MetricKind::{Counter, Gauge, Histogram};
 
+/// The labels of every per-certificate series.
+const CERT_LABELS: &[&str] = &[
+    "tls_cert_position",
+    "tls_cert_subject",
+    "tls_cert_issuer",
+    "tls_cert_sha256",
+];
+
 /// Every metric of the agent's `/metrics`.
 pub const METRICS: &[Metric] = &[
     probe("probe_success", Gauge, &[]),
@@ -70,16 +78,9 @@ pub const METRICS: &[Metric] = &[
     probe("probe_failures_total", Counter, &["error_type"]),
     probe("probe_findings", Gauge, &["finding_type", "severity"]),
     probe("probe_ssl_earliest_cert_expiry", Gauge, &[]),
-    probe(
-        "probe_tls_cert_time_left_seconds",
-        Gauge,
-        &[
-            "tls_cert_position",
-            "tls_cert_subject",
-            "tls_cert_issuer",
-            "tls_cert_sha256",
-        ],
-    ),
+    probe("probe_tls_cert_lifetime_seconds", Gauge, CERT_LABELS),
+    probe("probe_tls_cert_not_before", Gauge, CERT_LABELS),
+    probe("probe_tls_cert_time_left_seconds", Gauge, CERT_LABELS),
     probe("probe_tls_cert_changes_total", Counter, &[]),
     probe("probe_tls_version_info", Gauge, &["version"]),
     probe("probe_http_status_code", Gauge, &[]),

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use depprobe_agent::persist::Persist;
 use depprobe_agent::state::State;
 use depprobe_probes::kinds::mongodb;
 use depprobe_probes::{
@@ -26,18 +27,20 @@ use depprobe_tests::{Ca, HttpServer, Reply, Scratch, Validity};
 /// run` does on each tick, one stage at a time.
 struct Timeline {
     title: &'static str,
-    probes: Vec<Box<dyn Probe>>,
+    probes: Vec<Arc<dyn Probe>>,
     state: Arc<State>,
+    /// What the probes remember, kept on disk (`agent.state_dir`), when set.
+    persist: Option<Persist>,
 }
 
 impl Timeline {
     fn new(title: &'static str, yaml: &str) -> Timeline {
         let cfg = config(yaml).unwrap();
         let env = ProbeEnv::system().unwrap();
-        let probes: Vec<Box<dyn Probe>> = cfg
+        let probes: Vec<Arc<dyn Probe>> = cfg
             .probes
             .iter()
-            .map(|p| depprobe_probes::build(p, &env).unwrap())
+            .map(|p| Arc::from(depprobe_probes::build(p, &env).unwrap()))
             .collect();
         let state = State::new();
         let wanted: Vec<_> = cfg
@@ -47,12 +50,32 @@ impl Timeline {
             .map(|(c, p)| (p.meta().clone(), c.fingerprint()))
             .collect();
         state.reconcile(&wanted);
+        let persist = cfg.agent.state_dir.as_deref().map(Persist::open);
+        if let Some(p) = &persist {
+            let fingerprinted: Vec<_> = wanted
+                .iter()
+                .zip(&probes)
+                .map(|((_, f), p)| (*f, p.clone()))
+                .collect();
+            p.adopt(&fingerprinted);
+        }
         println!("\n## {title}");
         Timeline {
             title,
             probes,
             state,
+            persist,
         }
+    }
+
+    /// Stops as `depprobe run` does (what the probes remember is saved), and starts
+    /// again on the same configuration.
+    fn restart(self, yaml: &str) -> Timeline {
+        if let Some(p) = &self.persist {
+            p.save().unwrap();
+        }
+        println!("\n### {} — the agent restarts", self.title);
+        Timeline::new(self.title, yaml)
     }
 
     /// Runs one probe, records it as the agent would, and returns what was recorded.
@@ -222,20 +245,26 @@ async fn incident_02_renewal_falls_back_to_an_internal_ca() {
         .unwrap();
     let s = Scratch::new().unwrap();
     let ca_file = s.ca(&public).unwrap();
+    let yaml = format!(
+        "agent:\n  state_dir: {}\ndefaults:\n  tls:\n    ca_file: {}\nprobes:\n  - name: aiven-api\n    kind: http\n    url: {}\n  - name: aiven-console\n    kind: http\n    url: {}\n",
+        s.path("state").display(),
+        ca_file.display(),
+        api.url("localhost", "/v1/health"),
+        cdn.url("localhost", "/")
+    );
     let t = Timeline::new(
         "Incident 02: certificate renewal falls back to an internal CA",
-        &format!(
-            "defaults:\n  tls:\n    ca_file: {}\nprobes:\n  - name: aiven-api\n    kind: http\n    url: {}\n  - name: aiven-console\n    kind: http\n    url: {}\n",
-            ca_file.display(),
-            api.url("localhost", "/v1/health"),
-            cdn.url("localhost", "/")
-        ),
+        &yaml,
     );
 
     let o = t.stage("12 days before expiry: renewal is due").await;
     let f = finding(by(&o, "aiven-api"), FindingType::CERT_EXPIRING);
     assert_lead_time(f, 12.0);
     assert_eq!(by(&o, "aiven-console").status, Status::Up);
+
+    // The agent restarts before the renewal (a deploy, a node drain): what it saw
+    // survives in `agent.state_dir`, so the change of issuer is still seen.
+    let t = t.restart(&yaml);
 
     // The renewal fails and falls back to the internal CA.
     api.set_identity(

@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use depprobe_probes::declared::{Instrument, MetricDecl, Number};
-use depprobe_probes::outcome::seconds_between;
+use depprobe_probes::outcome::{CertFacts, seconds_between};
 use depprobe_probes::{Outcome, Severity, Status};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
@@ -152,6 +152,28 @@ fn each_last(
             f(last, &mut |v, extra| emit(Some(t), v, extra));
         }
     });
+}
+
+/// Emits `value` of every certificate of each target's last chain, with the
+/// certificate's position, subject, issuer and fingerprint.
+fn each_certificate(s: &State, emit: &mut Emit<'_>, value: impl Fn(&CertFacts) -> f64) {
+    each_last(s, emit, |l, e| {
+        let Some(tls) = &l.tls else { return };
+        for (i, c) in tls.chain.iter().enumerate() {
+            e(
+                value(c),
+                &[
+                    KeyValue::new(
+                        "tls.cert.position",
+                        depprobe_probes::transport::chain::position(i),
+                    ),
+                    KeyValue::new("tls.cert.subject", c.subject.clone()),
+                    KeyValue::new("tls.cert.issuer", c.issuer.clone()),
+                    KeyValue::new("tls.cert.sha256", c.sha256.clone()),
+                ],
+            );
+        }
+    })
 }
 
 fn b(v: bool) -> f64 {
@@ -410,30 +432,36 @@ const COMMON: &[Family] = &[
         }),
     },
     Family {
+        name: "probe.tls.cert.lifetime",
+        unit: Some("s"),
+        description: "Validity period (not_after - not_before) of each presented certificate.",
+        kind: Type::Gauge,
+        number: Number::F64,
+        source: Source::State(|s, _, emit| {
+            each_certificate(s, emit, |c| {
+                depprobe_probes::transport::chain::lifetime(c).as_secs_f64()
+            })
+        }),
+    },
+    Family {
+        name: "probe.tls.cert.not_before",
+        unit: None,
+        description: "Start of validity (not_before) of each presented certificate, unix seconds.",
+        kind: Type::Gauge,
+        number: Number::F64,
+        source: Source::State(|s, _, emit| {
+            each_certificate(s, emit, |c| {
+                seconds_between(SystemTime::UNIX_EPOCH, c.not_before)
+            })
+        }),
+    },
+    Family {
         name: "probe.tls.cert.time_left",
         unit: Some("s"),
         description: "Time left before each presented certificate expires.",
         kind: Type::Gauge,
         number: Number::F64,
-        source: Source::State(|s, now, emit| {
-            each_last(s, emit, |l, e| {
-                let Some(tls) = &l.tls else { return };
-                for (i, c) in tls.chain.iter().enumerate() {
-                    e(
-                        c.seconds_left(now),
-                        &[
-                            KeyValue::new(
-                                "tls.cert.position",
-                                depprobe_probes::transport::chain::position(i),
-                            ),
-                            KeyValue::new("tls.cert.subject", c.subject.clone()),
-                            KeyValue::new("tls.cert.issuer", c.issuer.clone()),
-                            KeyValue::new("tls.cert.sha256", c.sha256.clone()),
-                        ],
-                    );
-                }
-            })
-        }),
+        source: Source::State(|s, now, emit| each_certificate(s, emit, |c| c.seconds_left(now))),
     },
     Family {
         name: "probe.tls.version_info",

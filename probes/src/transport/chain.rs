@@ -15,6 +15,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
+use depprobe_config::ExpiryWindow;
+
 use crate::outcome::{CertFacts, Finding, FindingType, Problem, Severity, human_delta, rfc3339};
 use crate::taxonomy::ErrorType;
 
@@ -126,6 +128,13 @@ fn unix(ts: i64) -> SystemTime {
     } else {
         SystemTime::UNIX_EPOCH - Duration::from_secs(ts.unsigned_abs())
     }
+}
+
+/// SHA-256 of the certificate's subject public key info (what a pin names).
+pub fn spki_sha256(der: &CertificateDer<'_>) -> Option<[u8; 32]> {
+    let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.public_key().raw);
+    digest.as_ref().try_into().ok()
 }
 
 /// SHA-256 of `bytes`, lowercase hex.
@@ -280,35 +289,41 @@ fn trust_time(facts: &[CertFacts], now: SystemTime) -> UnixTime {
 }
 
 /// `cert_expiring` findings for every certificate of the chain that expires within
-/// `warn` (critical within `critical`).
+/// its `warn` window (critical within `critical`); windows given as a share are
+/// taken of each certificate's own lifetime.
 pub fn expiry_findings(
     chain: &[CertFacts],
     now: SystemTime,
-    warn: Duration,
-    critical: Duration,
+    warn: &ExpiryWindow,
+    critical: &ExpiryWindow,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     for (i, c) in chain.iter().enumerate() {
         let left = c.seconds_left(now);
-        if left <= 0.0 || left > warn.as_secs_f64() {
+        let lifetime = lifetime(c);
+        let window = warn.resolve(lifetime).max(critical.resolve(lifetime));
+        if left <= 0.0 || left > window.as_secs_f64() {
             continue;
         }
-        let severity = if left <= critical.as_secs_f64() {
+        let severity = if left <= critical.resolve(lifetime).as_secs_f64() {
             Severity::Critical
         } else {
             Severity::Warning
         };
         let days = left / 86_400.0;
+        let share_left = share_left(left, lifetime);
         out.push(
             Finding::new(
                 FindingType::CERT_EXPIRING,
                 severity,
                 format!(
-                    "certificate {} ({}) expires {} ({}); renew it{}",
+                    "certificate {} ({}) expires {} ({}; {}% of its {} lifetime left); renew it{}",
                     c.short_name(),
                     position(i),
                     human_delta(now, c.not_after),
                     rfc3339(c.not_after),
+                    share_left,
+                    lifetime_text(lifetime),
                     if severity == Severity::Critical {
                         " now"
                     } else {
@@ -319,10 +334,40 @@ pub fn expiry_findings(
             .with("subject", c.subject.clone())
             .with("issuer", c.issuer.clone())
             .with("position", position(i))
+            .with("not_before", rfc3339(c.not_before))
             .with("not_after", rfc3339(c.not_after))
             .with("days_left", (days * 10.0).floor() / 10.0)
+            .with(
+                "lifetime_days",
+                (lifetime.as_secs_f64() / 86_400.0 * 10.0).round() / 10.0,
+            )
+            .with("share_left_percent", share_left)
             .with("sha256", c.sha256.clone()),
         );
     }
     out
+}
+
+/// How long the certificate is valid in all (zero when its dates are reversed).
+pub fn lifetime(c: &CertFacts) -> Duration {
+    c.not_after.duration_since(c.not_before).unwrap_or_default()
+}
+
+/// The percentage of `lifetime` that `left` seconds are, to one decimal.
+fn share_left(left: f64, lifetime: Duration) -> f64 {
+    let total = lifetime.as_secs_f64();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    ((left / total * 1000.0).floor() / 10.0).clamp(0.0, 100.0)
+}
+
+/// "90-day", "6-hour".
+fn lifetime_text(lifetime: Duration) -> String {
+    let secs = lifetime.as_secs();
+    if secs >= 2 * 86_400 {
+        format!("{}-day", (secs + 43_200) / 86_400)
+    } else {
+        format!("{}-hour", (secs + 1_800) / 3_600)
+    }
 }

@@ -11,14 +11,16 @@
 //! [`Enforcement::Full`]: verification still runs in full, and every problem a
 //! tolerated verdict holds is reported as a `cert_invalid` finding.
 
+mod expect;
+mod revocation;
 mod roots;
 mod verifier;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use depprobe_config::TlsSpec;
+use depprobe_config::{ExpiryWindow, TlsSpec};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::CertifiedKey;
@@ -47,9 +49,13 @@ pub struct TlsClient {
     server_name: Option<String>,
     enforcement: Enforcement,
     /// A certificate that expires within this is a `cert_expiring` finding.
-    pub warn_before: Duration,
+    pub warn_before: ExpiryWindow,
     /// Within this, the finding is critical.
-    pub critical_before: Duration,
+    pub critical_before: ExpiryWindow,
+    /// What the chain must match besides verifying (issuer, pins).
+    expected: Arc<expect::Expected>,
+    /// When the CRLs of `crl_file` stop being current.
+    crl_dates: Arc<revocation::CrlDates>,
 }
 
 impl std::fmt::Debug for TlsClient {
@@ -108,8 +114,10 @@ impl TlsClient {
             client_key,
             server_name: spec.server_name.clone(),
             enforcement: Enforcement::Full,
-            warn_before: spec.warn_before.0,
-            critical_before: spec.critical_before.0,
+            warn_before: spec.warn_before,
+            critical_before: spec.critical_before,
+            expected: Arc::new(expect::Expected::from_spec(spec)?),
+            crl_dates: Arc::new(revocation::CrlDates::from_spec(spec)),
         })
     }
 
@@ -157,6 +165,7 @@ impl TlsClient {
             seen: Mutex::new(Vec::new()),
             enforcement: self.enforcement,
             tolerated: Mutex::new(None),
+            staple: Mutex::new(Vec::new()),
         });
         let recorder = Arc::new(AskRecorder {
             key: self.client_key.clone(),
@@ -171,6 +180,11 @@ impl TlsClient {
         let seen = Seen {
             chain: capture.take(),
             tolerated: capture.take_tolerated(),
+            staple: capture
+                .staple
+                .lock()
+                .map(|mut s| std::mem::take(&mut *s))
+                .unwrap_or_default(),
             name,
             name_text,
             now,
@@ -236,9 +250,26 @@ impl TlsClient {
         let mut findings = chain::expiry_findings(
             &facts.chain,
             seen.now,
-            self.warn_before,
-            self.critical_before,
+            &self.warn_before,
+            &self.critical_before,
         );
+        findings.extend(self.expected.judge(&chain_der, &facts.chain));
+        findings.extend(self.crl_dates.findings(seen.now));
+        findings.extend(revocation::missing_staple(
+            &chain_der,
+            &facts.chain,
+            !seen.staple.is_empty(),
+        ));
+        if let (Some(leaf), Some(leaf_facts)) = (chain_der.first(), facts.chain.first())
+            && !seen.staple.is_empty()
+        {
+            findings.extend(revocation::staple_findings(
+                &seen.staple,
+                leaf,
+                leaf_facts,
+                seen.now,
+            ));
+        }
         if let Some(verdict) = seen.tolerated {
             let invalid =
                 self.tolerated_problems(&verdict, &chain_der, &facts, &seen.name, seen.now);
@@ -321,6 +352,8 @@ struct Seen {
     chain: Vec<CertificateDer<'static>>,
     /// A failed verdict the enforcement let through.
     tolerated: Option<rustls::Error>,
+    /// The OCSP response the server stapled (empty: none).
+    staple: Vec<u8>,
     /// The name verified.
     name: ServerName<'static>,
     /// The same name, as text.

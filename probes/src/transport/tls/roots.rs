@@ -46,6 +46,9 @@ pub enum TlsSetupError {
     /// The verifier could not be built.
     #[error("cannot build the certificate verifier: {0}")]
     Verifier(#[from] rustls::client::VerifierBuilderError),
+    /// An expected issuer or a pin cannot be used.
+    #[error("{0}")]
+    Expectation(String),
     /// There are no trust anchors at all.
     #[error("no trusted roots: the system has none and no ca_file is set")]
     NoRoots,

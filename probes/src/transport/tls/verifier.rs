@@ -40,6 +40,8 @@ pub(super) struct CaptureVerifier {
     pub(super) seen: Mutex<Vec<CertificateDer<'static>>>,
     pub(super) enforcement: Enforcement,
     pub(super) tolerated: Mutex<Option<rustls::Error>>,
+    /// The OCSP response the server stapled (empty: none).
+    pub(super) staple: Mutex<Vec<u8>>,
 }
 
 impl CaptureVerifier {
@@ -79,6 +81,9 @@ impl ServerCertVerifier for CaptureVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut staple) = self.staple.lock() {
+            *staple = ocsp_response.to_vec();
+        }
         if let Ok(mut seen) = self.seen.lock() {
             seen.clear();
             seen.push(end_entity.clone().into_owned());
