@@ -66,6 +66,8 @@ pub async fn run_file(path: &Path, shard: Option<Shard>) -> u8 {
 
 /// Runs the agent on an already built configuration; `path`, when given, is
 /// watched for reloads.
+// A little over 80 lines on purpose: the agent's life in order (telemetry,
+// endpoints, memory, schedule, reloads until a signal, then the stop in reverse).
 pub async fn run_config(
     cfg: Config,
     probes: Vec<Arc<dyn Probe>>,
@@ -81,35 +83,9 @@ pub async fn run_config(
             return EXIT_CONFIG;
         }
     };
-    let security = match cfg.agent.web_config.as_deref().map(WebSecurity::load) {
-        None => WebSecurity::default(),
-        Some(Ok(s)) => s,
-        Some(Err(e)) => {
-            tracing::error!("agent.web_config: {e}");
-            return EXIT_CONFIG;
-        }
-    };
-    let scheme = if security.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let limits = crate::api::Limits::default();
-    let api = match cfg.agent.listen {
-        Some(addr) => match crate::api::serve_with(addr, telemetry.clone(), security, limits).await
-        {
-            Ok((bound, task)) => {
-                tracing::info!(
-                    "serving /metrics /status /schedule /healthz /readyz on {scheme}://{bound}"
-                );
-                Some(task)
-            }
-            Err(e) => {
-                tracing::error!("cannot listen on {addr}: {e}");
-                return EXIT_CONFIG;
-            }
-        },
-        None => None,
+    let api = match start_endpoints(&cfg, telemetry.clone()).await {
+        Ok(api) => api,
+        Err(code) => return code,
     };
     let sink = Arc::new(Sink {
         state: state.clone(),
@@ -176,6 +152,44 @@ pub async fn run_config(
     }
     telemetry.shutdown(FLUSH_TIMEOUT).await;
     0
+}
+
+/// The endpoints on `agent.listen` (none when it is null), with the security of
+/// `agent.web_config`; an error is the exit code.
+async fn start_endpoints(
+    cfg: &Config,
+    telemetry: Arc<Telemetry>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, u8> {
+    let security = match cfg.agent.web_config.as_deref().map(WebSecurity::load) {
+        None => WebSecurity::default(),
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            tracing::error!("agent.web_config: {e}");
+            return Err(EXIT_CONFIG);
+        }
+    };
+    let scheme = if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let limits = crate::api::Limits::default();
+    Ok(match cfg.agent.listen {
+        Some(addr) => match crate::api::serve_with(addr, telemetry.clone(), security, limits).await
+        {
+            Ok((bound, task)) => {
+                tracing::info!(
+                    "serving /metrics /status /schedule /healthz /readyz on {scheme}://{bound}"
+                );
+                Some(task)
+            }
+            Err(e) => {
+                tracing::error!("cannot listen on {addr}: {e}");
+                return Err(EXIT_CONFIG);
+            }
+        },
+        None => None,
+    })
 }
 
 /// Where the running probes are: the scheduler, and the memory kept on disk.

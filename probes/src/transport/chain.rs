@@ -162,29 +162,9 @@ pub fn position(index: usize) -> String {
     }
 }
 
-/// Every problem of a chain that failed verification, judged at `now` for `name`.
-pub fn problems(
-    chain: &[CertificateDer<'static>],
-    facts: &[CertFacts],
-    name: &ServerName<'static>,
-    verifier: &WebPkiServerVerifier,
-    now: SystemTime,
-) -> Vec<Problem> {
+/// A problem for every certificate of the chain outside its validity dates at `now`.
+fn validity_problems(facts: &[CertFacts], now: SystemTime) -> Vec<Problem> {
     let mut out = Vec::new();
-    let Some(leaf) = chain.first() else {
-        out.push(Problem {
-            class: ErrorType::TlsBadCertificate,
-            message: "the server presented no certificate".into(),
-        });
-        return out;
-    };
-    if facts.len() != chain.len() {
-        out.push(Problem {
-            class: ErrorType::TlsBadCertificate,
-            message: "a certificate of the chain cannot be parsed".into(),
-        });
-    }
-
     for (i, c) in facts.iter().enumerate() {
         if now > c.not_after {
             out.push(Problem {
@@ -214,6 +194,33 @@ pub fn problems(
             });
         }
     }
+    out
+}
+
+/// Every problem of a chain that failed verification, judged at `now` for `name`.
+pub fn problems(
+    chain: &[CertificateDer<'static>],
+    facts: &[CertFacts],
+    name: &ServerName<'static>,
+    verifier: &WebPkiServerVerifier,
+    now: SystemTime,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let Some(leaf) = chain.first() else {
+        out.push(Problem {
+            class: ErrorType::TlsBadCertificate,
+            message: "the server presented no certificate".into(),
+        });
+        return out;
+    };
+    if facts.len() != chain.len() {
+        out.push(Problem {
+            class: ErrorType::TlsBadCertificate,
+            message: "a certificate of the chain cannot be parsed".into(),
+        });
+    }
+
+    out.extend(validity_problems(facts, now));
 
     if let Ok(ee) = webpki::EndEntityCert::try_from(leaf)
         && ee.verify_is_valid_for_subject_name(name).is_err()
