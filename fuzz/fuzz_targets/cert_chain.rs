@@ -10,9 +10,9 @@
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use depprobe_config::TlsSpec;
+use depprobe_config::{ConfigDuration, ExpiryWindow};
 use depprobe_probes::taxonomy::ErrorType;
 use depprobe_probes::transport::chain::{expiry_findings, facts, problems};
 use depprobe_probes::transport::tls::verifier;
@@ -42,8 +42,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(f.sha256.len(), 64, "{}", f.sha256);
         assert!(f.sha256.bytes().all(|b| b.is_ascii_hexdigit()));
     }
-    let day = Duration::from_secs(86_400);
-    let _ = expiry_findings(&found, now, 14 * day, 3 * day);
+    // The default windows: the earlier of 14 days and a third of the lifetime, of 3
+    // days and a tenth (hostile validity dates make hostile lifetimes).
+    let warn = ExpiryWindow::earlier(ConfigDuration::days(14), 1.0 / 3.0);
+    let critical = ExpiryWindow::earlier(ConfigDuration::days(3), 0.1);
+    let _ = expiry_findings(&found, now, &warn, &critical);
     let name = if a % 2 == 0 {
         ServerName::try_from("db.example.com")
     } else {
