@@ -227,6 +227,9 @@ impl<'a> Check<'a> {
                 self.error(&format!("tls.pin_sha256[{i}]"), e);
             }
         }
+        if tls.ocsp_timeout.0.is_zero() {
+            self.error("tls.ocsp_timeout", "must be longer than zero");
+        }
         if !tls.system_roots && tls.ca_file.is_none() {
             self.error(
                 "tls.system_roots",

@@ -215,6 +215,23 @@ pub struct TlsSpec {
     /// SHA-256 pins of a subject public key (base64 or hex); one certificate of the
     /// chain must carry one of them.
     pub pin_sha256: Vec<String>,
+    /// Where the leaf's revocation status comes from besides `crl_file`.
+    pub ocsp: OcspMode,
+    /// How long `ocsp: online` waits for the responder (counted in the `tls` phase).
+    pub ocsp_timeout: ConfigDuration,
+}
+
+/// `tls.ocsp`: how a probe learns whether the leaf was revoked.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OcspMode {
+    /// The OCSP response the server staples is verified and judged; nothing is asked.
+    #[default]
+    Stapled,
+    /// The same, and the responder named in the leaf's Authority Information Access
+    /// is asked too (unless a current staple answered); its answer is kept until
+    /// the response's `nextUpdate`.
+    Online,
 }
 
 impl Default for TlsSpec {
@@ -232,6 +249,8 @@ impl Default for TlsSpec {
             critical_before: ExpiryWindow::earlier(ConfigDuration::days(3), 0.1),
             expect_issuer: None,
             pin_sha256: Vec::new(),
+            ocsp: OcspMode::Stapled,
+            ocsp_timeout: ConfigDuration::secs(3),
         }
     }
 }

@@ -62,6 +62,9 @@ pub enum CertError {
     /// rcgen refused.
     #[error("certificate generation: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// An OCSP structure could not be made.
+    #[error("OCSP: {0}")]
+    Ocsp(String),
     /// Writing a file failed.
     #[error("writing {path}: {source}")]
     Write {
@@ -80,9 +83,9 @@ pub struct Ca {
     pub cert: CertificateDer<'static>,
     /// Its certificate in PEM.
     pub pem: String,
-    issuer: Issuer<'static, KeyPair>,
+    pub(crate) issuer: Issuer<'static, KeyPair>,
     /// The intermediates between this CA and its root, this one first (empty for a root).
-    above: Vec<CertificateDer<'static>>,
+    pub(crate) above: Vec<CertificateDer<'static>>,
 }
 
 /// A certificate with its key and the chain a server would present.
@@ -126,7 +129,7 @@ pub fn write(path: &Path, text: &str) -> Result<(), CertError> {
     })
 }
 
-fn dn(cn: &str) -> DistinguishedName {
+pub(crate) fn dn(cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "depprobe test");
     dn.push(DnType::CommonName, cn);
@@ -215,15 +218,24 @@ impl Ca {
         names: &[&str],
         validity: Validity,
     ) -> Result<Identity, CertError> {
+        // id-pe-tlsfeature, SEQUENCE { INTEGER 5 (status_request) }.
+        let must_staple = rcgen::CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 5, 5, 7, 1, 24],
+            vec![0x30, 0x03, 0x02, 0x01, 0x05],
+        );
+        self.leaf_with(names, validity, vec![must_staple])
+    }
+
+    /// A leaf with these extensions besides the usual ones.
+    pub(crate) fn leaf_with(
+        &self,
+        names: &[&str],
+        validity: Validity,
+        extensions: Vec<rcgen::CustomExtension>,
+    ) -> Result<Identity, CertError> {
         let key = KeyPair::generate()?;
         let mut params = leaf_params(names, validity)?;
-        // id-pe-tlsfeature, SEQUENCE { INTEGER 5 (status_request) }.
-        params
-            .custom_extensions
-            .push(rcgen::CustomExtension::from_oid_content(
-                &[1, 3, 6, 1, 5, 5, 7, 1, 24],
-                vec![0x30, 0x03, 0x02, 0x01, 0x05],
-            ));
+        params.custom_extensions.extend(extensions);
         let cert = params.signed_by(&key, &self.issuer)?;
         let mut chain = vec![cert.der().clone()];
         chain.extend(self.above.iter().cloned());
@@ -272,98 +284,7 @@ impl Ca {
     }
 }
 
-/// What an OCSP response made by [`ocsp_response`] says.
-#[derive(Clone, Copy, Debug)]
-pub enum OcspStatus {
-    /// `good`.
-    Good,
-    /// `revoked`, an hour ago.
-    Revoked,
-}
-
-/// A successful OCSP response (DER) about `leaf`, as a server staples it, current
-/// until `next_update`. Its signature is a placeholder: it is for probes that read a
-/// staple's status, not for clients that verify it.
-pub fn ocsp_response(leaf: &Identity, status: OcspStatus, next_update: OffsetDateTime) -> Vec<u8> {
-    let now = OffsetDateTime::now_utc();
-    let serial = leaf.chain.first().and_then(serial_of).unwrap_or_default();
-    let sha1 = der(
-        0x30,
-        &[der(0x06, &[0x2b, 0x0e, 0x03, 0x02, 0x1a]), der(0x05, &[])].concat(),
-    );
-    let cert_id = der(
-        0x30,
-        &[
-            sha1.clone(),
-            der(0x04, &[0; 20]),
-            der(0x04, &[0; 20]),
-            der(0x02, &serial),
-        ]
-        .concat(),
-    );
-    let cert_status = match status {
-        OcspStatus::Good => der(0x80, &[]),
-        OcspStatus::Revoked => der(0xa1, &der(0x18, &gtime(now - Duration::hours(1)))),
-    };
-    let single = der(
-        0x30,
-        &[
-            cert_id,
-            cert_status,
-            der(0x18, &gtime(now - Duration::hours(1))),
-            der(0xa0, &der(0x18, &gtime(next_update))),
-        ]
-        .concat(),
-    );
-    let tbs = der(
-        0x30,
-        &[
-            der(0xa2, &der(0x04, &[0; 20])),
-            der(0x18, &gtime(now)),
-            der(0x30, &single),
-        ]
-        .concat(),
-    );
-    let basic = der(0x30, &[tbs, sha1, der(0x03, &[0, 0])].concat());
-    let basic_oid = [0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01];
-    let bytes = der(0x30, &[der(0x06, &basic_oid), der(0x04, &basic)].concat());
-    der(0x30, &[der(0x0a, &[0]), der(0xa0, &bytes)].concat())
-}
-
-/// One DER element.
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-/// GeneralizedTime content: `YYYYMMDDHHMMSSZ`.
-fn gtime(t: OffsetDateTime) -> Vec<u8> {
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-    .into_bytes()
-}
-
-fn serial_of(der: &CertificateDer<'_>) -> Option<Vec<u8>> {
+pub(crate) fn serial_of(der: &CertificateDer<'_>) -> Option<Vec<u8>> {
     use x509_parser::prelude::FromDer;
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der.as_ref()).ok()?;
     Some(cert.raw_serial().to_vec())

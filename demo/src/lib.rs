@@ -13,6 +13,7 @@
 pub mod certs;
 pub mod demo;
 pub mod mongo;
+pub mod ocsp;
 pub mod otlp;
 pub mod scratch;
 pub mod servers;

@@ -133,10 +133,15 @@ impl FindingType {
     pub const ISSUER_UNEXPECTED: FindingType = FindingType("issuer_unexpected");
     /// A must-staple certificate came without a stapled OCSP response.
     pub const OCSP_MISSING: FindingType = FindingType("ocsp_missing");
-    /// The stapled OCSP response says the leaf is revoked.
-    pub const OCSP_REVOKED: FindingType = FindingType("ocsp_revoked");
-    /// The stapled OCSP response is past its `nextUpdate`.
+    /// The OCSP response (stapled or from the responder) is past its `nextUpdate`.
     pub const OCSP_STALE: FindingType = FindingType("ocsp_stale");
+    /// The stapled OCSP response is not usable (another certificate, a bad
+    /// signature, unreadable, an error status).
+    pub const OCSP_INVALID: FindingType = FindingType("ocsp_invalid");
+    /// The OCSP responder says it does not know the leaf.
+    pub const OCSP_UNKNOWN: FindingType = FindingType("ocsp_unknown");
+    /// `tls.ocsp: online` got no usable answer from the responder.
+    pub const OCSP_UNAVAILABLE: FindingType = FindingType("ocsp_unavailable");
     /// A CRL of `tls.crl_file` is past its `nextUpdate`.
     pub const CRL_STALE: FindingType = FindingType("crl_stale");
     /// A certificate of the chain expires within `warn_before`.
@@ -163,8 +168,10 @@ impl FindingType {
         FindingType::ISSUER_UNEXPECTED,
         FindingType::CRL_STALE,
         FindingType::OCSP_MISSING,
-        FindingType::OCSP_REVOKED,
         FindingType::OCSP_STALE,
+        FindingType::OCSP_INVALID,
+        FindingType::OCSP_UNKNOWN,
+        FindingType::OCSP_UNAVAILABLE,
         FindingType::CERT_INVALID,
         FindingType::CREDENTIAL_EXPIRING,
         FindingType::ROLE_CHANGED,

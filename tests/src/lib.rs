@@ -19,7 +19,7 @@ pub mod postgres;
 pub mod prometheus;
 pub mod redis;
 
-pub use depprobe_demo::{certs, mongo, otlp, servers};
+pub use depprobe_demo::{certs, mongo, ocsp, otlp, servers};
 
 pub use certs::{Ca, CertError, Identity, Validity};
 pub use children::ChildError;

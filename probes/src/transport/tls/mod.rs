@@ -12,6 +12,7 @@
 //! tolerated verdict holds is reported as a `cert_invalid` finding.
 
 mod expect;
+mod ocsp;
 mod revocation;
 mod roots;
 mod verifier;
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use depprobe_config::{ExpiryWindow, TlsSpec};
+use depprobe_config::{ExpiryWindow, OcspMode, TlsSpec};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::CertifiedKey;
@@ -56,6 +57,11 @@ pub struct TlsClient {
     expected: Arc<expect::Expected>,
     /// When the CRLs of `crl_file` stop being current.
     crl_dates: Arc<revocation::CrlDates>,
+    /// The certificates of `ca_file`, where OCSP looks for a leaf's issuer that the
+    /// server did not send.
+    anchors: Arc<Vec<CertificateDer<'static>>>,
+    /// `tls.ocsp: online`: the responder client and its kept answers.
+    online: Option<Arc<ocsp::Online>>,
 }
 
 impl std::fmt::Debug for TlsClient {
@@ -118,6 +124,12 @@ impl TlsClient {
             critical_before: spec.critical_before,
             expected: Arc::new(expect::Expected::from_spec(spec)?),
             crl_dates: Arc::new(revocation::CrlDates::from_spec(spec)),
+            anchors: Arc::new(match &spec.ca_file {
+                Some(path) => read_certs(path)?,
+                None => Vec::new(),
+            }),
+            online: (spec.ocsp == OcspMode::Online)
+                .then(|| Arc::new(ocsp::Online::new(spec.ocsp_timeout.into()))),
         })
     }
 
@@ -177,20 +189,24 @@ impl TlsClient {
             asked: recorder.asked.load(Ordering::Relaxed),
             sent: self.client_key.is_some(),
         };
+        let staple = capture
+            .staple
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
         let seen = Seen {
             chain: capture.take(),
             tolerated: capture.take_tolerated(),
-            staple: capture
-                .staple
-                .lock()
-                .map(|mut s| std::mem::take(&mut *s))
-                .unwrap_or_default(),
+            stapled: !staple.is_empty(),
             name,
             name_text,
             now,
         };
         match result {
-            Ok(stream) => Ok(self.established(stream, seen, client_auth)),
+            Ok(stream) => {
+                let session = self.established(stream, seen, client_auth);
+                self.revocation(session, &staple, now).await
+            }
             Err(e) => Err(self.refused(&e, seen, client_auth)),
         }
     }
@@ -258,18 +274,8 @@ impl TlsClient {
         findings.extend(revocation::missing_staple(
             &chain_der,
             &facts.chain,
-            !seen.staple.is_empty(),
+            seen.stapled,
         ));
-        if let (Some(leaf), Some(leaf_facts)) = (chain_der.first(), facts.chain.first())
-            && !seen.staple.is_empty()
-        {
-            findings.extend(revocation::staple_findings(
-                &seen.staple,
-                leaf,
-                leaf_facts,
-                seen.now,
-            ));
-        }
         if let Some(verdict) = seen.tolerated {
             let invalid =
                 self.tolerated_problems(&verdict, &chain_der, &facts, &seen.name, seen.now);
@@ -282,6 +288,49 @@ impl TlsClient {
             findings,
             client_auth,
         }
+    }
+
+    /// The OCSP verdict on a verified chain's leaf: a verified `revoked` fails the
+    /// run with `tls_cert_revoked` (a `cert_invalid` finding where the enforcement
+    /// lets problems through); the rest are findings. The responder's time counts
+    /// in the `tls` phase, as this runs inside the handshake.
+    async fn revocation<IO>(
+        &self,
+        mut session: TlsSession<IO>,
+        staple: &[u8],
+        now: SystemTime,
+    ) -> Result<TlsSession<IO>, ProbeError> {
+        if !session.facts.verified || (staple.is_empty() && self.online.is_none()) {
+            return Ok(session);
+        }
+        let chain: Vec<CertificateDer<'static>> = session
+            .stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        let presented = ocsp::Presented {
+            chain: &chain,
+            facts: &session.facts.chain,
+            staple,
+            anchors: &self.anchors,
+        };
+        let verdict = ocsp::judge(presented, self.online.as_deref(), now).await;
+        session.findings.extend(verdict.findings);
+        let Some(problem) = verdict.revoked else {
+            return Ok(session);
+        };
+        session.facts.verified = false;
+        if self.enforcement == Enforcement::ReportOnly {
+            session
+                .findings
+                .push(cert_invalid(&problem, &session.facts));
+            return Ok(session);
+        }
+        let mut err = ProbeError::new(problem.class, Phase::Tls, problem.message.clone());
+        err.problems = vec![problem];
+        Err(err.with_tls(session.facts))
     }
 
     /// The error of a failed handshake: every problem of the chain, in table order,
@@ -352,8 +401,8 @@ struct Seen {
     chain: Vec<CertificateDer<'static>>,
     /// A failed verdict the enforcement let through.
     tolerated: Option<rustls::Error>,
-    /// The OCSP response the server stapled (empty: none).
-    staple: Vec<u8>,
+    /// Whether the server stapled an OCSP response.
+    stapled: bool,
     /// The name verified.
     name: ServerName<'static>,
     /// The same name, as text.
