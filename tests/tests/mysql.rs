@@ -377,3 +377,118 @@ async fn incident_03_provider_certificate_expires_under_required() {
     let o = probe(&format!("mysql://probe@localhost:{}/", db.port())).await;
     assert_down(&o, ErrorType::TlsCertExpired, Phase::Tls);
 }
+
+/// Issue 15's "done when", under the real agent binary: a `mysql` and a `redis`
+/// probe in one `depprobe run` are up in `/status`, exported in `/metrics`, sent
+/// over OTLP as spans with `db.system.name` `mariadb` and `redis`, and pass
+/// `depprobe check`; their passwords (read from files) appear in none of these
+/// nor in the log.
+#[tokio::test]
+async fn the_agent_runs_mysql_and_redis_in_status_metrics_otlp_and_check() {
+    use depprobe_tests::agent_process::{AgentProcess, depprobe_bin};
+    use depprobe_tests::otlp::OtlpReceiver;
+    use depprobe_tests::{RedisServer, RedisSpec, Scratch};
+
+    const REDIS_PASSWORD: &str = "redis-pw-51c0aa";
+    let bin = depprobe_bin();
+    assert!(
+        bin.is_file(),
+        "{} does not exist: `cargo test --workspace` builds it; alone, run `cargo build -p depprobe-agent` first or set DEPPROBE_BIN",
+        bin.display()
+    );
+    let redis = RedisServer::start(&RedisSpec {
+        tls: Some(leaf(Validity::current())),
+        users: vec![format!("probe on >{REDIS_PASSWORD} ~* &* +@all")],
+        ..Default::default()
+    })
+    .unwrap();
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let scratch = Scratch::new().unwrap();
+    let mysql_pw = scratch.write("mysql_password", PASSWORD).unwrap();
+    let redis_pw = scratch.write("redis_password", REDIS_PASSWORD).unwrap();
+    let config = scratch
+        .write(
+            "depprobe.yaml",
+            &format!(
+                "agent:\n  interval: 1s\n  timeout: 10s\n  listen: 127.0.0.1:0\ntelemetry:\n  otlp:\n    endpoint: {}\n    metrics_interval: 500ms\ndefaults:\n  tls:\n    ca_file: {}\nprobes:\n  - name: orders-mysql\n    kind: mysql\n    url: mysql://probe@localhost:{}/\n    password_file: {}\n  - name: sessions-cache\n    kind: redis\n    url: rediss://probe@localhost:{}/0\n    password_file: {}\n",
+                receiver.grpc_endpoint(),
+                pki().root_file.display(),
+                good().port(),
+                mysql_pw.display(),
+                redis.port(),
+                redis_pw.display()
+            ),
+        )
+        .unwrap();
+    let agent = AgentProcess::start(&bin, &config, &scratch.path("agent.log"), &[])
+        .await
+        .unwrap();
+
+    let systems = ["mariadb", "redis"];
+    let received = receiver.received();
+    let exported = received
+        .wait_for(std::time::Duration::from_secs(60), |r| {
+            let spans = r.spans();
+            systems.iter().all(|s| {
+                spans
+                    .iter()
+                    .any(|sp| sp.attr("db.system.name").as_deref() == Some(*s))
+            })
+        })
+        .await;
+    assert!(
+        exported,
+        "no spans of both kinds; log:\n{}",
+        agent.log_text()
+    );
+
+    let status = agent.status().await.unwrap();
+    for name in ["orders-mysql", "sessions-cache"] {
+        let entry = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in /status: {status:#}"));
+        assert_eq!(entry["status"], "up", "{entry:#}");
+    }
+    let (_, metrics) = agent.get("/metrics").await.unwrap();
+    for name in ["orders-mysql", "sessions-cache"] {
+        let label = format!("name=\"{name}\"");
+        assert!(
+            metrics.lines().any(|l| l.starts_with("probe_success{")
+                && l.contains(&label)
+                && l.ends_with(" 1")),
+            "probe_success of {name}: {metrics}"
+        );
+    }
+
+    let check = std::process::Command::new(&bin)
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(check.status.success(), "{printed}");
+    assert!(
+        printed.contains("orders-mysql") && printed.contains("sessions-cache"),
+        "{printed}"
+    );
+
+    let exported = format!("{:?}", receiver.received().spans());
+    for secret in [PASSWORD, REDIS_PASSWORD] {
+        for (place, text) in [
+            ("/status", status.to_string()),
+            ("/metrics", metrics.clone()),
+            ("OTLP", exported.clone()),
+            ("the log", agent.log_text()),
+            ("check", printed.clone()),
+        ] {
+            assert!(!text.contains(secret), "{place} holds a password");
+        }
+    }
+}

@@ -325,3 +325,25 @@ fn grafana_data_sources_point_at_compose_services_on_their_ports() {
         );
     }
 }
+
+#[test]
+fn the_agents_state_dir_is_a_volume_that_outlives_the_container() {
+    let compose = Compose::load();
+    let state_dir = load_agent_config(&compose)
+        .agent
+        .state_dir
+        .expect("the stack's depprobe config sets agent.state_dir (issue 17: on in the container)");
+    let state_dir = state_dir.display().to_string();
+    let agent = compose.service("depprobe");
+    let mounted = agent.volumes.iter().any(|v| {
+        let mut parts = v.split(':');
+        let source = parts.next().unwrap_or_default();
+        let target = parts.next().unwrap_or_default();
+        target == state_dir && !source.starts_with('.') && !source.starts_with('/')
+    });
+    assert!(
+        mounted,
+        "docker-compose.yml: depprobe should mount a named volume at {state_dir}; it has {:?}",
+        agent.volumes
+    );
+}
