@@ -201,6 +201,12 @@ impl Ca {
         })
     }
 
+    /// This CA's private key in PEM (PKCS#8), for tools that sign as it (`openssl
+    /// ocsp`).
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
     /// A leaf for `names` (DNS names or IP addresses), with the chain up to (not
     /// including) the root.
     pub fn leaf(&self, names: &[&str], validity: Validity) -> Result<Identity, CertError> {

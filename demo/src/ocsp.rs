@@ -226,6 +226,24 @@ fn sign(
     .map_err(ocsp_err)
 }
 
+/// An OCSP request (DER) for the certificate `id` names, as a client sends it.
+pub fn request_for(id: CertId) -> Result<Vec<u8>, CertError> {
+    OcspRequest {
+        tbs_request: x509_ocsp::TbsRequest {
+            version: x509_ocsp::Version::V1,
+            requestor_name: None,
+            request_list: vec![x509_ocsp::Request {
+                req_cert: id,
+                single_request_extensions: None,
+            }],
+            request_extensions: None,
+        },
+        optional_signature: None,
+    }
+    .to_der()
+    .map_err(ocsp_err)
+}
+
 /// The serial number of the first certificate an OCSP request (DER) asks about.
 pub fn requested_serial(body: &[u8]) -> Option<SerialNumber> {
     let request = OcspRequest::from_der(body).ok()?;

@@ -31,6 +31,16 @@ impl Scratch {
         Ok(p)
     }
 
+    /// Writes `bytes` to `name` and returns the path.
+    pub fn write_bytes(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, CertError> {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).map_err(|source| CertError::Write {
+            path: p.clone(),
+            source,
+        })?;
+        Ok(p)
+    }
+
     /// Writes the CA's certificate as `<name>.pem` and returns the path.
     pub fn ca(&self, ca: &Ca) -> Result<PathBuf, CertError> {
         self.write(&format!("{}.pem", ca.name.replace(' ', "_")), &ca.pem)

@@ -1,6 +1,10 @@
 //! Revocation by OCSP, against real TLS servers that staple responses signed in the
 //! test by the test CA (or a responder it delegated to, or a CA that has no say),
-//! and a local OCSP responder over HTTP for `tls.ocsp: online`.
+//! and a local OCSP responder over HTTP for `tls.ocsp: online`. The responses come
+//! from two implementations: the test factory's (x509-ocsp, as the probe reads
+//! them) and OpenSSL's `openssl ocsp` responder, which we did not write, so that
+//! the probe's requests and its reading of responses are checked against another
+//! party's understanding of RFC 6960.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
@@ -329,4 +333,103 @@ async fn bad_ocsp_settings_are_located_config_errors() {
         assert!(err.contains("tls.ocsp"), "{err}");
         assert!(err.contains(expected), "{err}");
     }
+}
+
+/// OpenSSL's OCSP responder (`openssl ocsp -index`), a real implementation we did
+/// not write: it answers each request the probe sends (run once per request on the
+/// request's bytes, so that it listens on no port of its own) from an index that
+/// marks one leaf revoked and one valid, signing as the CA.
+struct OpensslResponder {
+    dir: Scratch,
+}
+
+impl OpensslResponder {
+    fn new(ca: &Ca, revoked: &Identity, valid: &Identity) -> OpensslResponder {
+        let dir = Scratch::new().unwrap();
+        dir.write("ca.pem", &ca.pem).unwrap();
+        dir.write("ca.key", &ca.key_pem()).unwrap();
+        let line = |state: &str, revoked_at: &str, leaf: &Identity| {
+            format!(
+                "{state}\t351231000000Z\t{revoked_at}\t{}\tunknown\t/CN=localhost\n",
+                serial_hex(leaf)
+            )
+        };
+        let index = line("R", "260101000000Z", revoked) + &line("V", "", valid);
+        dir.write("index.txt", &index).unwrap();
+        OpensslResponder { dir }
+    }
+
+    /// OpenSSL's response (DER) to `request` (DER).
+    fn answer(&self, request: &[u8]) -> Vec<u8> {
+        let req = self.dir.write_bytes("req.der", request).unwrap();
+        let out = self.dir.path("resp.der");
+        let d = |name: &str| self.dir.path(name);
+        let status = std::process::Command::new("openssl")
+            .arg("ocsp")
+            .arg("-index")
+            .arg(d("index.txt"))
+            .arg("-CA")
+            .arg(d("ca.pem"))
+            .arg("-rsigner")
+            .arg(d("ca.pem"))
+            .arg("-rkey")
+            .arg(d("ca.key"))
+            .arg("-reqin")
+            .arg(&req)
+            .arg("-respout")
+            .arg(&out)
+            .args(["-ndays", "1"])
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{status:?}");
+        std::fs::read(out).unwrap()
+    }
+}
+
+/// The leaf's serial as OpenSSL's index writes it (hex, upper case, no sign byte).
+fn serial_hex(leaf: &Identity) -> String {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&leaf.chain[0]).unwrap();
+    let raw = cert.raw_serial();
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len() - 1);
+    raw[start..].iter().map(|b| format!("{b:02X}")).collect()
+}
+
+#[tokio::test]
+async fn openssls_responder_understands_the_probes_request_and_its_answers_count() {
+    let p = pki();
+    let server = HttpServer::builder().start().await.unwrap();
+    let url = server.url("127.0.0.1", "/");
+    let revoked = leaf_at(&p.issuing, &url);
+    let valid = leaf_at(&p.issuing, &url);
+    let openssl = OpensslResponder::new(&p.issuing, &revoked, &valid);
+    server.set_responder(move |req| {
+        Reply::ok(openssl.answer(&req.body)).header("content-type", "application/ocsp-response")
+    });
+
+    let o = run(&p.root, &valid, ONLINE).await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert!(o.findings.is_empty(), "{o:#?}");
+
+    let o = run(&p.root, &revoked, ONLINE).await;
+    assert_down(&o, ErrorType::TlsCertRevoked, Phase::Tls);
+    assert!(
+        o.message.contains("was revoked on 2026-01-01T00:00:00Z"),
+        "{}",
+        o.message
+    );
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_staple_made_by_openssl_is_verified() {
+    let p = pki();
+    let mut revoked = p.localhost(Validity::current()).unwrap();
+    let valid = p.localhost(Validity::current()).unwrap();
+    let openssl = OpensslResponder::new(&p.issuing, &revoked, &valid);
+    // The request as the probe would send it, answered by OpenSSL, stapled.
+    let id = p.issuing.ocsp_cert_id(&revoked).unwrap();
+    revoked.ocsp = Some(openssl.answer(&depprobe_tests::ocsp::request_for(id).unwrap()));
+    let o = run(&p.root, &revoked, "").await;
+    assert_down(&o, ErrorType::TlsCertRevoked, Phase::Tls);
 }
