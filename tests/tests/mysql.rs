@@ -454,7 +454,7 @@ async fn the_agent_runs_mysql_and_redis_in_status_metrics_otlp_and_check() {
     }
     let (_, metrics) = agent.get("/metrics").await.unwrap();
     for name in ["orders-mysql", "sessions-cache"] {
-        let label = format!("name=\"{name}\"");
+        let label = format!("probe_name=\"{name}\"");
         assert!(
             metrics.lines().any(|l| l.starts_with("probe_success{")
                 && l.contains(&label)

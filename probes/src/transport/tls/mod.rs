@@ -12,7 +12,7 @@
 //! tolerated verdict holds is reported as a `cert_invalid` finding.
 
 mod expect;
-mod ocsp;
+pub mod ocsp;
 mod revocation;
 mod roots;
 mod verifier;

@@ -15,7 +15,8 @@ use std::time::SystemTime;
 use rustls::pki_types::CertificateDer;
 
 pub(crate) use online::Online;
-use response::{Answer, Issuer, Status};
+use response::Issuer;
+pub use response::{Answer, ReadError, Status};
 
 use crate::outcome::{CertFacts, Finding, FindingType, Problem, Severity, human_delta, rfc3339};
 use crate::taxonomy::ErrorType;
@@ -40,6 +41,23 @@ pub(crate) struct Presented<'a> {
     /// Certificates of `tls.ca_file`, where a leaf's issuer may be when the server
     /// does not send it.
     pub(crate) anchors: &'a [CertificateDer<'static>],
+}
+
+/// Reads `response` as a probe reads a staple for `chain`'s leaf, its issuer taken
+/// from the chain or `anchors`: the verified answer, or why it does not count. (The
+/// fuzzer's entry, and a tool's.)
+pub fn read_staple(
+    response: &[u8],
+    chain: &[CertificateDer<'static>],
+    anchors: &[CertificateDer<'static>],
+    now: SystemTime,
+) -> Result<Answer, ReadError> {
+    let leaf = chain.first().ok_or(ReadError::NoIssuer)?;
+    let candidates: Vec<CertificateDer<'static>> =
+        chain[1..].iter().chain(anchors).cloned().collect();
+    let issuer = Issuer::find(leaf, &candidates).ok_or(ReadError::NoIssuer)?;
+    let serial = response::serial(leaf).ok_or(ReadError::NoIssuer)?;
+    response::read(response, &serial, &issuer, now)
 }
 
 /// Judges the staple, then (when `online` and no current staple answered) asks

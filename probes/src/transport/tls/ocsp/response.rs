@@ -95,7 +95,7 @@ impl Issuer {
 
 /// What a verified response says about the leaf.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Status {
+pub enum Status {
     /// Not revoked.
     Good,
     /// Revoked at this time.
@@ -106,17 +106,17 @@ pub(crate) enum Status {
 
 /// A verified answer about the leaf.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Answer {
+pub struct Answer {
     /// The status.
-    pub(crate) status: Status,
+    pub status: Status,
     /// When the responder stops vouching for it (`None`: newer information is
     /// always available).
-    pub(crate) next_update: Option<SystemTime>,
+    pub next_update: Option<SystemTime>,
 }
 
 /// Why a response does not count.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(crate) enum ReadError {
+pub enum ReadError {
     /// Not DER an OCSP client reads.
     #[error("it cannot be read as an OCSP response ({0})")]
     Malformed(String),
@@ -134,6 +134,10 @@ pub(crate) enum ReadError {
     /// Issued in the future by more than the clock skew allowed.
     #[error("its thisUpdate lies in the future")]
     Future,
+    /// The leaf's issuer is not at hand (or the leaf cannot be read), so nothing
+    /// can be checked.
+    #[error("the leaf's issuer is neither in the chain nor among the anchors")]
+    NoIssuer,
 }
 
 /// The leaf's serial number.
