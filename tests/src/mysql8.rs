@@ -555,9 +555,11 @@ async fn hostile_login<S: Io>(
             .await?;
             let answer = wire.read().await?;
             if !answer.is_empty() {
+                record.switched = true;
                 record.path = AuthPath::ClearPasswordSent;
                 push(&mut shared.records().logins, record.clone());
             }
+            wire.error(1045, b"28000", "Access denied").await?;
             Ok(Some(false))
         }
         Some(Hostile::TruncatedKey | Hostile::HugeExponentKey) | None => Ok(None),

@@ -455,7 +455,7 @@ async fn hostile(
     params: &str,
     class: ErrorType,
     limit: Duration,
-) -> Outcome {
+) -> (Outcome, Mysql8) {
     let db = server(
         tls,
         Mysql8Spec {
@@ -473,7 +473,7 @@ async fn hostile(
         !format!("{o:#?}").contains(PASSWORD),
         "the password is shown: {o:#?}"
     );
-    o
+    (o, db)
 }
 
 /// Well before the timeout: what the probe refuses, it refuses at once.
@@ -481,7 +481,7 @@ const SOON: Duration = Duration::from_secs(3);
 
 #[tokio::test]
 async fn an_endless_auth_more_data_loop_is_unexpected_response() {
-    let o = hostile(
+    let (o, _) = hostile(
         Hostile::AuthMoreDataForever,
         true,
         "",
@@ -494,7 +494,7 @@ async fn an_endless_auth_more_data_loop_is_unexpected_response() {
 
 #[tokio::test]
 async fn an_endless_auth_switch_loop_ends_after_eight_exchanges() {
-    let o = hostile(
+    let (o, _) = hostile(
         Hostile::AuthSwitchForever,
         true,
         "",
@@ -511,7 +511,7 @@ async fn an_endless_auth_switch_loop_ends_after_eight_exchanges() {
 
 #[tokio::test]
 async fn an_absurd_packet_length_is_refused_unread() {
-    let o = hostile(
+    let (o, _) = hostile(
         Hostile::HugePacket,
         true,
         "",
@@ -524,7 +524,7 @@ async fn an_absurd_packet_length_is_refused_unread() {
 
 #[tokio::test]
 async fn a_silent_login_is_a_timeout_in_phase_auth() {
-    let o = hostile(
+    let (o, _) = hostile(
         Hostile::Silent,
         true,
         "",
@@ -533,4 +533,65 @@ async fn a_silent_login_is_a_timeout_in_phase_auth() {
     )
     .await;
     assert!(o.timings.get(Phase::Auth).is_some(), "{o:#?}");
+}
+
+/// A public key whose DER stops after its first byte is refused as unusable: the
+/// run ends as `unexpected_response`, never in a panic.
+#[tokio::test]
+async fn a_truncated_public_key_is_unexpected_response() {
+    let (o, _) = hostile(
+        Hostile::TruncatedKey,
+        false,
+        "?ssl-mode=preferred",
+        ErrorType::UnexpectedResponse,
+        SOON,
+    )
+    .await;
+    assert!(o.message.contains("RSA public key"), "{}", o.message);
+}
+
+/// A well-formed key with a 16 KiB public exponent is refused at once: encrypting
+/// with it would hold the thread for 131,072 modular squarings.
+#[tokio::test]
+async fn a_public_key_with_a_huge_exponent_is_refused_at_once() {
+    let (o, _) = hostile(
+        Hostile::HugeExponentKey,
+        false,
+        "?ssl-mode=preferred",
+        ErrorType::UnexpectedResponse,
+        SOON,
+    )
+    .await;
+    assert!(o.message.contains("RSA public key"), "{}", o.message);
+}
+
+/// A switch to `mysql_clear_password` asks for the password as it is: over an
+/// unencrypted session the probe refuses, and the server never receives it; over
+/// TLS it is sent, encrypted by the session (as for the full path).
+#[tokio::test]
+async fn a_switch_to_cleartext_is_refused_without_tls() {
+    let (o, db) = hostile(
+        Hostile::ClearPassword,
+        false,
+        "?ssl-mode=preferred",
+        ErrorType::AuthRejected,
+        SOON,
+    )
+    .await;
+    assert!(o.message.contains("mysql_clear_password"), "{}", o.message);
+    assert_eq!(db.logins(), [], "the password reached the server");
+
+    let (_, db) = hostile(
+        Hostile::ClearPassword,
+        true,
+        "",
+        ErrorType::AuthRejected,
+        SOON,
+    )
+    .await;
+    let sent = Login {
+        switched: true,
+        ..login(AuthPath::ClearPasswordSent, true)
+    };
+    assert_eq!(db.logins(), [sent]);
 }
