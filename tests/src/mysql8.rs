@@ -105,7 +105,8 @@ pub enum Hostile {
     /// 16 KiB long (encrypting with it costs 131,072 modular squarings).
     HugeExponentKey,
     /// Switches the login to `mysql_clear_password`, which asks for the password as
-    /// it is, whether or not the session is encrypted.
+    /// it is, whether or not the session is encrypted; a password that comes back is
+    /// recorded ([`AuthPath::ClearPasswordSent`]) and denied (1045).
     ClearPassword,
 }
 
