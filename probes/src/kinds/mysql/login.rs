@@ -3,6 +3,11 @@
 //! the scrambles (`caching_sha2_password` fast and full paths, the RSA public key
 //! request in plaintext, `mysql_native_password`, MariaDB's `client_ed25519`) and
 //! the auth-switch requests a server may send.
+//!
+//! Two things are not left to the plugins: the public key the server sends when asked
+//! is read and used by [`super::server_key`] (bounded, never a panic), and a switch
+//! to `mysql_clear_password` on an unencrypted session is refused, so that the
+//! password never crosses the network in the clear.
 
 use mysql_common::auth::plugins::{AuthProc, ChallengeResponsePlugin, Context, Response};
 use mysql_common::collations::CollationId;
@@ -12,6 +17,7 @@ use mysql_common::packets::{
     AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse, SslRequest,
 };
 
+use super::server_key;
 use super::wire::{Io, ServerError, Wire, server_error, snippet};
 use crate::run::ProbeError;
 use crate::taxonomy::{ErrorType, Phase};
@@ -155,6 +161,28 @@ impl Context for &AuthContext<'_> {
     }
 }
 
+/// What the server's next AuthMoreData packet is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// The plugin's next challenge.
+    Challenge,
+    /// The RSA public key the probe asked for.
+    PublicKey,
+    /// Nothing: the encrypted password is sent, only OK or an error may follow.
+    Verdict,
+}
+
+/// Whether `sent`, the probe's last packet for `plugin`, asks for the server's RSA
+/// public key (`caching_sha2_password` asks with 0x02 on its full path,
+/// `sha256_password` with 0x01 at once).
+fn next_after(plugin: &AuthPlugin<'_>, sent: &[u8]) -> Next {
+    match plugin {
+        AuthPlugin::CachingSha2Password if sent == [0x02] => Next::PublicKey,
+        AuthPlugin::Sha256Password if sent == [0x01] => Next::PublicKey,
+        _ => Next::Challenge,
+    }
+}
+
 /// Sends the handshake response and follows the exchange to the server's OK.
 /// Returns the name of the plugin that logged in.
 pub async fn login<S: Io>(
@@ -164,8 +192,9 @@ pub async fn login<S: Io>(
 ) -> Result<String, ProbeError> {
     let mut plugin = hello.plugin.clone();
     let mut nonce = hello.nonce.clone();
-    let mut proc = start(&plugin)?;
+    let mut proc = start(&plugin, login.tls)?;
     let first = step(&mut proc, login, &nonce, &nonce)?;
+    let mut next = next_after(&plugin, first.data().unwrap_or_default());
     let response = HandshakeResponse::new(
         first.data().map(<[u8]>::to_vec),
         hello.parsed,
@@ -188,17 +217,34 @@ pub async fn login<S: Io>(
                     .map_err(|e| unreadable("auth switch", &e))?;
                 plugin = switch.auth_plugin().into_owned();
                 nonce = switch.plugin_data().to_vec();
-                proc = start(&plugin)?;
+                proc = start(&plugin, login.tls)?;
                 let answer = step(&mut proc, login, &nonce, &nonce)?;
-                wire.write(answer.data().unwrap_or_default(), Phase::Auth)
-                    .await?;
+                let data = answer.data().unwrap_or_default();
+                wire.write(data, Phase::Auth).await?;
+                next = next_after(&plugin, data);
             }
-            Some(0x01) => {
-                let answer = step(&mut proc, login, &payload[1..], &nonce)?;
-                if let Some(data) = answer.data() {
-                    wire.write(data, Phase::Auth).await?;
+            Some(0x01) => match next {
+                Next::PublicKey => {
+                    let sealed =
+                        server_key::encrypt_password(login.password, &nonce, &payload[1..])?;
+                    wire.write(&sealed, Phase::Auth).await?;
+                    next = Next::Verdict;
                 }
-            }
+                Next::Verdict => {
+                    return Err(ProbeError::new(
+                        ErrorType::UnexpectedResponse,
+                        Phase::Auth,
+                        "the server asked for more authentication data after the encrypted password",
+                    ));
+                }
+                Next::Challenge => {
+                    let answer = step(&mut proc, login, &payload[1..], &nonce)?;
+                    if let Some(data) = answer.data() {
+                        wire.write(data, Phase::Auth).await?;
+                        next = next_after(&plugin, data);
+                    }
+                }
+            },
             other => {
                 return Err(ProbeError::new(
                     ErrorType::UnexpectedResponse,
@@ -215,8 +261,18 @@ pub async fn login<S: Io>(
     ))
 }
 
-/// The plugin's state machine, or the plugin the probe does not speak.
-fn start(plugin: &AuthPlugin<'_>) -> Result<AuthProc, ProbeError> {
+/// The plugin's state machine, or the plugin the probe does not speak. The
+/// password goes in the clear (`mysql_clear_password`) over TLS only: the MySQL
+/// client itself sends it only when told to (`--enable-cleartext-plugin`), and
+/// depprobe never lets a password cross the network unencrypted.
+fn start(plugin: &AuthPlugin<'_>, tls: bool) -> Result<AuthProc, ProbeError> {
+    if *plugin == AuthPlugin::MysqlClearPassword && !tls {
+        return Err(ProbeError::new(
+            ErrorType::AuthRejected,
+            Phase::Auth,
+            "the server asks for the password in cleartext (mysql_clear_password) on a session without TLS: depprobe does not send a password unencrypted (the server must offer TLS, and ssl-mode must not be disabled)",
+        ));
+    }
     AuthProc::init(plugin).map_err(|_| {
         ProbeError::new(
             ErrorType::AuthRejected,
@@ -271,5 +327,30 @@ pub fn refused(e: &ServerError) -> ProbeError {
             Phase::Auth,
             format!("the server refused the session ({})", e.text),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleartext_is_spoken_over_tls_only() {
+        let e = start(&AuthPlugin::MysqlClearPassword, false).unwrap_err();
+        assert_eq!(e.class, ErrorType::AuthRejected);
+        assert!(e.message.contains("without TLS"), "{}", e.message);
+        assert!(start(&AuthPlugin::MysqlClearPassword, true).is_ok());
+    }
+
+    #[test]
+    fn the_key_requests_of_each_plugin_are_recognised() {
+        let sha2 = AuthPlugin::CachingSha2Password;
+        assert_eq!(next_after(&sha2, &[0x02]), Next::PublicKey);
+        assert_eq!(next_after(&sha2, &[0x02; 32]), Next::Challenge);
+        assert_eq!(next_after(&AuthPlugin::Sha256Password, &[0x01]), Next::PublicKey);
+        assert_eq!(
+            next_after(&AuthPlugin::MysqlNativePassword, &[0x02]),
+            Next::Challenge
+        );
     }
 }

@@ -13,6 +13,7 @@
 mod facts;
 mod login;
 mod query;
+mod server_key;
 pub mod spec;
 mod wire;
 
