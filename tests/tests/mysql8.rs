@@ -221,14 +221,14 @@ async fn full_path_over_tls_then_the_cache_makes_the_next_login_fast() {
 #[tokio::test]
 async fn full_path_without_tls_asks_for_the_public_key() {
     let plain = server(false, Mysql8Spec::default()).await;
-    let o = probe(&plain, "?ssl-mode=preferred").await;
+    let o = probe(&plain, "?ssl-mode=preferred&get-server-public-key=true").await;
     assert_up_as_mysql(&o, &plain);
     assert_eq!(detail(&o, "tls_used"), false);
     assert!(o.message.contains("in plaintext"), "{}", o.message);
     assert_eq!(plain.logins(), [login(AuthPath::FullWithPublicKey, false)]);
 
     let with_tls = server(true, Mysql8Spec::default()).await;
-    let o = probe(&with_tls, "?ssl-mode=disabled").await;
+    let o = probe(&with_tls, "?ssl-mode=disabled&get-server-public-key=true").await;
     assert_up_as_mysql(&o, &with_tls);
     assert_eq!(detail(&o, "tls_used"), false);
     assert!(o.tls.is_none(), "{o:#?}");
@@ -236,6 +236,36 @@ async fn full_path_without_tls_asks_for_the_public_key() {
         with_tls.logins(),
         [login(AuthPath::FullWithPublicKey, false)]
     );
+}
+
+/// Without `get-server-public-key=true` the probe does not ask for the key over
+/// plaintext (anyone in between could send his own and read the password), as the
+/// MySQL client refuses (error 2061): `auth_rejected`, and no password reaches the
+/// server in any form. A cached account still logs in by the fast path, which
+/// sends only a scramble.
+#[tokio::test]
+async fn without_tls_the_key_is_asked_for_only_when_allowed() {
+    let plain = server(false, Mysql8Spec::default()).await;
+    let o = probe(&plain, "?ssl-mode=preferred").await;
+    assert_down(&o, ErrorType::AuthRejected, Phase::Auth);
+    assert!(
+        o.message.contains("get-server-public-key=true"),
+        "{}",
+        o.message
+    );
+    assert_eq!(plain.logins(), [], "the password reached the server");
+
+    let cached = server(
+        false,
+        Mysql8Spec {
+            cached: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let o = probe(&cached, "?ssl-mode=preferred").await;
+    assert_up_as_mysql(&o, &cached);
+    assert_eq!(cached.logins(), [login(AuthPath::Fast, false)]);
 }
 
 /// A server whose default plugin is `mysql_native_password` switches the login to
@@ -270,7 +300,7 @@ async fn auth_switch_from_native_password_to_caching_sha2() {
         },
     )
     .await;
-    let o = probe(&plain, "?ssl-mode=preferred").await;
+    let o = probe(&plain, "?ssl-mode=preferred&get-server-public-key=true").await;
     assert_up_as_mysql(&o, &plain);
     assert_eq!(
         plain.logins(),
@@ -284,7 +314,10 @@ async fn auth_switch_from_native_password_to_caching_sha2() {
 #[tokio::test]
 async fn wrong_password_is_auth_rejected_and_never_shown() {
     const WRONG: &str = "wrong-pw-5e07d2";
-    for (tls, params) in [(true, ""), (false, "?ssl-mode=preferred")] {
+    for (tls, params) in [
+        (true, ""),
+        (false, "?ssl-mode=preferred&get-server-public-key=true"),
+    ] {
         let db = server(
             tls,
             Mysql8Spec {
@@ -542,7 +575,7 @@ async fn a_truncated_public_key_is_unexpected_response() {
     let (o, _) = hostile(
         Hostile::TruncatedKey,
         false,
-        "?ssl-mode=preferred",
+        "?ssl-mode=preferred&get-server-public-key=true",
         ErrorType::UnexpectedResponse,
         SOON,
     )
@@ -557,7 +590,7 @@ async fn a_public_key_with_a_huge_exponent_is_refused_at_once() {
     let (o, _) = hostile(
         Hostile::HugeExponentKey,
         false,
-        "?ssl-mode=preferred",
+        "?ssl-mode=preferred&get-server-public-key=true",
         ErrorType::UnexpectedResponse,
         SOON,
     )
@@ -573,7 +606,7 @@ async fn a_switch_to_cleartext_is_refused_without_tls() {
     let (o, db) = hostile(
         Hostile::ClearPassword,
         false,
-        "?ssl-mode=preferred",
+        "?ssl-mode=preferred&get-server-public-key=true",
         ErrorType::AuthRejected,
         SOON,
     )

@@ -136,6 +136,9 @@ pub struct Login<'a> {
     /// Whether the session is encrypted (the full path then sends the password as
     /// it is, as the MySQL client does).
     pub tls: bool,
+    /// Whether the probe may ask for the server's RSA key on a session without TLS
+    /// (`get-server-public-key=true`).
+    pub get_server_public_key: bool,
 }
 
 struct AuthContext<'a> {
@@ -195,6 +198,7 @@ pub async fn login<S: Io>(
     let mut proc = start(&plugin, login.tls)?;
     let first = step(&mut proc, login, &nonce, &nonce)?;
     let mut next = next_after(&plugin, first.data().unwrap_or_default());
+    may_ask_for_key(next, login)?;
     let response = HandshakeResponse::new(
         first.data().map(<[u8]>::to_vec),
         hello.parsed,
@@ -220,8 +224,9 @@ pub async fn login<S: Io>(
                 proc = start(&plugin, login.tls)?;
                 let answer = step(&mut proc, login, &nonce, &nonce)?;
                 let data = answer.data().unwrap_or_default();
-                wire.write(data, Phase::Auth).await?;
                 next = next_after(&plugin, data);
+                may_ask_for_key(next, login)?;
+                wire.write(data, Phase::Auth).await?;
             }
             Some(0x01) => match next {
                 Next::PublicKey => {
@@ -240,8 +245,9 @@ pub async fn login<S: Io>(
                 Next::Challenge => {
                     let answer = step(&mut proc, login, &payload[1..], &nonce)?;
                     if let Some(data) = answer.data() {
-                        wire.write(data, Phase::Auth).await?;
                         next = next_after(&plugin, data);
+                        may_ask_for_key(next, login)?;
+                        wire.write(data, Phase::Auth).await?;
                     }
                 }
             },
@@ -258,6 +264,21 @@ pub async fn login<S: Io>(
         ErrorType::UnexpectedResponse,
         Phase::Auth,
         format!("the login did not end after {MAX_AUTH_STEPS} exchanges"),
+    ))
+}
+
+/// Refuses to ask for the server's RSA key unless the URL allows it: on a session
+/// without TLS, whoever sits between the probe and the server could answer with his
+/// own key and read the password. The MySQL client refuses the same way (error
+/// 2061) unless told `--get-server-public-key`.
+fn may_ask_for_key(next: Next, login: &Login<'_>) -> Result<(), ProbeError> {
+    if next != Next::PublicKey || login.get_server_public_key {
+        return Ok(());
+    }
+    Err(ProbeError::new(
+        ErrorType::AuthRejected,
+        Phase::Auth,
+        "the server wants the whole password (caching_sha2_password full authentication, or sha256_password) on a session without TLS: depprobe does not ask for the server's RSA key unless the URL says get-server-public-key=true, since over plaintext anyone in between could hand over his own key and read the password (the MySQL client refuses the same way, error 2061); offer TLS on the server, or allow the key request",
     ))
 }
 

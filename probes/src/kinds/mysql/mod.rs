@@ -131,6 +131,7 @@ impl MysqlProbe {
             password: password.map(|p| p.expose().as_bytes()).unwrap_or_default(),
             database: self.target.database.as_deref(),
             tls: auth.is_some(),
+            get_server_public_key: self.target.get_server_public_key,
         };
         let result = run
             .phase(Phase::Auth, login::login(wire, hello, &login))

@@ -18,7 +18,7 @@ use crate::kinds::dburl::{self, DbUrl};
 pub const DEFAULT_PORT: u16 = 3306;
 
 /// The URL parameters depprobe understands.
-pub const URL_PARAMETERS: &[&str] = &["ssl-mode"];
+pub const URL_PARAMETERS: &[&str] = &["ssl-mode", "get-server-public-key"];
 
 const EXAMPLE: &str = "mysql://probe@db.example.com:3306/orders?ssl-mode=verify_identity";
 
@@ -117,6 +117,10 @@ pub struct MysqlTarget {
     pub password: Option<SecretSource>,
     /// The `ssl-mode` (default `verify_identity`).
     pub ssl_mode: SslMode,
+    /// `get-server-public-key=true`: on a session without TLS, the probe may ask
+    /// the server for its RSA key to send the password encrypted (the MySQL
+    /// client's `--get-server-public-key`; off by default, as there).
+    pub get_server_public_key: bool,
 }
 
 impl MysqlSpec {
@@ -133,8 +137,20 @@ impl MysqlSpec {
             .clone()
             .ok_or_else(|| format!("the URL names no user (e.g. {EXAMPLE})"))?;
         let mut ssl_mode = SslMode::VerifyIdentity;
+        let mut get_server_public_key = false;
         for (key, value) in &url.params {
             match key.to_ascii_lowercase().replace('_', "-").as_str() {
+                "get-server-public-key" => {
+                    get_server_public_key = match value.to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" => false,
+                        _ => {
+                            return Err(format!(
+                                "get-server-public-key `{value}` is not true or false"
+                            ));
+                        }
+                    };
+                }
                 "ssl-mode" | "sslmode" => {
                     ssl_mode = SslMode::from_name(value).ok_or_else(|| {
                         format!(
@@ -163,6 +179,7 @@ impl MysqlSpec {
             database: Some(url.path).filter(|d| !d.is_empty()),
             password,
             ssl_mode,
+            get_server_public_key,
         })
     }
 
