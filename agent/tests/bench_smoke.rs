@@ -71,8 +71,11 @@ async fn a_tiny_benchmark_measures_every_process_and_kind_and_writes_every_figur
             r.lateness.p50_ms <= r.lateness.p99_ms && r.lateness.p99_ms <= r.lateness.max_ms,
             "{name}: {r:?}"
         );
-        // Like with like: the agent negotiates the floor's key exchange.
+        // Like with like: the agent negotiates the floor's TLS version and key
+        // exchange, with nginx and with the databases.
         assert_eq!(r.kx_group, floor.kx_group, "{name}");
+        assert_eq!(r.tls_version, "1.3", "{name}: {r:?}");
+        assert!(!r.cipher.is_empty(), "{name}: {r:?}");
     }
     // The kinds ran against the servers they name, which the probes saw.
     let mysql = report.depprobe_mysql.as_ref().expect("mysql measured");

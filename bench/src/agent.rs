@@ -111,6 +111,10 @@ pub struct AgentResult {
     pub server_cpu_ms_per_probe: f64,
     /// Key-exchange group the agent negotiated (from `/status`).
     pub kx_group: String,
+    /// TLS version the agent negotiated (from `/status`: `1.3`).
+    pub tls_version: String,
+    /// Cipher suite the agent negotiated (from `/status`).
+    pub cipher: String,
     /// Bytes of `/metrics` (scrapes during the window, when any).
     pub metrics_bytes: usize,
     /// Scrapes of `/metrics` during the window.
@@ -295,11 +299,13 @@ struct Seen {
     up: usize,
     failures: u64,
     kx_group: String,
+    tls_version: String,
+    cipher: String,
     server_version: String,
 }
 
-/// Reads `/status` (targets up, key exchange, server version) and `/metrics` (failed
-/// runs), after the window so that neither read is measured.
+/// Reads `/status` (targets up, the TLS session, server version) and `/metrics`
+/// (failed runs), after the window so that neither read is measured.
 async fn seen(agent: &AgentProcess) -> Result<Seen, BenchError> {
     let status = agent
         .status()
@@ -313,6 +319,8 @@ async fn seen(agent: &AgentProcess) -> Result<Seen, BenchError> {
         up: outcomes.iter().filter(|o| o["status"] == "up").count(),
         failures: counter_sum(&metrics(agent).await?, "probe_failures_total"),
         kx_group: first(&|o| o["tls"]["kx_group"].as_str()),
+        tls_version: first(&|o| o["tls"]["version"].as_str()),
+        cipher: first(&|o| o["tls"]["cipher"].as_str()),
         server_version: first(&|o| o["details"]["server_version"].as_str()),
     })
 }
@@ -380,6 +388,8 @@ fn result(run: &AgentRun<'_>, m: Measured) -> AgentResult {
         server_version: m.seen.server_version,
         server_cpu_ms_per_probe: per(server_cpu),
         kx_group: m.seen.kx_group,
+        tls_version: m.seen.tls_version,
+        cipher: m.seen.cipher,
         metrics_bytes: m.window.metrics_bytes,
         scrapes: m.window.scrapes,
         otlp_spans: 0,

@@ -193,7 +193,7 @@ impl Report {
         );
         let _ = writeln!(
             t,
-            "| process | probes | CPU ms/probe | vs floor | vs blackbox | RSS MiB (peak) | lateness p50/p99/max ms | server CPU ms/probe | key exchange |"
+            "| process | probes | CPU ms/probe | vs floor | vs blackbox | RSS MiB (peak) | lateness p50/p99/max ms | server CPU ms/probe | TLS, key exchange |"
         );
         let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
         self.floor_row(&mut t);
@@ -265,7 +265,7 @@ impl Report {
                 r.lateness.p99_ms,
                 r.lateness.max_ms,
                 r.server_cpu_ms_per_probe,
-                r.kx_group
+                tls(r)
             );
         }
     }
@@ -338,6 +338,14 @@ impl Report {
                 if g.met { "met" } else { "MISSED" }
             );
         }
+    }
+}
+
+/// The TLS session of a depprobe phase: `TLS 1.3 X25519`.
+fn tls(r: &AgentResult) -> String {
+    match r.tls_version.as_str() {
+        "" => r.kx_group.clone(),
+        v => format!("TLS {v} {}", r.kx_group),
     }
 }
 
