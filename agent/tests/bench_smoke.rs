@@ -1,6 +1,7 @@
 //! The benchmark's machinery at a tiny size, so that `scripts/bench` keeps working:
 //! nginx starts, the floor loop handshakes, the real agent probes and reports its
-//! schedule, blackbox_exporter answers, and the report holds every figure and ratio.
+//! schedule, a real MariaDB and a real Redis serve the `mysql` and `redis` phases,
+//! blackbox_exporter answers, and the report holds every figure and ratio.
 //! The figures of a debug build on a busy CI machine mean nothing; only their
 //! presence and consistency are checked here. `docs/benchmarks.md` holds real ones.
 
@@ -9,10 +10,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use depprobe_bench::{Options, run};
+use depprobe_bench::{Kind, Options, run};
 
 #[tokio::test(flavor = "current_thread")]
-async fn a_tiny_benchmark_measures_every_process_and_writes_every_figure() {
+async fn a_tiny_benchmark_measures_every_process_and_kind_and_writes_every_figure() {
     let opts = Options {
         depprobe: PathBuf::from(env!("CARGO_BIN_EXE_depprobe")),
         rate: 20.0,
@@ -24,6 +25,7 @@ async fn a_tiny_benchmark_measures_every_process_and_writes_every_figure() {
         ports: 2,
         scrape_every: Some(Duration::from_secs(1)),
         otlp: true,
+        kinds: Kind::ALL.to_vec(),
         ..Options::default()
     };
     assert!(
@@ -43,12 +45,19 @@ async fn a_tiny_benchmark_measures_every_process_and_writes_every_figure() {
     for (name, r) in [
         ("http", &report.depprobe_http),
         ("tls", &report.depprobe_tls),
+        ("mysql", &report.depprobe_mysql),
+        ("redis", &report.depprobe_redis),
         ("scale", &report.scale),
         ("scale with OTLP", &report.scale_otlp),
     ] {
         let r = r.as_ref().unwrap_or_else(|| panic!("{name} not measured"));
         assert!(r.probes > 0, "{name}: no runs in the window: {r:?}");
         assert_eq!(r.up, r.targets, "{name}: not every target is up: {r:?}");
+        assert_eq!(r.failures, 0, "{name}: runs failed: {r:?}");
+        assert!(
+            r.server_cpu_ms_per_probe > 0.0,
+            "{name}: the server's CPU is measured: {r:?}"
+        );
         assert!(
             r.cpu_seconds > 0.0 && r.cpu_ms_per_probe > 0.0,
             "{name}: {r:?}"
@@ -62,9 +71,24 @@ async fn a_tiny_benchmark_measures_every_process_and_writes_every_figure() {
             r.lateness.p50_ms <= r.lateness.p99_ms && r.lateness.p99_ms <= r.lateness.max_ms,
             "{name}: {r:?}"
         );
-        // Like with like: the agent negotiates the floor's key exchange.
+        // Like with like: the agent negotiates the floor's TLS version and key
+        // exchange, with nginx and with the databases.
         assert_eq!(r.kx_group, floor.kx_group, "{name}");
+        assert_eq!(r.tls_version, "1.3", "{name}: {r:?}");
+        assert!(!r.cipher.is_empty(), "{name}: {r:?}");
     }
+    // The kinds ran against the servers they name, which the probes saw.
+    let mysql = report.depprobe_mysql.as_ref().expect("mysql measured");
+    assert_eq!(mysql.server, "MariaDB");
+    // MariaDB's greeting carries the `5.5.5-` prefix old clients expect.
+    assert!(mysql.server_version.contains("10.11"), "{mysql:?}");
+    let redis = report.depprobe_redis.as_ref().expect("redis measured");
+    assert_eq!(redis.server, "Redis");
+    assert!(redis.server_version.starts_with('7'), "{redis:?}");
+    for r in [&report.depprobe_http, &report.depprobe_tls, &report.scale] {
+        assert_eq!(r.as_ref().map(|r| r.server.as_str()), Some("nginx"));
+    }
+
     let scale = report.scale.as_ref().expect("scale measured");
     assert!(scale.scrapes > 0 && scale.metrics_bytes > 0, "{scale:?}");
     assert_eq!(scale.otlp_spans, 0, "no OTLP in the plain scale phase");
@@ -91,6 +115,8 @@ async fn a_tiny_benchmark_measures_every_process_and_writes_every_figure() {
         r.tls_vs_floor,
         r.http_vs_blackbox,
         r.blackbox_vs_floor,
+        r.mysql_vs_floor,
+        r.redis_vs_floor,
     ] {
         assert!(v.is_some_and(|v| v > 0.0), "{r:?}");
     }
@@ -101,6 +127,8 @@ async fn a_tiny_benchmark_measures_every_process_and_writes_every_figure() {
         "floor: rustls handshake loop",
         "depprobe `http`",
         "depprobe `tls`",
+        "depprobe `mysql` (10 targets; MariaDB ",
+        "depprobe `redis` (10 targets; Redis 7.",
         "blackbox_exporter `http`",
         "Scale: 40 `http` targets",
         "Scale with OTLP export: 40 `http` targets",
@@ -110,4 +138,19 @@ async fn a_tiny_benchmark_measures_every_process_and_writes_every_figure() {
     }
     let json = serde_json::to_value(&report).expect("report serialises");
     assert!(json["ratios"]["http_vs_floor"].is_f64(), "{json}");
+    for kind in ["mysql", "redis"] {
+        assert!(
+            json["ratios"][format!("{kind}_vs_floor")].is_f64(),
+            "{json}"
+        );
+        let r = &json[format!("depprobe_{kind}")];
+        for figure in [
+            "probes",
+            "cpu_ms_per_probe",
+            "server_cpu_ms_per_probe",
+            "rss_mib",
+        ] {
+            assert!(r[figure].is_number(), "{kind}: {figure} missing: {json}");
+        }
+    }
 }

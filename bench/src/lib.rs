@@ -2,14 +2,16 @@
 //!
 //! In one run, on the same nginx targets (TLS 1.3, ECDSA P-256, no session reuse):
 //! the floor (a bare rustls handshake loop), the real agent probing HTTPS and TLS
-//! targets at a fixed rate, blackbox_exporter driven at the same rate, and the agent
-//! at scale (10,000 targets at 60 s by default). CPU and memory come from `/proc`,
-//! schedule lateness from the agent's `/schedule`. `docs/benchmarks.md` explains the
-//! method and holds a run's results.
+//! targets at a fixed rate, then `mysql` and `redis` targets on a real MariaDB and a
+//! real Redis with the same certificate, blackbox_exporter driven at the same rate,
+//! and the agent at scale (10,000 targets at 60 s by default). CPU and memory come
+//! from `/proc`, schedule lateness from the agent's `/schedule`. `docs/benchmarks.md`
+//! explains the method and holds a run's results.
 
 pub mod agent;
 pub mod blackbox;
 pub mod floor;
+pub mod kinds;
 pub mod lateness;
 pub mod nginx;
 pub mod procfs;
@@ -19,8 +21,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use depprobe_tests::certs::{Ca, Validity};
+use depprobe_tests::certs::{Ca, Identity, Validity};
 
+pub use kinds::Kind;
 pub use report::Report;
 
 /// Why the benchmark could not run.
@@ -47,6 +50,14 @@ pub enum BenchError {
     /// Certificates.
     #[error(transparent)]
     Cert(#[from] depprobe_tests::certs::CertError),
+    /// The server of a kind's phase (MariaDB, Redis) did not start or set up.
+    #[error("the {kind} phase's server: {source}")]
+    Child {
+        /// The kind (`mysql`, `redis`).
+        kind: &'static str,
+        /// What the harness said.
+        source: depprobe_tests::ChildError,
+    },
 }
 
 /// KiB to MiB.
@@ -79,6 +90,9 @@ pub struct Options {
     pub scrape_every: Option<Duration>,
     /// Run the scale phase a second time with OTLP export to a receiver.
     pub otlp: bool,
+    /// The kinds with a phase of their own against a real server (`mysql`, `redis`),
+    /// at the rate phases' rate, targets and window.
+    pub kinds: Vec<Kind>,
 }
 
 impl Default for Options {
@@ -95,12 +109,13 @@ impl Default for Options {
             ports: 8,
             scrape_every: Some(Duration::from_secs(15)),
             otlp: false,
+            kinds: Kind::ALL.to_vec(),
         }
     }
 }
 
 /// Prints a progress line on stderr.
-fn progress(msg: &str) {
+pub(crate) fn progress(msg: &str) {
     eprintln!("depprobe-bench: {msg}");
 }
 
@@ -121,38 +136,13 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     // The floor runs before and after the agent's phases, and the two are pooled:
     // a shared machine drifts, and a ratio against one side of it would be unfair.
     measure_floor(&nginx, &ca.cert, opts, &mut report, "floor (1 of 2)").await?;
-    let interval = Duration::from_secs_f64(opts.targets as f64 / opts.rate.max(0.001));
-    for load in [agent::Load::Https, agent::Load::Tls] {
-        let label = match load {
-            agent::Load::Https => "depprobe-http",
-            agent::Load::Tls => "depprobe-tls",
-        };
-        progress(&format!(
-            "{label}: {} targets every {interval:?} ({}/s) for {:?}",
-            opts.targets, opts.rate, opts.window
-        ));
-        let r = agent::measure(
-            &agent::AgentRun {
-                bin: &opts.depprobe,
-                dir: dir.path(),
-                ca: &ca_path,
-                load,
-                targets: opts.targets,
-                interval,
-                window: opts.window,
-                scrape_every: None,
-                label,
-                otlp: None,
-            },
-            &nginx,
-        )
-        .await?;
-        match load {
-            agent::Load::Https => report.depprobe_http = Some(r),
-            agent::Load::Tls => report.depprobe_tls = Some(r),
-        }
-    }
-
+    let files = Files {
+        dir: dir.path(),
+        ca: &ca_path,
+        leaf: &leaf,
+    };
+    rate_phases(opts, &files, &nginx, &mut report).await?;
+    kind_phases(opts, &files, &mut report).await?;
     measure_floor(&nginx, &ca.cert, opts, &mut report, "floor (2 of 2)").await?;
 
     if let Some(bin) = &opts.blackbox {
@@ -166,29 +156,120 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     } else {
         progress("blackbox_exporter: skipped (--no-blackbox, or not installed)");
     }
-
     if opts.scale_targets > 0 {
-        progress(&format!(
-            "scale: {} targets every {:?}; one round, then {:?} measured",
-            opts.scale_targets, opts.scale_interval, opts.scale_window
-        ));
-        report.scale = Some(scale(opts, dir.path(), &ca_path, &nginx, None).await?);
-        if opts.otlp {
-            let receiver = depprobe_tests::otlp::OtlpReceiver::start()
-                .await
-                .map_err(|e| BenchError::Server(format!("OTLP receiver: {e}")))?;
-            let endpoint = receiver.grpc_endpoint();
-            progress(&format!(
-                "scale with OTLP: the same, exporting spans and metrics to {endpoint}"
-            ));
-            let mut r = scale(opts, dir.path(), &ca_path, &nginx, Some(&endpoint)).await?;
-            r.otlp_spans = receiver.received().span_count();
-            r.otlp_metric_exports = receiver.received().requests().1;
-            report.scale_otlp = Some(r);
-        }
+        scale_phases(opts, &files, &nginx, &mut report).await?;
     }
     report.finish();
     Ok(report)
+}
+
+/// The run's files: its directory, the CA's certificate, and the servers' identity.
+struct Files<'a> {
+    dir: &'a std::path::Path,
+    ca: &'a std::path::Path,
+    leaf: &'a Identity,
+}
+
+/// The interval of each target in the rate phases: `targets / rate`.
+fn rate_interval(opts: &Options) -> Duration {
+    Duration::from_secs_f64(opts.targets as f64 / opts.rate.max(0.001))
+}
+
+/// depprobe with `http`, then `tls` targets on nginx.
+async fn rate_phases(
+    opts: &Options,
+    files: &Files<'_>,
+    nginx: &nginx::Nginx,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let interval = rate_interval(opts);
+    for (load, label) in [
+        (agent::Load::Https, "depprobe-http"),
+        (agent::Load::Tls, "depprobe-tls"),
+    ] {
+        progress(&format!(
+            "{label}: {} targets every {interval:?} ({}/s) for {:?}",
+            opts.targets, opts.rate, opts.window
+        ));
+        let r = agent::measure(
+            &agent::AgentRun {
+                bin: &opts.depprobe,
+                dir: files.dir,
+                ca: files.ca,
+                load,
+                targets: opts.targets,
+                interval,
+                window: opts.window,
+                scrape_every: None,
+                label,
+                otlp: None,
+            },
+            nginx,
+        )
+        .await?;
+        if matches!(load, agent::Load::Https) {
+            report.depprobe_http = Some(r);
+        } else {
+            report.depprobe_tls = Some(r);
+        }
+    }
+    Ok(())
+}
+
+/// depprobe with the targets of each kind of `opts.kinds` on its real server.
+async fn kind_phases(
+    opts: &Options,
+    files: &Files<'_>,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    for kind in &opts.kinds {
+        let r = kinds::measure(
+            *kind,
+            &kinds::KindRun {
+                bin: &opts.depprobe,
+                dir: files.dir,
+                ca: files.ca,
+                identity: files.leaf,
+                targets: opts.targets,
+                interval: rate_interval(opts),
+                window: opts.window,
+            },
+        )
+        .await?;
+        match kind {
+            Kind::Mysql => report.depprobe_mysql = Some(r),
+            Kind::Redis => report.depprobe_redis = Some(r),
+        }
+    }
+    Ok(())
+}
+
+/// depprobe at scale, and again exporting over OTLP when asked to.
+async fn scale_phases(
+    opts: &Options,
+    files: &Files<'_>,
+    nginx: &nginx::Nginx,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    progress(&format!(
+        "scale: {} targets every {:?}; one round, then {:?} measured",
+        opts.scale_targets, opts.scale_interval, opts.scale_window
+    ));
+    report.scale = Some(scale(opts, files.dir, files.ca, nginx, None).await?);
+    if opts.otlp {
+        let receiver = depprobe_tests::otlp::OtlpReceiver::start()
+            .await
+            .map_err(|e| BenchError::Server(format!("OTLP receiver: {e}")))?;
+        let endpoint = receiver.grpc_endpoint();
+        progress(&format!(
+            "scale with OTLP: the same, exporting spans and metrics to {endpoint}"
+        ));
+        let mut r = scale(opts, files.dir, files.ca, nginx, Some(&endpoint)).await?;
+        r.otlp_spans = receiver.received().span_count();
+        r.otlp_metric_exports = receiver.received().requests().1;
+        report.scale_otlp = Some(r);
+    }
+    Ok(())
 }
 
 /// The scale phase, exporting over OTLP to `otlp` when given.

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use depprobe_bench::{Options, run};
+use depprobe_bench::{Kind, Options, run};
 
 /// CPU, memory and schedule precision of depprobe against a bare rustls handshake
-/// loop and blackbox_exporter, on nginx targets over TLS 1.3 (docs/benchmarks.md).
+/// loop and blackbox_exporter, on nginx targets over TLS 1.3, and the CPU of the
+/// `mysql` and `redis` kinds on a real MariaDB and Redis (docs/benchmarks.md).
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -46,9 +47,23 @@ struct Args {
     /// Skip blackbox_exporter.
     #[arg(long)]
     no_blackbox: bool,
+    /// Kinds measured against a real server at --rate, --targets and --window:
+    /// `mysql` (MariaDB), `redis` (Redis), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "mysql,redis", value_parser = parse_kind)]
+    kinds: Vec<Kind>,
+    /// Skip the kinds' phases (no MariaDB, no Redis).
+    #[arg(long, conflicts_with = "kinds")]
+    no_kinds: bool,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench/report.json")]
     out: PathBuf,
+}
+
+fn parse_kind(name: &str) -> Result<Kind, String> {
+    Kind::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        format!("no phase for kind {name:?} (known: {})", known.join(", "))
+    })
 }
 
 fn main() -> ExitCode {
@@ -64,6 +79,7 @@ fn main() -> ExitCode {
         ports: a.ports.max(1),
         scrape_every: Some(a.scrape_every).filter(|d| !d.is_zero()),
         otlp: a.otlp,
+        kinds: if a.no_kinds { Vec::new() } else { a.kinds },
         ..Options::default()
     };
     if a.no_blackbox {

@@ -156,6 +156,20 @@ http {{
     }
 }
 
+impl crate::agent::Server for Nginx {
+    fn name(&self) -> &'static str {
+        "nginx"
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        self.ports.clone()
+    }
+
+    fn usage(&self) -> Result<Usage, BenchError> {
+        Nginx::usage(self)
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGTERM: the master stops its workers (SIGKILL would orphan them).

@@ -26,6 +26,10 @@ pub struct Ratios {
     pub http_vs_blackbox: Option<f64>,
     /// blackbox_exporter / floor.
     pub blackbox_vs_floor: Option<f64>,
+    /// depprobe `mysql` / floor (a probe is a handshake, a login and three queries).
+    pub mysql_vs_floor: Option<f64>,
+    /// depprobe `redis` / floor (a probe is a handshake and four commands).
+    pub redis_vs_floor: Option<f64>,
 }
 
 /// A target and whether this run met it.
@@ -64,6 +68,10 @@ pub struct Report {
     pub depprobe_http: Option<AgentResult>,
     /// depprobe with `tls` probes.
     pub depprobe_tls: Option<AgentResult>,
+    /// depprobe with `mysql` probes on a real MariaDB.
+    pub depprobe_mysql: Option<AgentResult>,
+    /// depprobe with `redis` probes on a real Redis.
+    pub depprobe_redis: Option<AgentResult>,
     /// blackbox_exporter.
     pub blackbox: Option<BlackboxResult>,
     /// depprobe at scale.
@@ -140,11 +148,14 @@ impl Report {
             .as_ref()
             .map_or(0.0, |r| r.cpu_ms_per_probe);
         let bb = self.blackbox.as_ref().map_or(0.0, |r| r.cpu_ms_per_probe);
+        let per_probe = |r: &Option<AgentResult>| r.as_ref().map_or(0.0, |r| r.cpu_ms_per_probe);
         self.ratios = Ratios {
             http_vs_floor: ratio(http, floor),
             tls_vs_floor: ratio(tls, floor),
             http_vs_blackbox: ratio(http, bb),
             blackbox_vs_floor: ratio(bb, floor),
+            mysql_vs_floor: ratio(per_probe(&self.depprobe_mysql), floor),
+            redis_vs_floor: ratio(per_probe(&self.depprobe_redis), floor),
         };
         let mut targets = Vec::new();
         if let Some(r) = self.ratios.http_vs_floor {
@@ -172,10 +183,9 @@ impl Report {
         self.targets = targets;
     }
 
-    /// The report as a Markdown table.
+    /// The report as a Markdown table, then the scale phases and the targets.
     pub fn table(&self) -> String {
         let mut t = String::new();
-        let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
         let _ = writeln!(
             t,
             "{} CPUs, load {:.2} before the run, {} probes/s\n",
@@ -183,73 +193,105 @@ impl Report {
         );
         let _ = writeln!(
             t,
-            "| process | probes | CPU ms/probe | vs floor | vs blackbox | RSS MiB (peak) | lateness p50/p99/max ms | nginx CPU ms/probe | key exchange |"
+            "| process | probes | CPU ms/probe | vs floor | vs blackbox | RSS MiB (peak) | lateness p50/p99/max ms | server CPU ms/probe | TLS, key exchange |"
         );
         let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
-        let floor_ms = self.floor.as_ref().map(FloorResult::cpu_ms_per_handshake);
-        if let Some(fl) = &self.floor {
-            let _ = writeln!(
-                t,
-                "| floor: rustls handshake loop (runs: {}) | {} | {:.3} | 1.00 | {} | - | - | {:.3} | {} {} |",
-                self.floor_runs_ms
-                    .iter()
-                    .map(|v| format!("{v:.3}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                fl.handshakes,
-                fl.cpu_ms_per_handshake(),
-                f(self
-                    .blackbox
-                    .as_ref()
-                    .and_then(|b| ratio(fl.cpu_ms_per_handshake(), b.cpu_ms_per_probe))),
-                self.floor_nginx_cpu_ms,
-                fl.version,
-                fl.kx_group
-            );
-        }
-        let bb = self.blackbox.as_ref().map(|b| b.cpu_ms_per_probe);
-        for (name, r) in [
-            ("depprobe `http`", &self.depprobe_http),
-            ("depprobe `tls`", &self.depprobe_tls),
-        ] {
-            if let Some(r) = r {
-                let _ = writeln!(
-                    t,
-                    "| {name} ({} targets) | {} | {:.3} | {} | {} | {:.1} ({:.1}) | {:.2} / {:.2} / {:.2} | {:.3} | {} |",
-                    r.targets,
-                    r.probes,
-                    r.cpu_ms_per_probe,
-                    f(floor_ms.and_then(|fl| ratio(r.cpu_ms_per_probe, fl))),
-                    f(bb.and_then(|b| ratio(r.cpu_ms_per_probe, b))),
-                    r.rss_mib,
-                    r.peak_rss_mib,
-                    r.lateness.p50_ms,
-                    r.lateness.p99_ms,
-                    r.lateness.max_ms,
-                    r.nginx_cpu_ms_per_probe,
-                    r.kx_group
-                );
-            }
-        }
-        if let Some(b) = &self.blackbox {
-            let groups: Vec<String> = b
-                .kx_groups
+        self.floor_row(&mut t);
+        self.agent_rows(&mut t);
+        self.blackbox_row(&mut t);
+        let _ = writeln!(
+            t,
+            "\nServer: nginx for the floor, `http`, `tls` and blackbox_exporter; the named server for `mysql` and `redis`."
+        );
+        self.scale_lines(&mut t);
+        self.target_lines(&mut t);
+        t
+    }
+
+    fn floor_ms(&self) -> Option<f64> {
+        self.floor.as_ref().map(FloorResult::cpu_ms_per_handshake)
+    }
+
+    fn floor_row(&self, t: &mut String) {
+        let Some(fl) = &self.floor else { return };
+        let _ = writeln!(
+            t,
+            "| floor: rustls handshake loop (runs: {}) | {} | {:.3} | 1.00 | {} | - | - | {:.3} | {} {} |",
+            self.floor_runs_ms
                 .iter()
-                .map(|(g, n)| format!("{g} x{n}"))
-                .collect();
+                .map(|v| format!("{v:.3}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            fl.handshakes,
+            fl.cpu_ms_per_handshake(),
+            two(self
+                .blackbox
+                .as_ref()
+                .and_then(|b| ratio(fl.cpu_ms_per_handshake(), b.cpu_ms_per_probe))),
+            self.floor_nginx_cpu_ms,
+            fl.version,
+            fl.kx_group
+        );
+    }
+
+    /// depprobe's rows: `http` and `tls` on nginx, `mysql` and `redis` on theirs.
+    fn agent_rows(&self, t: &mut String) {
+        let floor_ms = self.floor_ms();
+        let bb = self.blackbox.as_ref().map(|b| b.cpu_ms_per_probe);
+        for (kind, r, against_blackbox) in [
+            ("http", &self.depprobe_http, true),
+            ("tls", &self.depprobe_tls, true),
+            ("mysql", &self.depprobe_mysql, false),
+            ("redis", &self.depprobe_redis, false),
+        ] {
+            let Some(r) = r else { continue };
+            let server = match r.server_version.as_str() {
+                "" => String::new(),
+                v => format!("; {} {v}", r.server),
+            };
             let _ = writeln!(
                 t,
-                "| blackbox_exporter `http` | {} ({} ok) | {:.3} | {} | 1.00 | {:.1} ({:.1}) | - | {:.3} | {} |",
-                b.probes,
-                b.successes,
-                b.cpu_ms_per_probe,
-                f(floor_ms.and_then(|fl| ratio(b.cpu_ms_per_probe, fl))),
-                b.rss_mib,
-                b.peak_rss_mib,
-                b.nginx_cpu_ms_per_probe,
-                groups.join(", ")
+                "| depprobe `{kind}` ({} targets{server}) | {} | {:.3} | {} | {} | {:.1} ({:.1}) | {:.2} / {:.2} / {:.2} | {:.3} | {} |",
+                r.targets,
+                r.probes,
+                r.cpu_ms_per_probe,
+                two(floor_ms.and_then(|fl| ratio(r.cpu_ms_per_probe, fl))),
+                two(bb
+                    .filter(|_| against_blackbox)
+                    .and_then(|b| ratio(r.cpu_ms_per_probe, b))),
+                r.rss_mib,
+                r.peak_rss_mib,
+                r.lateness.p50_ms,
+                r.lateness.p99_ms,
+                r.lateness.max_ms,
+                r.server_cpu_ms_per_probe,
+                tls(r)
             );
         }
+    }
+
+    fn blackbox_row(&self, t: &mut String) {
+        let Some(b) = &self.blackbox else { return };
+        let groups: Vec<String> = b
+            .kx_groups
+            .iter()
+            .map(|(g, n)| format!("{g} x{n}"))
+            .collect();
+        let _ = writeln!(
+            t,
+            "| blackbox_exporter `http` | {} ({} ok) | {:.3} | {} | 1.00 | {:.1} ({:.1}) | - | {:.3} | {} |",
+            b.probes,
+            b.successes,
+            b.cpu_ms_per_probe,
+            two(self.floor_ms().and_then(|fl| ratio(b.cpu_ms_per_probe, fl))),
+            b.rss_mib,
+            b.peak_rss_mib,
+            b.nginx_cpu_ms_per_probe,
+            groups.join(", ")
+        );
+    }
+
+    fn scale_lines(&self, t: &mut String) {
         for (what, s) in [("", &self.scale), (" with OTLP export", &self.scale_otlp)] {
             let Some(s) = s else { continue };
             let _ = writeln!(
@@ -279,19 +321,35 @@ impl Report {
                 );
             }
         }
-        if !self.targets.is_empty() {
-            let _ = writeln!(t, "\n| target | limit | measured | |\n|---|---:|---:|---|");
-            for g in &self.targets {
-                let _ = writeln!(
-                    t,
-                    "| {} | {:.2} | {:.2} | {} |",
-                    g.what,
-                    g.limit,
-                    g.measured,
-                    if g.met { "met" } else { "MISSED" }
-                );
-            }
-        }
-        t
     }
+
+    fn target_lines(&self, t: &mut String) {
+        if self.targets.is_empty() {
+            return;
+        }
+        let _ = writeln!(t, "\n| target | limit | measured | |\n|---|---:|---:|---|");
+        for g in &self.targets {
+            let _ = writeln!(
+                t,
+                "| {} | {:.2} | {:.2} | {} |",
+                g.what,
+                g.limit,
+                g.measured,
+                if g.met { "met" } else { "MISSED" }
+            );
+        }
+    }
+}
+
+/// The TLS session of a depprobe phase: `TLS 1.3 X25519`.
+fn tls(r: &AgentResult) -> String {
+    match r.tls_version.as_str() {
+        "" => r.kx_group.clone(),
+        v => format!("TLS {v} {}", r.kx_group),
+    }
+}
+
+/// A ratio with two decimals, or `-`.
+fn two(v: Option<f64>) -> String {
+    v.map_or("-".to_owned(), |v| format!("{v:.2}"))
 }

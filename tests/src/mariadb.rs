@@ -176,6 +176,11 @@ impl MariaDb {
         self.port
     }
 
+    /// The process id of `mariadbd` (one process: its threads' CPU is the process's).
+    pub fn pid(&self) -> u32 {
+        self.server.pid()
+    }
+
     /// Runs `sql` as root over the unix socket; what it printed (tab-separated, no
     /// column names).
     pub fn sql(&self, sql: &str) -> Result<String, ChildError> {

@@ -37,7 +37,7 @@ pub struct RedisSpec {
 /// A running Redis server; stopped and removed when dropped.
 #[derive(Debug)]
 pub struct RedisServer {
-    _server: Server,
+    server: Server,
     port: u16,
 }
 
@@ -122,15 +122,17 @@ impl RedisServer {
             cmd.args(["--masteruser", user, "--masterauth", password]);
         }
         let server = Server::start(cmd, dir, "redis.log")?;
-        Ok(RedisServer {
-            _server: server,
-            port,
-        })
+        Ok(RedisServer { server, port })
     }
 
     /// The port (the TLS port for a TLS server).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The process id of `redis-server`.
+    pub fn pid(&self) -> u32 {
+        self.server.pid()
     }
 
     /// Runs a command over the server's plaintext port with `redis-cli` (for a
