@@ -124,6 +124,27 @@ pub fn classify_stream(phase: Phase, e: &io::Error) -> ProbeError {
 pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
+/// How long a probe spends saying goodbye to a server once its run is decided.
+pub const GOODBYE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Ends a session politely: sends `last_words` (the protocol's quit command, if
+/// any), then closes the stream (TLS `close_notify`, then TCP FIN), within
+/// [`GOODBYE_WAIT`]. A server that is left without a goodbye logs every run as an
+/// aborted connection (MariaDB: "Aborted connection ... Got an error reading
+/// communication packets", counted in `Aborted_clients`). Failures are ignored: the
+/// run's verdict is already made.
+pub async fn goodbye<IO: tokio::io::AsyncWrite + Unpin>(io: &mut IO, last_words: &[u8]) {
+    use tokio::io::AsyncWriteExt as _;
+    let polite = async {
+        if !last_words.is_empty() {
+            io.write_all(last_words).await?;
+            io.flush().await?;
+        }
+        io.shutdown().await
+    };
+    let _ = tokio::time::timeout(GOODBYE_WAIT, polite).await;
+}
+
 /// Dials `host:port` and, with `tls`, takes the connection through TLS at once (the
 /// facts and findings land in `run`, the chain even when verification fails).
 pub async fn open(

@@ -31,7 +31,8 @@ const MAX_AUTH_STEPS: usize = 8;
 /// What the server's greeting said.
 #[derive(Clone, Debug)]
 pub struct Greeting {
-    /// The version string (`8.0.36`, `5.5.5-10.11.6-MariaDB-0+deb12u1`).
+    /// The version string (`8.0.36`, `10.11.6-MariaDB-0+deb12u1`: without the
+    /// `5.5.5-` MariaDB puts in front of it for old clients).
     pub version: String,
     /// `(major, minor, patch)` of the real server (MariaDB's, not its 5.5.5 prefix).
     pub parsed: (u16, u16, u16),
@@ -78,7 +79,13 @@ pub async fn greeting<S: Io>(wire: &mut Wire<S>) -> Result<Greeting, ProbeError>
         hello.server_version_parsed()
     };
     Ok(Greeting {
-        version: snippet(&hello.server_version_str()),
+        version: snippet(
+            hello
+                .server_version_str()
+                .strip_prefix("5.5.5-")
+                .filter(|_| mariadb)
+                .unwrap_or(&hello.server_version_str()),
+        ),
         parsed: parsed.unwrap_or((5, 7, 0)),
         mariadb,
         tls: hello.capabilities().contains(CapabilityFlags::CLIENT_SSL),

@@ -200,6 +200,7 @@ impl Exec for MysqlProbe {
         let answer = run
             .phase(Phase::Query, query::query(&mut wire, &self.query))
             .await?;
+        wire.quit().await;
         if let Err(refusal) = answer {
             return Err(ProbeError::new(
                 ErrorType::QueryFailed,

@@ -57,6 +57,13 @@ impl<S: Io> Wire<S> {
         Wire { io, seq }
     }
 
+    /// Sends `COM_QUIT` and closes the stream, within a short wait: the server
+    /// then ends the session as a normal one, not as an aborted connection.
+    pub async fn quit(&mut self) {
+        // COM_QUIT: a packet of one byte (0x01) with sequence id 0.
+        crate::transport::goodbye(&mut self.io, &[1, 0, 0, 0, 0x01]).await;
+    }
+
     /// Starts a new command: the next packet sent has sequence id 0.
     pub fn reset(&mut self) {
         self.seq = 0;

@@ -266,6 +266,7 @@ impl Exec for RedisProbe {
             })
             .await
             .map_err(|e| client_cert_missing(e, auth))?;
+        conn.quit().await;
         run.details.insert("flavour".into(), flavour.into());
         if let Some(v) = &version {
             run.details

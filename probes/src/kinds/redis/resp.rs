@@ -38,6 +38,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Resp<S> {
         }
     }
 
+    /// Sends `QUIT` (without waiting for its `+OK`) and closes the stream, within
+    /// a short wait.
+    pub async fn quit(&mut self) {
+        crate::transport::goodbye(&mut self.io, b"*1\r\n$4\r\nQUIT\r\n").await;
+    }
+
     /// Sends the command `args` and reads its reply, as `phase`.
     pub async fn call(&mut self, args: &[&[u8]], phase: Phase) -> Result<OwnedFrame, ProbeError> {
         let frame = OwnedFrame::Array(
