@@ -294,6 +294,15 @@ fn may_ask_for_key(next: Next, login: &Login<'_>) -> Result<(), ProbeError> {
 /// client itself sends it only when told to (`--enable-cleartext-plugin`), and
 /// depprobe never lets a password cross the network unencrypted.
 fn start(plugin: &AuthPlugin<'_>, tls: bool) -> Result<AuthProc, ProbeError> {
+    if *plugin == AuthPlugin::MysqlOldPassword {
+        // The pre-4.1 scramble is broken: whoever records it can recover what it
+        // protects. MySQL's own client refuses it since 5.7 (error 2059).
+        return Err(ProbeError::new(
+            ErrorType::AuthRejected,
+            Phase::Auth,
+            "the server asks for mysql_old_password, the pre-4.1 scramble that anyone who records it can break: depprobe does not answer it (nor does the MySQL client since 5.7); give the account mysql_native_password or caching_sha2_password",
+        ));
+    }
     if *plugin == AuthPlugin::MysqlClearPassword && !tls {
         return Err(ProbeError::new(
             ErrorType::AuthRejected,
@@ -368,6 +377,15 @@ mod tests {
         assert_eq!(e.class, ErrorType::AuthRejected);
         assert!(e.message.contains("without TLS"), "{}", e.message);
         assert!(start(&AuthPlugin::MysqlClearPassword, true).is_ok());
+    }
+
+    #[test]
+    fn the_old_pre_41_scramble_is_never_answered() {
+        for tls in [false, true] {
+            let e = start(&AuthPlugin::MysqlOldPassword, tls).unwrap_err();
+            assert_eq!(e.class, ErrorType::AuthRejected);
+            assert!(e.message.contains("mysql_old_password"), "{}", e.message);
+        }
     }
 
     #[test]
