@@ -13,6 +13,10 @@ pub const EXIT_DEGRADED: u8 = 1;
 pub const EXIT_DOWN: u8 = 2;
 /// Exit code when the configuration is invalid.
 pub const EXIT_CONFIG: u8 = 3;
+/// Exit code of a command line that cannot be used (an unknown subcommand or flag,
+/// a bad value): `EX_USAGE` of `sysexits.h`, distinct from every verdict above, so a
+/// CI job that pages on 2 ("a dependency is down") never pages on a typo.
+pub const EXIT_USAGE: u8 = 64;
 
 /// Runs every probe once, at most `concurrency` at a time, and returns the
 /// outcomes in configuration order. Runs are supervised: a probe that panics has an

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use depprobe_probes::ProbeEnv;
 
-use crate::check::{self, EXIT_CONFIG};
+use crate::check::{self, EXIT_CONFIG, EXIT_USAGE};
 use crate::shard::{Shard, ShardSpec};
 use crate::{setup, table};
 
@@ -38,7 +38,7 @@ pub enum Command {
         #[arg(long, env = "DEPPROBE_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
         threads: u16,
     },
-    /// Run every probe once, print a table, exit 0 (all up), 1 (degraded), 2 (down), 3 (bad config).
+    /// Run every probe once, print a table, exit 0 (all up), 1 (degraded), 2 (down), 3 (bad config), 64 (bad command line).
     Check {
         /// Configuration file.
         #[arg(short, long, env = "DEPPROBE_CONFIG", default_value = "depprobe.yaml")]
@@ -78,7 +78,10 @@ pub enum Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     init_logging(matches!(
         cli.command,
         Command::Check { .. } | Command::Validate { .. }
@@ -103,6 +106,20 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(runtime.block_on(dispatch(cli.command)))
+}
+
+/// Prints clap's message; `--help` and `--version` exit 0, every other error
+/// [`EXIT_USAGE`].
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp
+        | clap::error::ErrorKind::DisplayVersion
+        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            ExitCode::from(check::EXIT_UP)
+        }
+        _ => ExitCode::from(EXIT_USAGE),
+    }
 }
 
 fn init_logging(quiet: bool) {

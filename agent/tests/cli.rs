@@ -266,7 +266,7 @@ async fn shards_split_the_probes_without_overlap() {
         &config.display().to_string(),
     ])
     .await;
-    assert_eq!(code, Some(2), "clap usage error");
+    assert_eq!(code, Some(64), "a usage error is EX_USAGE, never 2 (down)");
     assert!(err.contains("is not a shard"), "{err}");
 }
 
@@ -274,8 +274,27 @@ async fn shards_split_the_probes_without_overlap() {
 async fn run_refuses_a_thread_count_it_cannot_use() {
     for bad in ["0", "many"] {
         let (code, _, err) = run(&["run", "--threads", bad, "-c", "/nonexistent.yaml"]).await;
-        assert_eq!(code, Some(2), "--threads {bad}: {err}");
+        assert_eq!(code, Some(64), "--threads {bad}: {err}");
         assert!(err.contains("--threads"), "--threads {bad}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn usage_errors_exit_64_and_never_look_like_a_down_dependency() {
+    for args in [
+        &["chek"][..],
+        &["check", "--jsn"],
+        &["run", "--shard", "3/2", "-c", "/nonexistent.yaml"],
+        &["validate", "--config"],
+    ] {
+        let (code, _, err) = run(args).await;
+        assert_eq!(code, Some(64), "{args:?}: {err}");
+        assert!(err.contains("error"), "{args:?} says what is wrong: {err}");
+    }
+    for args in [&["--help"][..], &["--version"], &["check", "--help"]] {
+        let (code, out, _) = run(args).await;
+        assert_eq!(code, Some(0), "{args:?}");
+        assert!(!out.is_empty(), "{args:?} prints to stdout");
     }
 }
 
