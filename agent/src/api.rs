@@ -198,11 +198,11 @@ impl Server {
             return route(req.method(), &path, &query, &self.telemetry);
         }
         let t = self.telemetry.clone();
-        // Requests of the same path and query share one render.
-        let key = format!("{path}?{query}");
+        // Requests of the same route and parameters share one render.
+        let key = crate::page::render_key(&path, &query);
         let rendered = self
             .renders
-            .get(&key, move |_| {
+            .get(&key, move || {
                 let r = route(&Method::GET, &path, &query, &t);
                 if matches!(path.as_str(), "/metrics" | "/status") {
                     crate::memory::trim();

@@ -484,3 +484,73 @@ async fn a_renewed_endpoint_certificate_is_served_without_a_restart() {
         renewed.chain[0].to_vec()
     );
 }
+
+/// Issue 24: a request reset at once must not leave its render behind. 1,000
+/// requests to `/status?<unique>` and `/?kind=<unique>`, each closed right after it
+/// is sent: the agent's memory stays within a bound and the next request gets a
+/// fresh render (its state is the current one, not an abandoned answer).
+#[tokio::test]
+async fn reset_requests_leave_no_render_behind() {
+    let world = World::new().await;
+    // 400 targets make each render of /status about half a megabyte, so that
+    // abandoned renders would show.
+    let mut text = format!(
+        "{FAST_AGENT}defaults:\n  tls:\n    ca_file: {}\n{}",
+        world.ca_file.display(),
+        world.probes()
+    );
+    for i in 0..400 {
+        text.push_str(&format!(
+            "  - name: many-{i}\n    kind: tls\n    interval: 5s\n    address: localhost:{}\n",
+            world.healthy.port()
+        ));
+    }
+    let config = world.scratch.write("reset.yaml", &text).unwrap();
+    let agent = world.start(&config, "reset.log").await;
+    wait_status(&agent, Duration::from_secs(60), |s| {
+        s.as_array().is_some_and(|a| a.len() == 402)
+    })
+    .await;
+    // Warm up the renders and the allocator, then measure.
+    for _ in 0..3 {
+        agent.get("/status").await.unwrap();
+        agent.get("/").await.unwrap();
+    }
+    let before = agent.rss_kib().expect("the agent's RSS");
+    for i in 0..1000 {
+        let mut c = TcpStream::connect(agent.api).await.unwrap();
+        let path = if i % 2 == 0 {
+            format!("/status?{i}")
+        } else {
+            format!("/?kind=k{i}")
+        };
+        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: agent\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        // A reset: linger 0 turns the close into an RST. (Deprecated because a
+        // non-zero linger blocks on drop; a zero linger never does.)
+        #[allow(deprecated)]
+        c.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(c);
+    }
+    let (code, body) = tokio::time::timeout(Duration::from_secs(5), agent.get("/healthz"))
+        .await
+        .expect("/healthz answers after the resets")
+        .unwrap();
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    // The next /status is rendered now: the run count it reports keeps growing.
+    let first = agent.status().await.unwrap();
+    let runs = |s: &serde_json::Value| entry(s, "healthy-api").and_then(|e| e["runs"].as_u64());
+    let seen = runs(&first).expect("runs of healthy");
+    wait_status(&agent, Duration::from_secs(20), |s| {
+        runs(s).is_some_and(|r| r > seen)
+    })
+    .await;
+    let after = agent.rss_kib().expect("the agent's RSS");
+    // Before the fix each abandoned render kept its body: 1,000 of them grew the
+    // agent by tens of megabytes. Allow allocator slack, not a render per request.
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB over 1,000 reset requests"
+    );
+}

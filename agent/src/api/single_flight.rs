@@ -1,10 +1,17 @@
-//! One render shared by concurrent requests of the same path.
+//! One render shared by concurrent requests of the same route.
 //!
 //! Rendering `/metrics` or `/status` for thousands of targets takes milliseconds of
 //! CPU and a buffer of megabytes; a burst of scrapes (several Prometheus replicas,
-//! a dashboard refreshing) must not multiply either. A request for a path whose
-//! render is in progress waits for that render and gets the same bytes; the next
-//! request after it finishes renders anew, so no answer is older than the request.
+//! a dashboard refreshing) must not multiply either. A request for a route whose
+//! render is in progress waits for that render and gets the same bytes.
+//!
+//! The render belongs to the server, not to the requests: it runs as a task of its
+//! own, and that task removes its entry when it finishes, whether or not anyone
+//! still waits. A client that resets its request at once therefore leaves nothing
+//! behind (neither the entry nor the rendered bytes), and the next request after a
+//! render finished always renders anew, so no answer predates the render in
+//! progress when its request arrived. Keys are the route and the parameters that
+//! change its output (see `page::render_key`), never the raw query.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,26 +34,27 @@ pub(super) struct Rendered {
 
 type Flight = Shared<BoxFuture<'static, Arc<Rendered>>>;
 
-/// Renders in progress, by path: a request for a path being rendered waits for
-/// that render instead of starting another (single flight). Renders run on the
-/// blocking pool, off the probes' threads.
+/// Renders in progress, by key: a request for a key being rendered waits for that
+/// render instead of starting another (single flight). Renders run on the blocking
+/// pool, off the probes' threads, driven by a task of their own.
 #[derive(Default)]
 pub(super) struct Renders {
     flights: Arc<Mutex<HashMap<String, Flight>>>,
 }
 
 impl Renders {
-    pub(super) async fn get<F>(&self, path: &str, render: F) -> Arc<Rendered>
+    /// The answer for `key`: the render in progress, or a new one made by `render`.
+    pub(super) async fn get<F>(&self, key: &str, render: F) -> Arc<Rendered>
     where
-        F: FnOnce(&str) -> Response<Full<Bytes>> + Send + 'static,
+        F: FnOnce() -> Response<Full<Bytes>> + Send + 'static,
     {
         let flight = {
             let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-            match flights.get(path) {
+            match flights.get(key) {
                 Some(f) => f.clone(),
                 None => {
-                    let f = Self::render(self.flights.clone(), path.to_owned(), render);
-                    flights.insert(path.to_owned(), f.clone());
+                    let f = Self::start(self.flights.clone(), key.to_owned(), render);
+                    flights.insert(key.to_owned(), f.clone());
                     f
                 }
             }
@@ -54,17 +62,27 @@ impl Renders {
         flight.await
     }
 
-    fn render<F>(flights: Arc<Mutex<HashMap<String, Flight>>>, path: String, render: F) -> Flight
+    /// Renders in flight now (for tests and the memory bound).
+    #[cfg(test)]
+    pub(super) fn in_flight(&self) -> usize {
+        self.flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Spawns the render of `key`; the task removes the entry when it is done, so
+    /// that an abandoned render frees what it held. The entry is inserted by the
+    /// caller under the same lock the task takes to remove it, so the removal can
+    /// never come first.
+    fn start<F>(flights: Arc<Mutex<HashMap<String, Flight>>>, key: String, render: F) -> Flight
     where
-        F: FnOnce(&str) -> Response<Full<Bytes>> + Send + 'static,
+        F: FnOnce() -> Response<Full<Bytes>> + Send + 'static,
     {
-        async move {
-            let p = path.clone();
-            let response = tokio::task::spawn_blocking(move || render(&p))
+        let task = tokio::spawn(async move {
+            let response = tokio::task::spawn_blocking(render)
                 .await
-                .unwrap_or_else(|_| {
-                    reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "failed\n")
-                });
+                .unwrap_or_else(|_| failed());
             let (parts, body) = response.into_parts();
             let body = match body.collect().await {
                 Ok(b) => b.to_bytes(),
@@ -73,16 +91,31 @@ impl Renders {
             flights
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .remove(&path);
+                .remove(&key);
             Arc::new(Rendered {
                 status: parts.status,
                 headers: parts.headers,
                 body,
             })
+        });
+        async move {
+            task.await.unwrap_or_else(|_| {
+                let (parts, _) = failed().into_parts();
+                Arc::new(Rendered {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: Bytes::from_static(b"failed\n"),
+                })
+            })
         }
         .boxed()
         .shared()
     }
+}
+
+/// The answer when a render panicked.
+fn failed() -> Response<Full<Bytes>> {
+    reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "failed\n")
 }
 
 #[cfg(test)]
@@ -99,7 +132,7 @@ mod tests {
         let wait = Arc::new(Mutex::new(wait));
         let gets = (0..10).map(|_| {
             let (count, wait) = (count.clone(), wait.clone());
-            renders.get("/metrics", move |_| {
+            renders.get("/metrics", move || {
                 count.fetch_add(1, Ordering::SeqCst);
                 if let Ok(w) = wait.lock() {
                     let _ = w.recv_timeout(Duration::from_secs(5));
@@ -117,7 +150,45 @@ mod tests {
         assert!(answers.iter().all(|a| a.body == "rendered"));
         // Once finished, the next request renders anew.
         let again = renders
-            .get("/metrics", |_| reply(StatusCode::OK, "text/plain", "fresh"))
+            .get("/metrics", || reply(StatusCode::OK, "text/plain", "fresh"))
+            .await;
+        assert_eq!(again.body, "fresh");
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_render_is_finished_and_freed() {
+        let renders = Renders::default();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let wait = Arc::new(Mutex::new(wait));
+        for i in 0..100 {
+            let wait = wait.clone();
+            let key = format!("/?kind=k{i}");
+            let get = renders.get(&key, move || {
+                if i == 0
+                    && let Ok(w) = wait.lock()
+                {
+                    let _ = w.recv_timeout(Duration::from_secs(5));
+                }
+                reply(StatusCode::OK, "text/plain", "x".repeat(1 << 16))
+            });
+            // The request is dropped after its first poll, as a reset client's is.
+            tokio::pin!(get);
+            assert!(futures::poll!(&mut get).is_pending());
+        }
+        assert!(renders.in_flight() > 0);
+        release.send(()).unwrap();
+        // No waiter is left, yet every render finishes and removes its entry.
+        let drained = tokio::time::timeout(Duration::from_secs(10), async {
+            while renders.in_flight() > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "abandoned renders still held");
+        assert_eq!(renders.in_flight(), 0, "abandoned renders were freed");
+        // And the next request for an abandoned key renders anew.
+        let again = renders
+            .get("/?kind=k0", || reply(StatusCode::OK, "text/plain", "fresh"))
             .await;
         assert_eq!(again.body, "fresh");
     }

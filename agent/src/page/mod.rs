@@ -58,6 +58,18 @@ struct Detail {
     cert_changes: u64,
 }
 
+/// The key under which concurrent requests share one render: the path, and for the
+/// overview the filter it understood (an unknown parameter, or the same filter
+/// spelt differently, is the same render), never the raw query.
+pub fn render_key(path: &str, query: &str) -> String {
+    if path == "/" {
+        let filter = overview::Filter::parse(query);
+        format!("/?{:?}", (filter.status.map(|s| s.as_str()), filter.kind))
+    } else {
+        path.to_owned()
+    }
+}
+
 /// The page for `path` (with `query`, without `?`), or `None` when `path` is not
 /// one of the page's.
 pub fn respond(path: &str, query: &str, state: &State) -> Option<Response<Full<Bytes>>> {
