@@ -145,7 +145,7 @@ pub async fn run_config(
         saver.abort();
     }
     if let Some(p) = &persist {
-        p.save_logged().await;
+        p.save_logged(crate::persist::SAVE_DEADLINE).await;
     }
     if let Some(api) = api {
         api.abort();

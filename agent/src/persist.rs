@@ -12,10 +12,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use depprobe_config::files;
 use depprobe_probes::Probe;
 use depprobe_probes::memory::Memory;
 use serde::{Deserialize, Serialize};
@@ -28,6 +31,9 @@ pub const FORMAT: u32 = 1;
 
 /// How often, at most, the file is written while the agent runs.
 pub const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a save may take before it is given up (at stop too).
+pub const SAVE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A larger file is not read (a hostile or mistaken file must not exhaust memory):
 /// some 100,000 probes' memories fit well below it.
@@ -43,14 +49,6 @@ pub enum PersistError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
-    },
-    /// The file is too large to be a state file.
-    #[error("{path} is {size} bytes, more than the {MAX_FILE_BYTES} a state file may be")]
-    TooLarge {
-        /// The file.
-        path: PathBuf,
-        /// Its size.
-        size: u64,
     },
     /// The file is not a state file of a format this agent reads.
     #[error("{path} is not a depprobe state file of format {FORMAT}: {reason}")]
@@ -84,6 +82,8 @@ pub struct Persist {
     live: Mutex<BTreeMap<String, Fingerprinted>>,
     /// What was written last (not written again while nothing changes).
     written: Mutex<Option<Vec<u8>>>,
+    /// A save is under way (on its own thread).
+    saving: AtomicBool,
 }
 
 impl Persist {
@@ -117,6 +117,7 @@ impl Persist {
             loaded: Mutex::new(loaded),
             live: Mutex::new(BTreeMap::new()),
             written: Mutex::new(None),
+            saving: AtomicBool::new(false),
         }
     }
 
@@ -184,39 +185,69 @@ impl Persist {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            self.save_logged().await;
+            self.save_logged(SAVE_DEADLINE).await;
         }
     }
 
-    /// Saves on a blocking thread, logging a failure as a warning.
-    pub async fn save_logged(self: &Arc<Self>) {
+    /// Saves on a thread of its own, waiting at most `deadline` for it and logging
+    /// a failure as a warning. A save that stalls (a hung mount) is left to finish
+    /// on its thread, which holds neither the runtime nor the agent's stop; while it
+    /// has not finished, later saves are skipped.
+    pub async fn save_logged(self: &Arc<Self>, deadline: Duration) {
+        if self.saving.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                "cannot save what probes remember: the previous save of {} has not finished",
+                self.path.display()
+            );
+            return;
+        }
         let me = self.clone();
-        match tokio::task::spawn_blocking(move || me.save()).await {
-            Ok(Err(e)) => tracing::warn!("cannot save what probes remember: {e}"),
-            Ok(Ok(_)) => {}
-            Err(e) => tracing::warn!("cannot save what probes remember: {e}"),
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("depprobe-save".into())
+            .spawn(move || {
+                let result = me.save();
+                me.saving.store(false, Ordering::SeqCst);
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            self.saving.store(false, Ordering::SeqCst);
+            tracing::warn!("cannot save what probes remember: {e}");
+            return;
+        }
+        match tokio::time::timeout(deadline, rx).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!("cannot save what probes remember: {e}"),
+            Ok(Err(_)) => tracing::warn!("cannot save what probes remember: the save failed"),
+            Err(_) => tracing::warn!(
+                "cannot save what probes remember: writing {} did not finish within {}s",
+                self.path.display(),
+                deadline.as_secs()
+            ),
         }
     }
 }
 
-/// The state file at `path`: `None` when there is none yet.
+/// The state file at `path`: `None` when there is none yet. It is read through the
+/// bounded reader (a regular file only, at most [`MAX_FILE_BYTES`], opened without
+/// waiting, on a thread of its own with a deadline), so that a FIFO, a device or a
+/// hung mount in its place is a warning and a fresh start, never an agent that
+/// binds its port and does not answer.
 fn read(path: &Path) -> Result<Option<StateFile>, PersistError> {
-    let io = |source| PersistError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let size = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
+    let owned = path.to_owned();
+    let read = files::within(files::READ_DEADLINE, move || {
+        files::read_bounded(&owned, MAX_FILE_BYTES)
+    });
+    let bytes = match read {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
+        Err(source) => {
+            return Err(PersistError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
     };
-    if size > MAX_FILE_BYTES {
-        return Err(PersistError::TooLarge {
-            path: path.to_owned(),
-            size,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(io)?;
     let corrupt = |reason: String| PersistError::Corrupt {
         path: path.to_owned(),
         reason,
@@ -237,17 +268,30 @@ fn read(path: &Path) -> Result<Option<StateFile>, PersistError> {
 
 /// Writes `bytes` to `path` so that a crash leaves the old file or the new one,
 /// never a mix: a temporary file beside it, fsync, rename, fsync of the directory.
+/// The temporary file has a name no one can guess and is created, never opened:
+/// `O_CREAT|O_EXCL|O_NOFOLLOW`, so a symlink or a FIFO planted in the state
+/// directory is neither followed nor waited on. A failed write removes it.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
-    let tmp = path.with_extension("json.tmp");
+    let tmp = temporary_name(path);
     let io = |p: &Path| {
         let p = p.to_owned();
         move |source| PersistError::Io { path: p, source }
     };
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io(path))?;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(&tmp)(source));
+    }
     if let Some(dir) = path.parent()
         && let Ok(d) = std::fs::File::open(dir)
     {
@@ -256,6 +300,23 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// `.memory.json.<random>.tmp` beside `path`: 64 bits from the process' random
+/// hasher keys, the process id and the clock, so that no other process can plant
+/// the name ahead of the write.
+fn temporary_name(path: &Path) -> PathBuf {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(now.as_nanos());
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| FILE_NAME.to_owned());
+    path.with_file_name(format!(".{name}.{:016x}.tmp", h.finish()))
 }
 
 #[cfg(test)]

@@ -181,3 +181,76 @@ async fn a_corrupt_state_file_is_a_warning_and_a_fresh_start() {
     assert!(good.is_some(), "{}", agent.log_text());
     stop(agent).await;
 }
+
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// Issue 24: `memory.json` a FIFO that nobody writes. The agent used to bind its
+/// port and never answer; now the file is a warning and a fresh start.
+#[tokio::test]
+async fn a_state_file_that_is_a_fifo_is_a_warning_and_a_fresh_start() {
+    let w = world().await;
+    std::fs::create_dir_all(&w.state_dir).unwrap();
+    mkfifo(&w.state_file());
+    let config = w.config("fifo.yaml", w.public.port());
+    let agent = w.start(&config, "fifo.log").await;
+    let s = wait_status(&agent, WAIT, ran).await;
+    assert!(finding_types(&s, "api").is_empty(), "{s:#}");
+    let (code, _) = tokio::time::timeout(Duration::from_secs(1), agent.get("/healthz"))
+        .await
+        .expect("/healthz answers within 1 s")
+        .unwrap();
+    assert_eq!(code, 200);
+    let log = agent.log_text();
+    assert!(
+        log.contains("memory.json") && log.contains("not a regular file"),
+        "{log}"
+    );
+    stop(agent).await;
+}
+
+/// Issue 24: the temporary file of a save is never a path someone else chose. A
+/// symlink planted under the old fixed name (`memory.json.tmp`) pointing at a file
+/// of the operator's is neither followed nor written, and a FIFO under that name
+/// does not hold the save at stop: the agent exits, and the state is written.
+#[tokio::test]
+async fn planted_temporary_files_are_neither_followed_nor_waited_on() {
+    let w = world().await;
+    std::fs::create_dir_all(&w.state_dir).unwrap();
+    let victim = w
+        .scratch
+        .write("victim.txt", "the operator's file\n")
+        .unwrap();
+    std::os::unix::fs::symlink(&victim, w.state_dir.join("memory.json.tmp")).unwrap();
+    let config = w.config("symlink.yaml", w.public.port());
+    let agent = w.start(&config, "symlink.log").await;
+    wait_status(&agent, WAIT, ran).await;
+    stop(agent).await;
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "the operator's file\n"
+    );
+    let text = std::fs::read_to_string(w.state_file()).unwrap();
+    assert!(text.contains(&w.public_sha256), "{text}");
+
+    std::fs::remove_file(w.state_dir.join("memory.json.tmp")).unwrap();
+    std::fs::remove_file(w.state_file()).unwrap();
+    mkfifo(&w.state_dir.join("memory.json.tmp"));
+    let agent = w.start(&config, "fifo-tmp.log").await;
+    wait_status(&agent, WAIT, ran).await;
+    stop(agent).await;
+    let text = std::fs::read_to_string(w.state_file()).unwrap();
+    assert!(text.contains(&w.public_sha256), "{text}");
+    let leftovers: Vec<_> = std::fs::read_dir(&w.state_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp") && n != "memory.json.tmp")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

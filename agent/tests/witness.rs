@@ -554,3 +554,38 @@ async fn reset_requests_leave_no_render_behind() {
         "RSS grew from {before} KiB to {after} KiB over 1,000 reset requests"
     );
 }
+
+/// Issue 24: the configuration file replaced by a FIFO that nobody writes. The
+/// watcher used to read it on the runtime thread and froze every probe, the
+/// endpoints and SIGTERM; now the file is skipped until it is a file again.
+#[tokio::test]
+async fn a_config_replaced_by_a_fifo_freezes_nothing() {
+    let world = World::new().await;
+    let config = world.config("fifo.yaml", FAST_AGENT);
+    let mut agent = world.start(&config, "fifo.log").await;
+    let runs = |s: &serde_json::Value| entry(s, "healthy-api").and_then(|e| e["runs"].as_u64());
+    let first = wait_status(&agent, Duration::from_secs(20), |s| runs(s).is_some()).await;
+    std::fs::remove_file(&config).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&config)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    // Past several polls of the watcher, the agent still answers and probes.
+    let seen = runs(&first).unwrap();
+    wait_status(&agent, Duration::from_secs(20), |s| {
+        runs(s).is_some_and(|r| r >= seen + 6)
+    })
+    .await;
+    let (code, body) = tokio::time::timeout(Duration::from_secs(1), agent.get("/healthz"))
+        .await
+        .expect("/healthz answers within 1 s while the config is a FIFO")
+        .unwrap();
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    agent.signal("TERM").unwrap();
+    assert_eq!(
+        agent.wait_exit(Duration::from_secs(15)).await,
+        Some(0),
+        "SIGTERM stops the agent"
+    );
+}
