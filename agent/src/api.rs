@@ -11,6 +11,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -48,6 +49,8 @@ pub struct Limits {
     pub max_path_bytes: usize,
     /// bcrypt verifications at once (each costs tens of milliseconds of CPU).
     pub max_auth_checks: usize,
+    /// Requests waiting for a bcrypt verification at most; more get 429 at once.
+    pub max_auth_waiting: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             max_connections: 512,
             max_path_bytes: 2048,
             max_auth_checks: 2,
+            max_auth_waiting: 32,
         }
     }
 }
@@ -85,6 +89,7 @@ pub async fn serve_with(
         telemetry,
         tls: security.tls.clone().map(tokio_rustls::TlsAcceptor::from),
         auth_checks: Semaphore::new(limits.max_auth_checks.max(1)),
+        auth_waiting: AtomicUsize::new(0),
         security,
         limits,
         renders: Renders::default(),
@@ -122,6 +127,8 @@ struct Server {
     tls: Option<tokio_rustls::TlsAcceptor>,
     security: WebSecurity,
     auth_checks: Semaphore,
+    /// Requests waiting for one of `auth_checks`.
+    auth_waiting: AtomicUsize,
     limits: Limits,
     renders: Renders,
 }
@@ -185,13 +192,26 @@ impl Server {
                 .headers()
                 .get(hyper::header::AUTHORIZATION)
                 .map(|v| v.as_bytes().to_vec());
-            if !self.authorized(header).await {
-                let mut r = reply(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
-                r.headers_mut().insert(
-                    hyper::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"depprobe\""),
-                );
-                return r;
+            match self.authorized(header).await {
+                Auth::Granted => {}
+                Auth::Refused => {
+                    let mut r = reply(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
+                    r.headers_mut().insert(
+                        hyper::header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"depprobe\""),
+                    );
+                    return r;
+                }
+                Auth::Busy => {
+                    let mut r = reply(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "text/plain",
+                        "too many password checks waiting; retry\n",
+                    );
+                    r.headers_mut()
+                        .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    return r;
+                }
             }
         }
         if path == "/healthz" {
@@ -216,14 +236,59 @@ impl Server {
         r
     }
 
-    async fn authorized(&self, header: Option<Vec<u8>>) -> bool {
+    /// Whether `header` authorizes the request. Remembered credentials answer at
+    /// once; others wait for one of `max_auth_checks` bcrypt slots, and past
+    /// `max_auth_waiting` waiting checks a request is turned away at once, so that
+    /// a flood of wrong passwords neither queues without end nor delays a scraper
+    /// whose credentials were verified before.
+    async fn authorized(&self, header: Option<Vec<u8>>) -> Auth {
+        match self.security.remembered(header.as_deref()) {
+            Some(true) => return Auth::Granted,
+            Some(false) => return Auth::Refused,
+            None => {}
+        }
+        let waiting = Waiting::enter(&self.auth_waiting);
+        if waiting.ahead >= self.limits.max_auth_waiting {
+            return Auth::Busy;
+        }
         let Ok(_permit) = self.auth_checks.acquire().await else {
-            return false;
+            return Auth::Refused;
         };
+        drop(waiting);
         let security = self.security.clone();
-        tokio::task::spawn_blocking(move || security.authorized(header.as_deref()))
+        let ok = tokio::task::spawn_blocking(move || security.authorized(header.as_deref()))
             .await
-            .unwrap_or(false)
+            .unwrap_or(false);
+        if ok { Auth::Granted } else { Auth::Refused }
+    }
+}
+
+/// The verdict on a request's credentials.
+enum Auth {
+    Granted,
+    Refused,
+    /// Too many checks are waiting: 429, retry.
+    Busy,
+}
+
+/// A place in the queue for a bcrypt slot, given up when dropped (also when the
+/// request is abandoned).
+struct Waiting<'a> {
+    count: &'a AtomicUsize,
+    /// Checks that were waiting already.
+    ahead: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Waiting<'a> {
+        let ahead = count.fetch_add(1, Ordering::SeqCst);
+        Waiting { count, ahead }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

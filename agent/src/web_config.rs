@@ -9,12 +9,17 @@
 //! unusable file stops the agent from starting, with the reason. The certificate
 //! and key files are read again at each TLS handshake, so a renewed certificate is
 //! served without a restart. Passwords are
-//! checked with bcrypt against a dummy hash when the user is unknown, so that the
-//! answer takes as long for a wrong user as for a wrong password.
+//! checked with bcrypt against a dummy hash of the highest configured cost when the
+//! user is unknown, so that the answer takes as long for a wrong user as for a
+//! wrong password. Verified credentials are remembered for [`CACHE_FOR`] (as
+//! Prometheus' exporter-toolkit caches them), by a SHA-256 of the user and the
+//! password, so that a scraper's every request does not pay bcrypt, and a flood of
+//! wrong passwords queued for bcrypt never delays it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use rustls::ServerConfig;
@@ -30,8 +35,11 @@ mod cert;
 /// The largest web config file read (it holds a few names and paths).
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
-/// A bcrypt hash of a random string, checked when the user is unknown.
-const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+/// How long a verified user and password are remembered after their last use.
+pub const CACHE_FOR: Duration = Duration::from_secs(300);
+
+/// Verified credentials remembered at most (a few scrapers, a few people).
+const CACHE_ENTRIES: usize = 64;
 
 /// The file, as written.
 #[derive(Debug, Deserialize)]
@@ -66,9 +74,6 @@ pub enum WebConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is larger than any web config.
-    #[error("{0}: larger than 1 MiB, not a web config file")]
-    TooLarge(PathBuf),
     /// The YAML does not have the expected shape.
     #[error("{path}: {message}")]
     Parse {
@@ -104,6 +109,11 @@ pub struct WebSecurity {
     /// TLS for every connection, when configured.
     pub tls: Option<Arc<ServerConfig>>,
     users: Arc<BTreeMap<String, String>>,
+    /// A bcrypt hash of a random string, of the highest cost among `users`,
+    /// checked when the user is unknown.
+    dummy: Arc<String>,
+    /// SHA-256 of verified `user:password` pairs, with when they were last used.
+    verified: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl std::fmt::Debug for WebSecurity {
@@ -124,19 +134,38 @@ impl WebSecurity {
                 path: path.to_owned(),
                 message: e.to_string(),
             })?;
+        let mut cost = 4;
         for (user, hash) in &file.basic_auth_users {
-            if hash.parse::<bcrypt::HashParts>().is_err() {
-                return Err(WebConfigError::NotBcrypt(user.clone()));
+            match hash.parse::<bcrypt::HashParts>() {
+                Ok(parts) => cost = cost.max(parts.get_cost()),
+                Err(_) => return Err(WebConfigError::NotBcrypt(user.clone())),
             }
         }
         let tls = match &file.tls_server_config {
             Some(t) => Some(Arc::new(server_config(t)?)),
             None => None,
         };
-        Ok(WebSecurity {
+        Ok(WebSecurity::new(tls, file.basic_auth_users, cost))
+    }
+
+    /// TLS `tls` and the users `users` (name to bcrypt hash), whose unknown names
+    /// are checked against a dummy hash of bcrypt cost `cost`.
+    fn new(
+        tls: Option<Arc<ServerConfig>>,
+        users: BTreeMap<String, String>,
+        cost: u32,
+    ) -> WebSecurity {
+        let dummy = if users.is_empty() {
+            String::new()
+        } else {
+            bcrypt::hash(random_text(), cost).unwrap_or_default()
+        };
+        WebSecurity {
             tls,
-            users: Arc::new(file.basic_auth_users),
-        })
+            users: Arc::new(users),
+            dummy: Arc::new(dummy),
+            verified: Arc::default(),
+        }
     }
 
     /// Whether requests must carry basic auth credentials.
@@ -145,8 +174,31 @@ impl WebSecurity {
     }
 
     /// Whether the `Authorization` header value `header` names a configured user
-    /// with the right password. Runs bcrypt: call it off the runtime's workers.
+    /// with the right password, when that is known without bcrypt: `Some(true)`
+    /// for credentials verified within [`CACHE_FOR`] (which renews them), `Some(false)`
+    /// for a header that is not basic auth at all, `None` when bcrypt must decide.
+    pub fn remembered(&self, header: Option<&[u8]>) -> Option<bool> {
+        let Some((user, password)) = header.and_then(basic_credentials) else {
+            return Some(false);
+        };
+        let key = cache_key(&user, &password);
+        let mut verified = self.verified.lock().ok()?;
+        let last = verified.get_mut(&key)?;
+        if last.elapsed() > CACHE_FOR {
+            verified.remove(&key);
+            return None;
+        }
+        *last = Instant::now();
+        Some(true)
+    }
+
+    /// Whether the `Authorization` header value `header` names a configured user
+    /// with the right password. Runs bcrypt unless the credentials are
+    /// [remembered](Self::remembered): call it off the runtime's workers.
     pub fn authorized(&self, header: Option<&[u8]>) -> bool {
+        if let Some(known) = self.remembered(header) {
+            return known;
+        }
         let Some((user, password)) = header.and_then(basic_credentials) else {
             return false;
         };
@@ -157,10 +209,48 @@ impl WebSecurity {
                 found = Some(hash);
             }
         }
-        let hash = found.unwrap_or(DUMMY_HASH);
-        let ok = bcrypt::verify(password.as_bytes(), hash).unwrap_or(false);
-        ok && found.is_some()
+        let hash = found.unwrap_or(self.dummy.as_str());
+        let ok = bcrypt::verify(password.as_bytes(), hash).unwrap_or(false) && found.is_some();
+        if ok {
+            self.remember(cache_key(&user, &password));
+        }
+        ok
     }
+
+    /// Remembers verified credentials; past [`CACHE_ENTRIES`], the expired ones are
+    /// dropped, and if none is, all are.
+    fn remember(&self, key: String) {
+        let Ok(mut verified) = self.verified.lock() else {
+            return;
+        };
+        if verified.len() >= CACHE_ENTRIES {
+            verified.retain(|_, last| last.elapsed() <= CACHE_FOR);
+            if verified.len() >= CACHE_ENTRIES {
+                verified.clear();
+            }
+        }
+        verified.insert(key, Instant::now());
+    }
+}
+
+/// What verified credentials are remembered by: a SHA-256, never the password.
+fn cache_key(user: &str, password: &str) -> String {
+    let mut bytes = Vec::with_capacity(user.len() + password.len() + 1);
+    bytes.extend_from_slice(user.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(password.as_bytes());
+    depprobe_probes::transport::chain::sha256_hex(&bytes)
+}
+
+/// 32 hexadecimal digits from the process' random hasher keys.
+fn random_text() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut text = String::new();
+    for _ in 0..2 {
+        let h = std::collections::hash_map::RandomState::new().build_hasher();
+        text.push_str(&format!("{:016x}", h.finish()));
+    }
+    text
 }
 
 /// `Basic base64(user:password)`: the user and the password.
@@ -183,19 +273,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A small file, through the bounded reader (a regular file only, at most
+/// [`MAX_FILE_BYTES`], on a thread of its own with a deadline).
 pub(crate) fn read_small(path: &Path) -> Result<String, WebConfigError> {
-    let read = |source| WebConfigError::Read {
+    use depprobe_config::files;
+    let owned = path.to_owned();
+    files::within(files::READ_DEADLINE, move || {
+        files::read_bounded_text(&owned, MAX_FILE_BYTES)
+    })
+    .map_err(|source| WebConfigError::Read {
         path: path.to_owned(),
         source,
-    };
-    let meta = std::fs::metadata(path).map_err(read)?;
-    if !meta.is_file() {
-        return Err(read(std::io::Error::other("not a regular file")));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(WebConfigError::TooLarge(path.to_owned()));
-    }
-    std::fs::read_to_string(path).map_err(read)
+    })
 }
 
 pub(crate) fn pem_error(path: &Path, e: impl std::fmt::Display) -> WebConfigError {
@@ -264,15 +353,44 @@ mod tests {
     use super::*;
 
     fn users(pairs: &[(&str, &str)]) -> WebSecurity {
-        WebSecurity {
-            tls: None,
-            users: Arc::new(
-                pairs
-                    .iter()
-                    .map(|(u, p)| ((*u).to_owned(), bcrypt::hash(p, 4).unwrap()))
-                    .collect(),
-            ),
-        }
+        let users = pairs
+            .iter()
+            .map(|(u, p)| ((*u).to_owned(), bcrypt::hash(p, 4).unwrap()))
+            .collect();
+        WebSecurity::new(None, users, 4)
+    }
+
+    #[test]
+    fn an_unknown_user_costs_what_the_costliest_configured_hash_costs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        let cheap = bcrypt::hash("a", 4).unwrap();
+        let dear = bcrypt::hash("b", 6).unwrap();
+        std::fs::write(
+            &path,
+            format!("basic_auth_users:\n  a: '{cheap}'\n  b: '{dear}'\n"),
+        )
+        .unwrap();
+        let s = WebSecurity::load(&path).unwrap();
+        let dummy: bcrypt::HashParts = s.dummy.parse().unwrap();
+        assert_eq!(dummy.get_cost(), 6);
+        assert!(!s.authorized(Some(&basic("nobody", "b"))));
+    }
+
+    #[test]
+    fn verified_credentials_are_remembered_and_wrong_ones_never() {
+        let s = users(&[("prometheus", "scrape-me")]);
+        let right = basic("prometheus", "scrape-me");
+        let wrong = basic("prometheus", "scrape-you");
+        assert_eq!(s.remembered(Some(&right)), None);
+        assert!(!s.authorized(Some(&wrong)));
+        assert_eq!(s.remembered(Some(&wrong)), None);
+        assert!(s.authorized(Some(&right)));
+        assert_eq!(s.remembered(Some(&right)), Some(true));
+        assert_eq!(s.remembered(Some(&wrong)), None);
+        assert_eq!(s.remembered(Some(b"Bearer x")), Some(false));
+        let kept = format!("{:?}", s.verified.lock().unwrap().keys());
+        assert!(!kept.contains("scrape-me"), "{kept}");
     }
 
     fn basic(user: &str, password: &str) -> Vec<u8> {

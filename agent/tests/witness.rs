@@ -589,3 +589,71 @@ async fn a_config_replaced_by_a_fifo_freezes_nothing() {
         "SIGTERM stops the agent"
     );
 }
+
+/// One request with `authorization` on a connection of its own; the status code.
+async fn status_with_auth(addr: std::net::SocketAddr, authorization: &str) -> u16 {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: agent\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
+    );
+    c.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    c.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Issue 24: failed password checks cannot starve an authenticated scraper. Its
+/// credentials, verified once, are remembered; a flood of wrong passwords queued
+/// for bcrypt (and turned away with 429 past the queue's bound) does not delay it.
+/// Before, the scraper waited behind every wrong password in the queue.
+#[tokio::test]
+async fn a_flood_of_wrong_passwords_does_not_starve_a_verified_scraper() {
+    let scratch = depprobe_tests::Scratch::new().unwrap();
+    let hash = bcrypt::hash("scrape-secret", 10).unwrap();
+    let web = scratch
+        .write(
+            "web.yml",
+            &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
+        )
+        .unwrap();
+    let security = WebSecurity::load(&web).unwrap();
+    let state = State::new();
+    let telemetry = Arc::new(Telemetry::start(&TelemetryConfig::default(), state, 0).unwrap());
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let (addr, _task) = serve_with(addr, telemetry, security, Limits::default())
+        .await
+        .unwrap();
+    let right = basic("prometheus", "scrape-secret");
+    assert_eq!(status_with_auth(addr, &right).await, 200);
+
+    let wrong = basic("prometheus", "guess");
+    let finished = Arc::new(AtomicU64::new(0));
+    let busy = Arc::new(AtomicU64::new(0));
+    let mut flood = Vec::new();
+    for _ in 0..80 {
+        let (finished, busy, wrong) = (finished.clone(), busy.clone(), wrong.clone());
+        flood.push(tokio::spawn(async move {
+            let code = status_with_auth(addr, &wrong).await;
+            assert!(code == 401 || code == 429, "{code}");
+            if code == 429 {
+                busy.fetch_add(1, Ordering::SeqCst);
+            }
+            finished.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    // Once some of the flood has been turned away, the queue is full.
+    wait_until(WAIT, || (busy.load(Ordering::SeqCst) > 0).then_some(())).await;
+    assert_eq!(status_with_auth(addr, &right).await, 200);
+    let done = finished.load(Ordering::SeqCst);
+    assert!(
+        done < 80,
+        "the verified scraper was answered only after all 80 wrong passwords"
+    );
+    for f in flood {
+        f.abort();
+    }
+}
