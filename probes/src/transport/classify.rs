@@ -24,6 +24,26 @@ pub struct ClientAuth {
     pub sent: bool,
 }
 
+/// The failure of an exchange in which the server broke the HTTP/2 protocol (a
+/// frame of the wrong size, a malformed header block, a frame where none may be:
+/// what h2 detects on its side and answers with GOAWAY), if `e` is one:
+/// `unexpected_response`, whatever the client library made of it.
+pub fn h2_violation(e: &(dyn StdError + 'static)) -> Option<ProbeError> {
+    let h2 = find_in_chain::<h2::Error>(e)?;
+    if h2.is_io() || !h2.is_library() {
+        return None;
+    }
+    let reason = h2
+        .reason()
+        .map(|r| format!("{r:?}"))
+        .unwrap_or_else(|| "PROTOCOL_ERROR".into());
+    Some(ProbeError::new(
+        ErrorType::UnexpectedResponse,
+        Phase::Request,
+        format!("the server broke the HTTP/2 protocol ({reason}): {h2}"),
+    ))
+}
+
 /// The first error of type `T` in `e`, its sources, and the errors that
 /// `io::Error`s on the way wrap.
 pub fn find_in_chain<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {

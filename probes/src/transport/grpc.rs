@@ -115,6 +115,13 @@ pub fn grpc_error(failure: GrpcFailure, slot: &TapSlot, auth: ClientAuth) -> Pro
         Some(t) => return classify_stream(Phase::Request, &std::io::Error::new(t.kind, t.text)),
         None => {}
     }
+    let violation = match &failure {
+        GrpcFailure::Transport(e) => crate::transport::classify::h2_violation(e),
+        GrpcFailure::Status(s) => crate::transport::classify::h2_violation(s),
+    };
+    if let Some(violation) = violation {
+        return violation;
+    }
     let status = match failure {
         GrpcFailure::Transport(e) => {
             return ProbeError::new(

@@ -504,6 +504,9 @@ async fn read_answer(
 
 /// The class of a failed exchange.
 fn request_error(e: hyper::Error) -> ProbeError {
+    if let Some(violation) = super::classify::h2_violation(&e) {
+        return violation;
+    }
     if let Some(io) = super::classify::find_in_chain::<std::io::Error>(&e) {
         return classify_stream(Phase::Request, io);
     }

@@ -12,6 +12,7 @@
 //! `role_changed` finding (a failover happened).
 
 mod answer;
+mod bounded;
 mod classify;
 pub mod spec;
 mod tls;
@@ -219,8 +220,16 @@ impl PostgresProbe {
     ) -> Result<Answer, ProbeError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
-        T: TlsConnect<S>,
+        T: TlsConnect<bounded::Bounded<S>>,
     {
+        let stream = bounded::Bounded::new(stream);
+        let violation = stream.violation();
+        // A message over the cap fails the read inside tokio-postgres; the run
+        // reports the cap, whatever tokio-postgres made of the failed read.
+        let capped = move |e: ProbeError| match violation.lock().ok().and_then(|v| v.clone()) {
+            Some(what) => ProbeError::new(ErrorType::UnexpectedResponse, e.phase, what),
+            None => e,
+        };
         let mut config = tokio_postgres::Config::new();
         config
             .user(&self.target.user)
@@ -243,7 +252,10 @@ impl PostgresProbe {
                 .await
                 .map_err(|e| classify::login_error(&e, &ctx))
         };
-        let (client, connection) = self.establishing(run, limit, Phase::Auth, login).await?;
+        let (client, connection) = self
+            .establishing(run, limit, Phase::Auth, login)
+            .await
+            .map_err(&capped)?;
         let server_version = connection.parameter("server_version").map(str::to_owned);
         if let Some(v) = &server_version {
             run.details
@@ -276,7 +288,7 @@ impl PostgresProbe {
             .await;
         drop(client);
         let _ = tokio::time::timeout(CLOSE_WAIT.min(run.remaining()), connection).await;
-        let (first_value, role) = result?;
+        let (first_value, role) = result.map_err(&capped)?;
         Ok(Answer {
             server_version,
             role,

@@ -133,12 +133,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream for PgTlsStream<IO> {
 #[derive(Clone, Copy, Debug)]
 pub struct Established;
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> TlsConnect<PgTlsStream<IO>> for Established {
-    type Stream = PgTlsStream<IO>;
+impl<S: AsyncRead + AsyncWrite + TlsStream + Unpin> TlsConnect<S> for Established {
+    type Stream = S;
     type Error = Infallible;
-    type Future = Ready<Result<PgTlsStream<IO>, Infallible>>;
+    type Future = Ready<Result<S, Infallible>>;
 
-    fn connect(self, stream: PgTlsStream<IO>) -> Self::Future {
+    fn connect(self, stream: S) -> Self::Future {
         ready(Ok(stream))
     }
 }
