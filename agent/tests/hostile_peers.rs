@@ -27,6 +27,24 @@ where
     F: Fn(tokio::net::tcp::OwnedWriteHalf) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    serve(false, reply).await
+}
+
+/// A loopback peer that speaks first (a greeting), with what `reply` writes, and
+/// reads until the client hangs up.
+async fn greeter<F, Fut>(reply: F) -> u16
+where
+    F: Fn(tokio::net::tcp::OwnedWriteHalf) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    serve(true, reply).await
+}
+
+async fn serve<F, Fut>(first: bool, reply: F) -> u16
+where
+    F: Fn(tokio::net::tcp::OwnedWriteHalf) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let reply = std::sync::Arc::new(reply);
@@ -35,8 +53,8 @@ where
             let reply = reply.clone();
             tokio::spawn(async move {
                 let (mut rd, wr) = conn.into_split();
-                let mut first = [0u8; 512];
-                if rd.read(&mut first).await.unwrap_or(0) == 0 {
+                let mut request = [0u8; 512];
+                if !first && rd.read(&mut request).await.unwrap_or(0) == 0 {
                     return;
                 }
                 let writing = tokio::spawn(reply(wr));
@@ -221,4 +239,60 @@ async fn an_http2_protocol_violation_is_unexpected_response() {
     assert_eq!(e["error_type"], "unexpected_response", "{e}");
     let message = e["message"].as_str().unwrap();
     assert!(message.contains("broke the HTTP/2 protocol"), "{message}");
+}
+
+/// Writes `chunk` `times` times (a stream without end, as far as a probe goes).
+async fn endless(mut wr: tokio::net::tcp::OwnedWriteHalf, head: &[u8], chunk: &[u8], times: usize) {
+    if wr.write_all(head).await.is_err() {
+        return;
+    }
+    for _ in 0..times {
+        if wr.write_all(chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The earlier hostile peers that hold, kept in the standing suite: each is
+/// refused as `unexpected_response` with its bound in the message.
+#[tokio::test]
+async fn earlier_hostile_peers_stay_refused() {
+    let world = World::new().await;
+    // Redis: 100,000 nested arrays (the reader's depth pre-scan stops at 8).
+    let redis = peer(|wr| endless(wr, b"", b"*1\r\n", 100_000)).await;
+    // NATS and SMTP: a greeting line that never ends.
+    let nats = greeter(|wr| endless(wr, b"INFO {", &[b'x'; 4096], 4096)).await;
+    let smtp = greeter(|wr| endless(wr, b"220 ", &[b'x'; 4096], 4096)).await;
+    // MQTT: a CONNACK whose remaining length announces 256 MB.
+    let mqtt = peer(|wr| endless(wr, &[0x20, 0xFF, 0xFF, 0xFF, 0x7F], &[0; 4096], 4096)).await;
+    let hostile = format!(
+        "  - name: hostile\n    kind: redis\n    url: redis://127.0.0.1:{redis}\n\
+         \x20 - name: hostile-nats\n    kind: nats\n    url: nats://127.0.0.1:{nats}\n\
+         \x20 - name: hostile-smtp\n    kind: smtp\n    url: smtp://127.0.0.1:{smtp}\n    starttls: disabled\n\
+         \x20 - name: hostile-mqtt\n    kind: mqtt\n    url: mqtt://127.0.0.1:{mqtt}\n"
+    );
+    let text = format!(
+        "{FAST_AGENT}defaults:\n  tls:\n    ca_file: {}\n{}{hostile}",
+        world.ca_file.display(),
+        world.probes()
+    );
+    let config = world.scratch.write("earlier.yaml", &text).unwrap();
+    let agent = world.start(&config, "earlier.log").await;
+    let names = ["hostile", "hostile-nats", "hostile-smtp", "hostile-mqtt"];
+    let all_ran = |s: &serde_json::Value| {
+        names.iter().all(|n| {
+            entry(s, n)
+                .and_then(|e| e["runs"].as_u64())
+                .is_some_and(|r| r >= 2)
+        })
+    };
+    let s = wait_status(&agent, WAIT, all_ran).await;
+    for name in names {
+        let e = entry(&s, name).unwrap();
+        assert_eq!(e["status"], "down", "{name}: {e}");
+        assert_eq!(e["error_type"], "unexpected_response", "{name}: {e}");
+    }
+    assert_eq!(entry(&s, "healthy-api").unwrap()["status"], "up");
+    let rss = agent.rss_kib().expect("the agent's RSS");
+    assert!(rss < RSS_BOUND_KIB, "RSS {rss} KiB");
 }

@@ -34,6 +34,8 @@ use crate::{BuildError, Exec, ProbeEnv};
 
 mod wire;
 
+pub use wire::read_untrusted_frame;
+
 use wire::{Ended, Wire};
 
 /// How long the broker may take to confirm the final `Close`.

@@ -166,6 +166,25 @@ fn table_depth(bytes: &[u8]) -> usize {
     deepest
 }
 
+/// What the probe makes of untrusted bytes as the start of its buffer: `Ok(None)`
+/// while more are needed, `Ok(Some(len))` for a whole frame that was measured and
+/// parsed, an error for one refused (too large, too deep, not AMQP). For the fuzz
+/// target: the same path as [`Wire::next`], without the connection.
+pub fn read_untrusted_frame(buf: &[u8]) -> Result<Option<usize>, ProbeError> {
+    let unexpected = |why: String| ProbeError::new(ErrorType::UnexpectedResponse, Phase::Connect, why);
+    match whole_frame(buf) {
+        Framing::Partial => Ok(None),
+        Framing::TooLarge(len) => Err(unexpected(format!("a frame of {len} bytes"))),
+        Framing::Whole(len) => {
+            check_depth(&buf[..len], Phase::Connect)?;
+            match parse_frame(&buf[..len]) {
+                Ok((rest, _)) => Ok(Some(len - rest.len())),
+                Err(e) => Err(unexpected(format!("not AMQP 0-9-1: {e:?}"))),
+            }
+        }
+    }
+}
+
 /// A connection speaking AMQP frames.
 pub(super) struct Wire {
     io: Box<dyn Io>,

@@ -54,7 +54,7 @@ impl<S> Bounded<S> {
 
     /// Follows the framing over `bytes`, newly read; an error once a header
     /// announces a message over the cap.
-    fn follow(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    pub fn follow(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             if self.body_left > 0 {
                 let skip = self.body_left.min(bytes.len() as u64);

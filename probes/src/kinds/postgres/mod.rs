@@ -12,7 +12,7 @@
 //! `role_changed` finding (a failover happened).
 
 mod answer;
-mod bounded;
+pub mod bounded;
 mod classify;
 pub mod spec;
 mod tls;
