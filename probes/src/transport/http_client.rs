@@ -77,6 +77,9 @@ pub struct Answer {
     pub truncated: bool,
     /// The run's secrets, kept out of every text made of the answer.
     pub secrets: Vec<Secret>,
+    /// The server ended the connection without TLS `close_notify` (the answer was
+    /// read to that end, as curl reads it).
+    pub unclean_close: bool,
 }
 
 impl Answer {
@@ -413,19 +416,24 @@ pub async fn send<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (io, slot) = Tap::new(io);
+    let (io, slot, unclean) = Tap::lenient(io);
     let result = exchange(TokioIo::new(io), h2, req, max_body).await;
-    result.map_err(|e| {
-        let tapped = slot.lock().ok().and_then(|s| s.clone());
-        match tapped {
-            Some(Tapped { tls: Some(tls), .. }) => {
-                let (class, message) = classify(&tls, auth);
-                ProbeError::new(class, Phase::Tls, message)
+    result
+        .map(|mut answer| {
+            answer.unclean_close = unclean.load(std::sync::atomic::Ordering::SeqCst);
+            answer
+        })
+        .map_err(|e| {
+            let tapped = slot.lock().ok().and_then(|s| s.clone());
+            match tapped {
+                Some(Tapped { tls: Some(tls), .. }) => {
+                    let (class, message) = classify(&tls, auth);
+                    ProbeError::new(class, Phase::Tls, message)
+                }
+                Some(t) => classify_stream(Phase::Request, &std::io::Error::new(t.kind, t.text)),
+                None => e,
             }
-            Some(t) => classify_stream(Phase::Request, &std::io::Error::new(t.kind, t.text)),
-            None => e,
-        }
-    })
+        })
 }
 
 async fn exchange<IO>(
@@ -499,6 +507,7 @@ async fn read_answer(
         body: buf.freeze(),
         truncated,
         secrets: Vec::new(),
+        unclean_close: false,
     })
 }
 

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -32,6 +33,9 @@ pub type TapSlot = Arc<Mutex<Option<Tapped>>>;
 pub struct Tap<IO> {
     inner: IO,
     slot: TapSlot,
+    /// Set when the peer closed without TLS `close_notify` and the read was taken
+    /// as the end of the stream ([`Tap::lenient`]).
+    unclean_close: Option<Arc<AtomicBool>>,
 }
 
 impl<IO> Tap<IO> {
@@ -42,9 +46,23 @@ impl<IO> Tap<IO> {
             Tap {
                 inner,
                 slot: slot.clone(),
+                unclean_close: None,
             },
             slot,
         )
+    }
+
+    /// As [`Tap::new`], but a peer that closes the connection without TLS
+    /// `close_notify` ends the stream, as curl and OpenSSL-based HTTP clients take
+    /// it, instead of failing the read: the end of a close-delimited HTTP/1.0 body
+    /// (Python's `http.server` over `ssl`, many appliances). A body announced by
+    /// length or chunks still fails as incomplete if it was cut. The returned flag
+    /// says whether that happened.
+    pub fn lenient(inner: IO) -> (Tap<IO>, TapSlot, Arc<AtomicBool>) {
+        let (mut tap, slot) = Tap::new(inner);
+        let flag = Arc::new(AtomicBool::new(false));
+        tap.unclean_close = Some(flag.clone());
+        (tap, slot, flag)
     }
 
     fn note<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
@@ -69,6 +87,12 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tap<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let (Poll::Ready(Err(e)), Some(flag)) = (&r, &self.unclean_close)
+            && is_missing_close_notify(e)
+        {
+            flag.store(true, Ordering::SeqCst);
+            return Poll::Ready(Ok(()));
+        }
         self.note(r)
     }
 }
@@ -92,4 +116,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tap<IO> {
         let r = Pin::new(&mut self.inner).poll_shutdown(cx);
         self.note(r)
     }
+}
+
+/// Whether `e` is rustls' "peer closed connection without sending TLS
+/// close_notify" (an `UnexpectedEof` read).
+fn is_missing_close_notify(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::UnexpectedEof && e.to_string().contains("close_notify")
 }

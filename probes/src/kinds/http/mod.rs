@@ -241,6 +241,11 @@ impl HttpProbe {
                 body_bytes: answer.body.len(),
                 redirects,
             });
+            if answer.unclean_close {
+                // Read to the end as curl does; noted, never a failure.
+                run.details
+                    .insert("tls_close_notify".into(), "missing".into());
+            }
             if self.follow_redirects
                 && answer.status.is_redirection()
                 && redirects < self.max_redirects

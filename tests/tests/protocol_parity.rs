@@ -1,0 +1,148 @@
+//! Protocol parity (issue 23, item 4): where a protocol's reference client reads
+//! an answer one way, the probe reads it the same way. Each case runs the real
+//! client (curl, the mariadb client) beside depprobe on the same server.
+
+use std::sync::Arc;
+use tokio::process::Command;
+
+use depprobe_probes::{ErrorType, Status};
+use depprobe_tests::{Ca, Scratch, Validity, run_once};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// An HTTPS server (HTTP/1 only) that answers every request with `answer` and
+/// then closes the TCP connection without TLS `close_notify`, as Python's
+/// `http.server` over `ssl` and many appliances end an HTTP/1.0 body.
+async fn closing_without_close_notify(ca: &Ca, answer: &'static str) -> u16 {
+    let leaf = ca.leaf(&["localhost"], Validity::current()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let key =
+        rustls::sign::CertifiedKey::from_der(leaf.chain.clone(), leaf.key(), &provider).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.flush().await;
+                // The TCP connection is dropped without a close_notify alert.
+                let (tcp, _) = tls.into_inner();
+                drop(tcp);
+            });
+        }
+    });
+    port
+}
+
+/// curl's HTTP status code for `url`, trusting `ca_file`; None when curl fails.
+/// (Run beside the server's task, never blocking it.)
+async fn curl_status(url: &str, ca_file: &std::path::Path) -> Option<u16> {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+        ])
+        .arg(ca_file)
+        .arg(url)
+        .output()
+        .await
+        .unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+#[tokio::test]
+async fn a_close_delimited_body_without_close_notify_is_read_as_curl_reads_it() {
+    let ca = Ca::root("Parity CA").unwrap();
+    let scratch = Scratch::new().unwrap();
+    let ca_file = scratch.ca(&ca).unwrap();
+    let ok = closing_without_close_notify(
+        &ca,
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nall good",
+    )
+    .await;
+    let denied = closing_without_close_notify(
+        &ca,
+        "HTTP/1.0 401 Unauthorized\r\nContent-Type: text/plain\r\n\r\nwho are you",
+    )
+    .await;
+    let probe = |port: u16, expect: &str| {
+        format!(
+            "name: appliance\nkind: http\nurl: https://localhost:{port}/\ntimeout: 3s\ntls:\n  ca_file: {}\n{expect}",
+            ca_file.display()
+        )
+    };
+
+    let url = format!("https://localhost:{ok}/");
+    assert_eq!(
+        curl_status(&url, &ca_file).await,
+        Some(200),
+        "curl reads the answer"
+    );
+    let o = run_once(&probe(ok, "expect:\n  body_contains: all good\n"))
+        .await
+        .unwrap();
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert_eq!(o.http.as_ref().unwrap().status_code, 200);
+    assert_eq!(o.details["tls_close_notify"], "missing", "{o:#?}");
+
+    let url = format!("https://localhost:{denied}/");
+    assert_eq!(
+        curl_status(&url, &ca_file).await,
+        Some(401),
+        "curl reads the 401"
+    );
+    let o = run_once(&probe(denied, "")).await.unwrap();
+    assert_eq!(o.status, Status::Down, "{o:#?}");
+    assert_eq!(o.http.as_ref().unwrap().status_code, 401, "{o:#?}");
+    assert_ne!(o.error_type, Some(ErrorType::ConnectionReset), "{o:#?}");
+}
+
+/// A body announced by its length and cut by a close without `close_notify` is
+/// still a truncated answer (curl: "transfer closed with N bytes remaining").
+#[tokio::test]
+async fn a_body_cut_short_without_close_notify_is_still_incomplete() {
+    let ca = Ca::root("Parity CA").unwrap();
+    let scratch = Scratch::new().unwrap();
+    let ca_file = scratch.ca(&ca).unwrap();
+    let port = closing_without_close_notify(
+        &ca,
+        "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part of it",
+    )
+    .await;
+    let url = format!("https://localhost:{port}/");
+    assert_eq!(curl_status(&url, &ca_file).await, None, "curl fails");
+    let o = run_once(&format!(
+        "name: cut\nkind: http\nurl: {url}\ntimeout: 3s\ntls:\n  ca_file: {}\n",
+        ca_file.display()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(o.status, Status::Down, "{o:#?}");
+}
