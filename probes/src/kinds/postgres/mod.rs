@@ -33,7 +33,7 @@ use crate::outcome::Target;
 use crate::run::{ProbeError, ProbeMeta, Run, humanize};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::classify::ClientAuth;
-use crate::transport::tls::{Enforcement, TlsClient};
+use crate::transport::tls::{ClientRules, Enforcement, TlsClient};
 use crate::transport::{self, Dns};
 use crate::{BuildError, Exec, ProbeEnv};
 
@@ -89,6 +89,7 @@ impl PostgresProbe {
                 };
                 Some(
                     TlsClient::from_spec(&spec.tls_spec(&target), &[ALPN])?
+                        .with_rules(ClientRules::Libpq)
                         .with_enforcement(enforcement),
                 )
             }
@@ -118,7 +119,10 @@ impl PostgresProbe {
         limit: Option<Instant>,
     ) -> Result<TcpStream, ProbeError> {
         let (host, port) = (&self.target.host, self.target.port);
-        let addrs = match transport::literal(host, port) {
+        // An address as libpq reads one (getaddrinfo, inet_aton forms included).
+        let literal = crate::transport::tls::names::host_address(host)
+            .map(|ip| vec![std::net::SocketAddr::new(ip, port)]);
+        let addrs = match literal {
             Some(addrs) => addrs,
             None => {
                 self.establishing(run, limit, Phase::Dns, self.dns.resolve(host, port))

@@ -103,7 +103,7 @@ fn verifier_cache() -> &'static Mutex<HashMap<VerifierKey, Arc<WebPkiServerVerif
 /// every `ca_file` many times over must not grow it for ever).
 const MAX_VERIFIERS: usize = 256;
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
+pub(super) fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
     let cap = depprobe_config::files::MAX_PEM_BYTES;
     depprobe_config::files::read_bounded(path, cap).map_err(|source| TlsSetupError::Read {
         path: path.to_owned(),
@@ -199,7 +199,9 @@ pub fn verifier(spec: &TlsSpec) -> Result<Arc<WebPkiServerVerifier>, TlsSetupErr
     Ok(v)
 }
 
-/// A client certificate and key, loaded from PEM files.
+/// A client certificate and key, loaded from PEM files. The certificate may be
+/// X.509 v1 (OpenSSL-based servers accept one; rustls' own check of a key against
+/// its certificate would refuse it), so the match is checked on the public key.
 pub fn client_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsSetupError> {
     let certs = read_certs(cert)?;
     let key_pem = read(key)?;
@@ -207,15 +209,43 @@ pub fn client_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsSetup
         path: key.to_owned(),
         what: "private key",
     })?;
-    let ck = CertifiedKey::from_der(certs, key_der, &provider()).map_err(|source| {
-        TlsSetupError::Rejected {
-            what: format!(
-                "client certificate {} with key {}",
-                cert.display(),
-                key.display()
-            ),
+    certified_key(certs, key_der, cert, key)
+}
+
+/// The certified key of `certs` and `key_der`, once the key is known to be the
+/// certificate's.
+pub(crate) fn certified_key(
+    certs: Vec<CertificateDer<'static>>,
+    key_der: PrivateKeyDer<'static>,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<CertifiedKey>, TlsSetupError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let what = || {
+        format!(
+            "client certificate {} with key {}",
+            cert.display(),
+            key.display()
+        )
+    };
+    let signing = provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|source| TlsSetupError::Rejected {
+            what: what(),
             source,
-        }
-    })?;
-    Ok(Arc::new(ck))
+        })?;
+    let leaf_spki = certs
+        .first()
+        .and_then(|c| X509Certificate::from_der(c.as_ref()).ok())
+        .map(|(_, c)| c.public_key().raw.to_vec());
+    if let (Some(cert_key), Some(own)) = (leaf_spki, signing.public_key())
+        && cert_key != own.as_ref()
+    {
+        return Err(TlsSetupError::Rejected {
+            what: what(),
+            source: rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch),
+        });
+    }
+    Ok(Arc::new(CertifiedKey::new(certs, signing)))
 }
