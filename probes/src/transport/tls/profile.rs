@@ -302,7 +302,10 @@ impl OpenSslTrust {
                 ErrorType::TlsCertExpired | ErrorType::TlsCertNotYetValid
             );
             let validity = chain::validity_problems(&facts, now);
-            if timing && !validity.is_empty() {
+            if !timing || validity.is_empty() {
+                verdict.problems.push(problem);
+                verdict.problems.extend(validity);
+            } else {
                 verdict.problems.extend(validity);
                 // Trust, judged when every certificate is valid, so that an expiry
                 // does not hide an untrusted issuer.
@@ -316,8 +319,6 @@ impl OpenSslTrust {
                 {
                     verdict.problems.push(p);
                 }
-            } else {
-                verdict.problems.push(problem);
             }
         }
         if let (Some(host), Some(leaf)) = (host, chain.first()) {
