@@ -473,6 +473,7 @@ async fn client_certificate_required_is_named_without_one_and_up_with_one() {
     // clientcert=verify-full: the certificate's CN is the role.
     let id = pki().issuing.leaf(&["probe"], Validity::current()).unwrap();
     let (crt, key) = id.write(&pki().files, "probe-client").unwrap();
+    private(&key);
     let o = probe(
         &url,
         &format!("sslcert: {}\nsslkey: {}", crt.display(), key.display()),
@@ -488,6 +489,7 @@ async fn client_certificate_from_an_unknown_ca_is_rejected_in_tls() {
     let other = Ca::root("Stranger CA").unwrap();
     let id = other.leaf(&["probe"], Validity::current()).unwrap();
     let (crt, key) = id.write(&pki().files, "stranger-client").unwrap();
+    private(&key);
     let o = probe(
         &format!("postgres://probe@localhost:{}/postgres", c.port()),
         &format!("sslcert: {}\nsslkey: {}", crt.display(), key.display()),
@@ -855,4 +857,175 @@ async fn address_host_in_inet_aton_form_matches_the_ip_san_as_libpq() {
         c.port(),
         pki().root_file.display()
     )));
+}
+
+/// libpq refuses a key others can read: keys are written 0600, as users keep them.
+fn private(key: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+// ---- libpq parameters (issue 23, item 3) ----
+
+#[tokio::test]
+async fn hostaddr_is_where_to_connect_and_host_the_name_verified() {
+    let c = good();
+    let url = format!(
+        "postgres://probe@localhost:{}/postgres?hostaddr=127.0.0.1",
+        c.port()
+    );
+    let o = probe(&url, "").await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert!(o.timings.get(Phase::Dns).is_none(), "no lookup: {o:#?}");
+    assert_eq!(o.tls.as_ref().unwrap().server_name, "localhost");
+    assert!(libpq_connects(&format!(
+        "host=localhost hostaddr=127.0.0.1 port={} user=probe dbname=postgres sslmode=verify-full sslrootcert={}",
+        c.port(),
+        pki().root_file.display()
+    )));
+}
+
+#[tokio::test]
+async fn a_plus_in_a_url_parameter_is_a_plus_as_libpq_reads_it() {
+    let c = good();
+    let plus = pki().files.join("root+server_ca.crt");
+    std::fs::write(&plus, &pki().root.pem).unwrap();
+    let o = run_once(&format!(
+        "name: db\nkind: postgres\nurl: postgres://probe@localhost:{}/postgres?sslrootcert={}&sslsni=0&ssl_max_protocol_version=TLSv1.2\npassword: {PASSWORD}\n",
+        c.port(),
+        plus.display()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert_eq!(o.tls.as_ref().unwrap().version.as_deref(), Some("1.2"));
+}
+
+#[tokio::test]
+async fn encrypted_der_and_v1_client_keys_work_and_a_readable_key_is_refused_as_libpq() {
+    use depprobe_tests::openssl_cli::openssl;
+    let c = clientcert();
+    let dir = cli_dir("client-keys");
+    std::fs::write(dir.join("issuing.crt"), &pki().issuing.pem).unwrap();
+    std::fs::write(dir.join("issuing.key"), pki().issuing.key_pem()).unwrap();
+    // A v1 client certificate for role `probe`, as `openssl x509 -req` makes it,
+    // sent with its intermediate.
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "v1.key",
+            "-out",
+            "v1.csr",
+            "-subj",
+            "/CN=probe",
+        ],
+    )
+    .unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "v1.csr",
+            "-CA",
+            "issuing.crt",
+            "-CAkey",
+            "issuing.key",
+            "-CAcreateserial",
+            "-out",
+            "v1-leaf.crt",
+            "-days",
+            "30",
+        ],
+    )
+    .unwrap();
+    let chain = std::fs::read_to_string(dir.join("v1-leaf.crt")).unwrap() + &pki().issuing.pem;
+    std::fs::write(dir.join("v1.crt"), chain).unwrap();
+    openssl(
+        &dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "v1.key",
+            "-out",
+            "v1-enc.key",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:key-pw-77",
+        ],
+    )
+    .unwrap();
+    openssl(
+        &dir,
+        &["pkey", "-in", "v1.key", "-outform", "DER", "-out", "v1.der"],
+    )
+    .unwrap();
+    for k in ["v1.key", "v1-enc.key", "v1.der"] {
+        private(&dir.join(k));
+    }
+    let url = format!("postgres://probe@localhost:{}/postgres", c.port());
+    let crt = dir.join("v1.crt");
+    let conninfo = |key: &str, extra: &str| {
+        format!(
+            "host=localhost port={} user=probe dbname=postgres sslmode=verify-full sslrootcert={} sslcert={} sslkey={} {extra}",
+            c.port(),
+            pki().root_file.display(),
+            crt.display(),
+            dir.join(key).display()
+        )
+    };
+    for (key, extra) in [
+        ("v1.key", ""),
+        ("v1-enc.key", "sslpassword: key-pw-77\n"),
+        ("v1.der", ""),
+    ] {
+        let o = probe(
+            &url,
+            &format!(
+                "sslcert: {}\nsslkey: {}\n{extra}",
+                crt.display(),
+                dir.join(key).display()
+            ),
+        )
+        .await;
+        assert_eq!(o.status, Status::Up, "{key}: {o:#?}");
+        let pw = extra
+            .strip_prefix("sslpassword: ")
+            .map(|p| format!("sslpassword={}", p.trim()))
+            .unwrap_or_default();
+        assert!(libpq_connects(&conninfo(key, &pw)), "libpq with {key}");
+        let json = serde_json::to_string(&o).unwrap();
+        assert!(!json.contains("key-pw-77"), "{json}");
+    }
+    // Readable by others: libpq refuses the key before it connects, and so does
+    // the probe, in libpq's words.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("v1.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = probe(
+        &url,
+        &format!(
+            "sslcert: {}\nsslkey: {}\n",
+            crt.display(),
+            dir.join("v1.key").display()
+        ),
+    )
+    .await;
+    assert_down(&o, ErrorType::CredentialInvalid, Phase::Tls);
+    assert!(
+        o.message.contains("has group or world access"),
+        "{}",
+        o.message
+    );
+    let err = depprobe_tests::postgres::psql_connects(&conninfo("v1.key", ""), Some(PASSWORD))
+        .unwrap_err();
+    assert!(err.contains("has group or world access"), "{err}");
 }

@@ -42,7 +42,7 @@ use crate::taxonomy::{ErrorType, Phase};
 
 pub use profile::ClientRules;
 use profile::{Legacy, OpenSslTrust, Verdict};
-pub use roots::{TlsSetupError, client_key, provider, read_certs, verifier};
+pub use roots::{TlsSetupError, client_key, client_key_with, provider, read_certs, verifier};
 pub use verifier::Enforcement;
 use verifier::{AskRecorder, CaptureVerifier, Judge};
 
@@ -55,6 +55,8 @@ pub struct TlsClient {
     alpn: Vec<Vec<u8>>,
     client_key: Option<Arc<CertifiedKey>>,
     server_name: Option<String>,
+    /// Whether SNI is sent.
+    sni: bool,
     enforcement: Enforcement,
     /// A certificate that expires within this is a `cert_expiring` finding.
     pub warn_before: ExpiryWindow,
@@ -81,6 +83,7 @@ impl std::fmt::Debug for TlsClient {
 }
 
 static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+static TLS12_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 static TLS12_AND_13: &[&SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
@@ -134,6 +137,7 @@ impl TlsClient {
             alpn,
             client_key,
             server_name: spec.server_name.clone(),
+            sni: true,
             enforcement: Enforcement::Full,
             warn_before: spec.warn_before,
             critical_before: spec.critical_before,
@@ -160,6 +164,28 @@ impl TlsClient {
         if let Judge::OpenSsl { rules: r, .. } = &mut self.judge {
             *r = rules;
         }
+        self
+    }
+
+    /// The same client presenting `key` as its certificate (or none).
+    pub fn with_client_key(mut self, key: Option<Arc<CertifiedKey>>) -> Self {
+        self.client_key = key;
+        self
+    }
+
+    /// The same client sending SNI or not (libpq's `sslsni`).
+    pub fn with_sni(mut self, sni: bool) -> Self {
+        self.sni = sni;
+        self
+    }
+
+    /// The same client offering TLS 1.2 and/or 1.3 only.
+    pub fn with_versions(mut self, tls12: bool, tls13: bool) -> Self {
+        self.versions = match (tls12, tls13) {
+            (true, false) => TLS12_ONLY,
+            (false, true) => TLS13_ONLY,
+            _ => TLS12_AND_13,
+        };
         self
     }
 
@@ -264,6 +290,7 @@ impl TlsClient {
             .with_custom_certificate_verifier(capture)
             .with_client_cert_resolver(recorder);
         config.alpn_protocols = self.alpn.clone();
+        config.enable_sni = self.sni;
         config.resumption = Resumption::disabled();
         Ok(TlsConnector::from(Arc::new(config)))
     }

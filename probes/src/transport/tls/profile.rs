@@ -253,7 +253,7 @@ impl OpenSslTrust {
             let at_depth = c
                 .chain()
                 .and_then(|s| s.iter().nth(depth))
-                .map(|cert| subject_text(cert));
+                .map(subject_text);
             Ok((ok, c.error(), depth, at_depth))
         });
         match outcome {

@@ -212,6 +212,45 @@ pub fn client_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsSetup
     certified_key(certs, key_der, cert, key)
 }
 
+/// A client certificate and key as libpq reads them: the key in PEM, encrypted
+/// PEM (with `password`) or DER; the certificate in PEM (v1 or v3).
+pub fn client_key_with(
+    cert: &Path,
+    key: &Path,
+    password: Option<&str>,
+) -> Result<Arc<CertifiedKey>, TlsSetupError> {
+    use openssl::pkey::PKey;
+    let certs = read_certs(cert)?;
+    let bytes = read(key)?;
+    let rejected = |reason: String| TlsSetupError::Malformed {
+        path: key.to_owned(),
+        what: "private key",
+        reason,
+    };
+    let looks_pem = bytes.starts_with(b"-----") || bytes.windows(11).any(|w| w == b"-----BEGIN ");
+    let pkey = if looks_pem {
+        match password {
+            Some(p) => PKey::private_key_from_pem_passphrase(&bytes, p.as_bytes()),
+            // No passphrase: an encrypted key fails here, as libpq fails without
+            // `sslpassword` (it never prompts).
+            None => PKey::private_key_from_pem_callback(&bytes, |_| Ok(0)),
+        }
+        .map_err(|_| {
+            rejected(match password {
+                Some(_) => "it cannot be read with sslpassword (wrong passphrase?)".into(),
+                None => "it cannot be read (an encrypted key needs sslpassword)".into(),
+            })
+        })?
+    } else {
+        PKey::private_key_from_der(&bytes).map_err(|e| rejected(e.to_string()))?
+    };
+    let pkcs8 = pkey
+        .private_key_to_pkcs8()
+        .map_err(|e| rejected(e.to_string()))?;
+    let der = PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8));
+    certified_key(certs, der, cert, key)
+}
+
 /// The certified key of `certs` and `key_der`, once the key is known to be the
 /// certificate's.
 pub(crate) fn certified_key(
