@@ -208,6 +208,14 @@ impl<'a> Check<'a> {
         self.file_exists("tls.cert_file", tls.cert_file.as_deref());
         self.file_exists("tls.key_file", tls.key_file.as_deref());
         self.file_exists("tls.crl_file", tls.crl_file.as_deref());
+        if let Some(dir) = &tls.crl_dir
+            && !dir.is_dir()
+        {
+            self.error(
+                "tls.crl_dir",
+                format!("directory {} does not exist", dir.display()),
+            );
+        }
         if tls.critical_before.surely_exceeds(&tls.warn_before) {
             self.error(
                 "tls.critical_before",

@@ -26,8 +26,8 @@ pub use duration::ConfigDuration;
 pub use error::{ConfigError, ConfigErrors, LoadError};
 pub use kind::{Check, Checked, Kind, KindEntry, KindSpec, ProbeSpec};
 pub use model::{
-    AgentConfig, Config, ExpiryWindow, OcspMode, OtlpCompression, OtlpConfig, OtlpProtocol,
-    ProbeConfig, TelemetryConfig, TlsSpec,
+    AgentConfig, ClientProfile, Config, ExpiryWindow, OcspMode, OtlpCompression, OtlpConfig,
+    OtlpProtocol, ProbeConfig, TelemetryConfig, TlsSpec,
 };
 pub use secret::{Secret, SecretError, SecretSource};
 

@@ -203,6 +203,9 @@ pub struct TlsSpec {
     pub key_file: Option<PathBuf>,
     /// PEM file of CRLs; a certificate listed there is `tls_cert_revoked`.
     pub crl_file: Option<PathBuf>,
+    /// A directory of CRLs in OpenSSL's hashed form (`openssl rehash`), looked up
+    /// by issuer (`openssl` profile; libpq's `sslcrldir`).
+    pub crl_dir: Option<PathBuf>,
     /// A certificate of the chain that expires within this is a `cert_expiring`
     /// finding: a duration (`14d`) or a share of its lifetime (`33%`); by default the
     /// earlier of 14 days and a third of the lifetime.
@@ -219,6 +222,26 @@ pub struct TlsSpec {
     pub ocsp: OcspMode,
     /// How long `ocsp: online` waits for the responder (counted in the `tls` phase).
     pub ocsp_timeout: ConfigDuration,
+    /// Whose rules judge the certificate: `openssl` (the OpenSSL-based client of the
+    /// kind's ecosystem: libpq, curl, the MySQL client, ...) or `webpki` (Go, Rust and
+    /// browser clients); by default the kind's own (`openssl` for every kind).
+    pub client_profile: Option<ClientProfile>,
+    /// Whether a certificate that the profile accepts but stricter clients refuse
+    /// (CN-only, X.509 v1, a CA:TRUE leaf) fails the run instead of being a
+    /// `cert_legacy` notice.
+    pub strict: bool,
+}
+
+/// `tls.client_profile`: whose verification rules a probe follows.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientProfile {
+    /// OpenSSL's X.509 verification and the client's own name rule, as libpq, curl,
+    /// the MySQL and Redis clients do.
+    #[default]
+    Openssl,
+    /// rustls/webpki's verdict, as Go, Rust and browser clients judge.
+    Webpki,
 }
 
 /// `tls.ocsp`: how a probe learns whether the leaf was revoked.
@@ -245,12 +268,15 @@ impl Default for TlsSpec {
             cert_file: None,
             key_file: None,
             crl_file: None,
+            crl_dir: None,
             warn_before: ExpiryWindow::earlier(ConfigDuration::days(14), 1.0 / 3.0),
             critical_before: ExpiryWindow::earlier(ConfigDuration::days(3), 0.1),
             expect_issuer: None,
             pin_sha256: Vec::new(),
             ocsp: OcspMode::Stapled,
             ocsp_timeout: ConfigDuration::secs(3),
+            client_profile: None,
+            strict: false,
         }
     }
 }

@@ -153,6 +153,9 @@ impl FindingType {
     /// The certificate fails verification, but the probe's mode does not enforce it
     /// (PostgreSQL `sslmode=require`): the connection works, verifying clients fail.
     pub const CERT_INVALID: FindingType = FindingType("cert_invalid");
+    /// The certificate works for the probe's client profile, but stricter clients
+    /// refuse it (CN-only, X.509 v1, a CA:TRUE leaf): a notice.
+    pub const CERT_LEGACY: FindingType = FindingType("cert_legacy");
     /// A local credential expires within its window.
     pub const CREDENTIAL_EXPIRING: FindingType = FindingType("credential_expiring");
     /// A database changed role (primary / standby) since the last run.
@@ -173,6 +176,7 @@ impl FindingType {
         FindingType::OCSP_UNKNOWN,
         FindingType::OCSP_UNAVAILABLE,
         FindingType::CERT_INVALID,
+        FindingType::CERT_LEGACY,
         FindingType::CREDENTIAL_EXPIRING,
         FindingType::ROLE_CHANGED,
         FindingType::SLOW,
@@ -205,10 +209,23 @@ impl Serialize for FindingType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// Worth knowing; never degrades a status (`cert_legacy`).
+    Notice,
     /// Needs attention soon.
     Warning,
     /// Needs attention now.
     Critical,
+}
+
+impl Severity {
+    /// The stable name (`notice`, `warning`, `critical`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Notice => "notice",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
 }
 
 impl Finding {

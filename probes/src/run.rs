@@ -312,6 +312,7 @@ impl<'m> Run<'m> {
                 let worst = self
                     .findings
                     .iter()
+                    .filter(|f| f.severity > Severity::Notice)
                     .max_by_key(|f| f.severity)
                     .map(|f| f.message.clone());
                 match worst {

@@ -16,6 +16,7 @@ pub mod contract;
 pub mod harness;
 pub mod mariadb;
 pub mod mysql8;
+pub mod openssl_cli;
 pub mod postgres;
 pub mod prometheus;
 pub mod redis;

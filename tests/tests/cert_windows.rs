@@ -4,7 +4,7 @@
 //! verify but come from the wrong CA or carry no pinned key.
 
 use base64::Engine as _;
-use depprobe_probes::{FindingType, Outcome, Severity, Status};
+use depprobe_probes::{ErrorType, FindingType, Outcome, Severity, Status};
 use depprobe_tests::harness::Pki;
 use depprobe_tests::{Ca, HttpServer, Identity, Scratch, Validity, run_once};
 use time::{Duration, OffsetDateTime};
@@ -306,10 +306,25 @@ async fn a_crl_past_its_next_update_is_crl_stale() {
             &(root_crl.clone() + &p.issuing.crl_due(&[], yesterday).unwrap()),
         )
         .unwrap();
+    // Under the default `openssl` profile the client refuses a CRL past its next
+    // update, as curl does ("CRL has expired"): the run is down, naming the CRL.
     let o = probe(
         &[&p.root],
         &leaf,
         &format!("  crl_file: {}\n", stale.display()),
+    )
+    .await;
+    assert_eq!(o.status, Status::Down, "{o:#?}");
+    assert_eq!(o.error_type, Some(ErrorType::TlsCertRevoked), "{o:#?}");
+    assert!(o.message.contains("CRL has expired"), "{}", o.message);
+    // rustls/webpki clients go on with a stale CRL: there it is a finding.
+    let o = probe(
+        &[&p.root],
+        &leaf,
+        &format!(
+            "  crl_file: {}\n  client_profile: webpki\n",
+            stale.display()
+        ),
     )
     .await;
     assert_eq!(o.status, Status::Degraded, "{o:#?}");

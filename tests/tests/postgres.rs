@@ -473,6 +473,7 @@ async fn client_certificate_required_is_named_without_one_and_up_with_one() {
     // clientcert=verify-full: the certificate's CN is the role.
     let id = pki().issuing.leaf(&["probe"], Validity::current()).unwrap();
     let (crt, key) = id.write(&pki().files, "probe-client").unwrap();
+    private(&key);
     let o = probe(
         &url,
         &format!("sslcert: {}\nsslkey: {}", crt.display(), key.display()),
@@ -488,6 +489,7 @@ async fn client_certificate_from_an_unknown_ca_is_rejected_in_tls() {
     let other = Ca::root("Stranger CA").unwrap();
     let id = other.leaf(&["probe"], Validity::current()).unwrap();
     let (crt, key) = id.write(&pki().files, "stranger-client").unwrap();
+    private(&key);
     let o = probe(
         &format!("postgres://probe@localhost:{}/postgres", c.port()),
         &format!("sslcert: {}\nsslkey: {}", crt.display(), key.display()),
@@ -698,4 +700,332 @@ async fn a_query_of_a_million_rows_is_judged_on_its_first_and_the_rest_never_kep
     assert_eq!(o.status, Status::Up, "{o:#?}");
     // The session goes on after the rows it dropped: the role query still answers.
     assert!(o.message.contains("primary"), "{}", o.message);
+}
+
+// ---- Verdict parity with libpq (issue 23): the `openssl` profile ----
+
+/// A cluster serving `id`, for TCP clients with the password.
+fn serving(name: &str, id: Identity) -> Cluster {
+    cluster(name, Some(id), None, ANY_SCRAM)
+}
+
+/// libpq's verdict on the same server and settings: psql with `conninfo`.
+fn libpq_connects(conninfo: &str) -> bool {
+    depprobe_tests::postgres::psql_connects(conninfo, Some(PASSWORD)).is_ok()
+}
+
+/// A scratch directory in the clusters' files directory, for the openssl CLI.
+fn cli_dir(name: &str) -> PathBuf {
+    let dir = pki().files.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn legacy_kinds(o: &Outcome) -> Vec<String> {
+    o.findings
+        .iter()
+        .filter(|f| f.kind == FindingType::CERT_LEGACY)
+        .map(|f| {
+            assert_eq!(f.severity, Severity::Notice, "{f:#?}");
+            f.facts["legacy"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn x509_v1_cn_only_certificate_is_up_with_cert_legacy_notices_as_libpq() {
+    use depprobe_tests::openssl_cli::CliCa;
+    let dir = cli_dir("v1");
+    let ca = CliCa::new(&dir, "PG v1 CA").unwrap();
+    // The PostgreSQL manual's recipe: `openssl x509 -req` without -extfile.
+    let id = ca.issue("server", "/CN=localhost", None).unwrap();
+    let c = serving("v1", id);
+    let root = ca.cert.display().to_string();
+    let url = format!("postgres://probe@localhost:{}/postgres", c.port());
+    let yaml = format!(
+        "name: db\nkind: postgres\nurl: {url}\npassword: {PASSWORD}\nsslrootcert: {root}\n"
+    );
+    let o = run_once(&yaml).await.unwrap();
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert!(o.tls.as_ref().unwrap().verified, "{o:#?}");
+    let mut kinds = legacy_kinds(&o);
+    kinds.sort();
+    assert_eq!(kinds, vec!["cn_only", "x509_v1"], "{o:#?}");
+    let cn = finding_of(&o, "cn_only");
+    assert!(
+        cn.message
+            .contains("Go 1.15+, browsers and rustls clients refuse it"),
+        "{}",
+        cn.message
+    );
+    assert!(libpq_connects(&format!(
+        "host=localhost port={} user=probe dbname=postgres sslmode=verify-full sslrootcert={root}",
+        c.port()
+    )));
+
+    // `tls.strict: true`: what stricter clients refuse fails the run.
+    let o = run_once(&format!("{yaml}tls:\n  strict: true\n"))
+        .await
+        .unwrap();
+    assert_down(&o, ErrorType::TlsHostnameMismatch, Phase::Tls);
+    assert!(o.message.contains("tls.strict"), "{}", o.message);
+    let classes: Vec<ErrorType> = o.problems.iter().map(|p| p.class).collect();
+    assert_eq!(
+        classes,
+        vec![ErrorType::TlsHostnameMismatch, ErrorType::TlsBadCertificate]
+    );
+
+    // The `webpki` profile keeps rustls' verdict.
+    let o = run_once(&format!("{yaml}tls:\n  client_profile: webpki\n"))
+        .await
+        .unwrap();
+    assert_down(&o, ErrorType::TlsBadCertificate, Phase::Tls);
+}
+
+fn finding_of<'o>(o: &'o Outcome, legacy: &str) -> &'o depprobe_probes::Finding {
+    o.findings
+        .iter()
+        .find(|f| f.kind == FindingType::CERT_LEGACY && f.facts["legacy"] == legacy)
+        .unwrap_or_else(|| panic!("no cert_legacy {legacy}: {o:#?}"))
+}
+
+#[tokio::test]
+async fn only_the_intermediate_as_sslrootcert_fails_as_libpq_fails() {
+    let c = good();
+    let inter = pki().files.join("pg-test-issuing-only.pem");
+    std::fs::write(&inter, &pki().issuing.pem).unwrap();
+    let url = format!("postgres://probe@localhost:{}/postgres", c.port());
+    let o = run_once(&format!(
+        "name: db\nkind: postgres\nurl: {url}\npassword: {PASSWORD}\nsslrootcert: {}\n",
+        inter.display()
+    ))
+    .await
+    .unwrap();
+    assert_down(&o, ErrorType::TlsUnknownIssuer, Phase::Tls);
+    assert!(o.message.contains("PG Test Root CA"), "{}", o.message);
+    assert!(!libpq_connects(&format!(
+        "host=localhost port={} user=probe dbname=postgres sslmode=verify-full sslrootcert={}",
+        c.port(),
+        inter.display()
+    )));
+}
+
+#[tokio::test]
+async fn revoked_chain_under_verify_ca_is_cert_revoked_never_a_name_problem() {
+    let id = leaf(Validity::current());
+    let c = serving("revoked", id.clone());
+    let crl = pki().files.join("pg-revoked.crl");
+    let text = format!(
+        "{}{}",
+        pki().root.crl(&[]).unwrap(),
+        pki().issuing.crl(&[&id]).unwrap()
+    );
+    std::fs::write(&crl, text).unwrap();
+    // 127.0.0.1 is not a name the certificate holds: verify-ca does not look.
+    let url = format!(
+        "postgres://probe@127.0.0.1:{}/postgres?sslmode=verify-ca",
+        c.port()
+    );
+    let o = probe(&url, &format!("tls:\n  crl_file: {}\n", crl.display())).await;
+    assert_down(&o, ErrorType::TlsCertRevoked, Phase::Tls);
+    assert!(
+        o.problems
+            .iter()
+            .all(|p| p.class != ErrorType::TlsHostnameMismatch),
+        "{o:#?}"
+    );
+    assert!(!libpq_connects(&format!(
+        "host=127.0.0.1 port={} user=probe dbname=postgres sslmode=verify-ca sslrootcert={} sslcrl={}",
+        c.port(),
+        pki().root_file.display(),
+        crl.display()
+    )));
+}
+
+#[tokio::test]
+async fn address_host_in_inet_aton_form_matches_the_ip_san_as_libpq() {
+    let id = pki()
+        .issuing
+        .leaf(&["localhost", "127.0.0.1"], Validity::current())
+        .unwrap();
+    let c = serving("ipsan", id);
+    let url = format!("postgres://probe@127.000.000.001:{}/postgres", c.port());
+    let o = probe(&url, "").await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert!(libpq_connects(&format!(
+        "host=127.000.000.001 port={} user=probe dbname=postgres sslmode=verify-full sslrootcert={}",
+        c.port(),
+        pki().root_file.display()
+    )));
+}
+
+/// libpq refuses a key others can read: keys are written 0600, as users keep them.
+fn private(key: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+// ---- libpq parameters (issue 23, item 3) ----
+
+#[tokio::test]
+async fn hostaddr_is_where_to_connect_and_host_the_name_verified() {
+    let c = good();
+    let url = format!(
+        "postgres://probe@localhost:{}/postgres?hostaddr=127.0.0.1",
+        c.port()
+    );
+    let o = probe(&url, "").await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert!(o.timings.get(Phase::Dns).is_none(), "no lookup: {o:#?}");
+    assert_eq!(o.tls.as_ref().unwrap().server_name, "localhost");
+    assert!(libpq_connects(&format!(
+        "host=localhost hostaddr=127.0.0.1 port={} user=probe dbname=postgres sslmode=verify-full sslrootcert={}",
+        c.port(),
+        pki().root_file.display()
+    )));
+}
+
+#[tokio::test]
+async fn a_plus_in_a_url_parameter_is_a_plus_as_libpq_reads_it() {
+    let c = good();
+    let plus = pki().files.join("root+server_ca.crt");
+    std::fs::write(&plus, &pki().root.pem).unwrap();
+    let o = run_once(&format!(
+        "name: db\nkind: postgres\nurl: postgres://probe@localhost:{}/postgres?sslrootcert={}&sslsni=0&ssl_max_protocol_version=TLSv1.2\npassword: {PASSWORD}\n",
+        c.port(),
+        plus.display()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert_eq!(o.tls.as_ref().unwrap().version.as_deref(), Some("1.2"));
+}
+
+#[tokio::test]
+async fn encrypted_der_and_v1_client_keys_work_and_a_readable_key_is_refused_as_libpq() {
+    use depprobe_tests::openssl_cli::openssl;
+    let c = clientcert();
+    let dir = cli_dir("client-keys");
+    std::fs::write(dir.join("issuing.crt"), &pki().issuing.pem).unwrap();
+    std::fs::write(dir.join("issuing.key"), pki().issuing.key_pem()).unwrap();
+    // A v1 client certificate for role `probe`, as `openssl x509 -req` makes it,
+    // sent with its intermediate.
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "v1.key",
+            "-out",
+            "v1.csr",
+            "-subj",
+            "/CN=probe",
+        ],
+    )
+    .unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "v1.csr",
+            "-CA",
+            "issuing.crt",
+            "-CAkey",
+            "issuing.key",
+            "-CAcreateserial",
+            "-out",
+            "v1-leaf.crt",
+            "-days",
+            "30",
+        ],
+    )
+    .unwrap();
+    let chain = std::fs::read_to_string(dir.join("v1-leaf.crt")).unwrap() + &pki().issuing.pem;
+    std::fs::write(dir.join("v1.crt"), chain).unwrap();
+    openssl(
+        &dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "v1.key",
+            "-out",
+            "v1-enc.key",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:key-pw-77",
+        ],
+    )
+    .unwrap();
+    openssl(
+        &dir,
+        &["pkey", "-in", "v1.key", "-outform", "DER", "-out", "v1.der"],
+    )
+    .unwrap();
+    for k in ["v1.key", "v1-enc.key", "v1.der"] {
+        private(&dir.join(k));
+    }
+    let url = format!("postgres://probe@localhost:{}/postgres", c.port());
+    let crt = dir.join("v1.crt");
+    let conninfo = |key: &str, extra: &str| {
+        format!(
+            "host=localhost port={} user=probe dbname=postgres sslmode=verify-full sslrootcert={} sslcert={} sslkey={} {extra}",
+            c.port(),
+            pki().root_file.display(),
+            crt.display(),
+            dir.join(key).display()
+        )
+    };
+    for (key, extra) in [
+        ("v1.key", ""),
+        ("v1-enc.key", "sslpassword: key-pw-77\n"),
+        ("v1.der", ""),
+    ] {
+        let o = probe(
+            &url,
+            &format!(
+                "sslcert: {}\nsslkey: {}\n{extra}",
+                crt.display(),
+                dir.join(key).display()
+            ),
+        )
+        .await;
+        assert_eq!(o.status, Status::Up, "{key}: {o:#?}");
+        let pw = extra
+            .strip_prefix("sslpassword: ")
+            .map(|p| format!("sslpassword={}", p.trim()))
+            .unwrap_or_default();
+        assert!(libpq_connects(&conninfo(key, &pw)), "libpq with {key}");
+        let json = serde_json::to_string(&o).unwrap();
+        assert!(!json.contains("key-pw-77"), "{json}");
+    }
+    // Readable by others: libpq refuses the key before it connects, and so does
+    // the probe, in libpq's words.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("v1.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = probe(
+        &url,
+        &format!(
+            "sslcert: {}\nsslkey: {}\n",
+            crt.display(),
+            dir.join("v1.key").display()
+        ),
+    )
+    .await;
+    assert_down(&o, ErrorType::CredentialInvalid, Phase::Tls);
+    assert!(
+        o.message.contains("has group or world access"),
+        "{}",
+        o.message
+    );
+    let err = depprobe_tests::postgres::psql_connects(&conninfo("v1.key", ""), Some(PASSWORD))
+        .unwrap_err();
+    assert!(err.contains("has group or world access"), "{err}");
 }

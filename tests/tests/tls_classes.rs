@@ -407,3 +407,131 @@ async fn revoked_certificate_is_cert_revoked() {
     .await;
     assert_down(&o, ErrorType::TlsCertRevoked, Phase::Tls);
 }
+
+// ---- Verdict parity with curl (issue 23): the `openssl` profile, curl's rules ----
+
+/// curl's verdict on the same server with `--cacert ca`: whether it got the page
+/// (run beside the server's task, never blocking it).
+async fn curl_gets(port: u16, ca: &std::path::Path) -> bool {
+    tokio::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .arg(format!("https://localhost:{port}/"))
+        .env("HOME", "/nonexistent")
+        .output()
+        .await
+        .map(|o| {
+            eprintln!("curl: {}", String::from_utf8_lossy(&o.stderr));
+            o.status.success()
+        })
+        .unwrap_or(false)
+}
+
+fn legacy(o: &Outcome) -> Vec<String> {
+    let mut out: Vec<String> = o
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingType::CERT_LEGACY)
+        .map(|f| {
+            assert_eq!(f.severity, Severity::Notice, "{f:#?}");
+            f.facts["legacy"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn the_howto_self_signed_ca_true_certificate_is_up_as_curl_with_cert_legacy() {
+    let dir = Scratch::new().unwrap();
+    // `openssl req -x509 ... -subj /CN=localhost -addext subjectAltName=DNS:localhost`
+    let id = depprobe_tests::openssl_cli::self_signed_howto(
+        &dir.path(""),
+        "howto",
+        "localhost",
+        Some("DNS:localhost"),
+    )
+    .unwrap();
+    let ca = dir.path("howto.crt");
+    let server = serve(&id).await;
+    let yaml = format!(
+        "name: h\nkind: http\nurl: https://localhost:{}/\ntimeout: 5s\ntls:\n  ca_file: {}\n",
+        server.port(),
+        ca.display()
+    );
+    let o = run_once(&yaml).await.unwrap();
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert_eq!(legacy(&o), vec!["ca_leaf"], "{o:#?}");
+    let f = o
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingType::CERT_LEGACY)
+        .unwrap();
+    assert!(f.message.contains("CA:TRUE"), "{}", f.message);
+    assert!(curl_gets(server.port(), &ca).await, "curl gets the page");
+    // Go, Rust and browser clients refuse it: the webpki profile says so.
+    let o = run_once(&format!("{yaml}  client_profile: webpki\n"))
+        .await
+        .unwrap();
+    assert_down(&o, ErrorType::TlsBadCertificate, Phase::Tls);
+}
+
+#[tokio::test]
+async fn a_cn_only_certificate_is_up_as_curl_and_only_the_intermediate_as_ca_file_too() {
+    use depprobe_tests::openssl_cli::CliCa;
+    let dir = Scratch::new().unwrap();
+    let ca = CliCa::new(&dir.path(""), "CLI Root CA").unwrap();
+    // `openssl req -subj /CN=localhost` then `x509 -req` with CA:FALSE and no SAN.
+    let id = ca
+        .issue(
+            "cnonly",
+            "/CN=localhost",
+            Some("basicConstraints=CA:FALSE\n"),
+        )
+        .unwrap();
+    let server = serve(&id).await;
+    let o = run_once(&format!(
+        "name: t\nkind: tls\naddress: localhost:{}\ntimeout: 5s\ntls:\n  ca_file: {}\n  system_roots: false\n",
+        server.port(),
+        ca.cert.display()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert_eq!(legacy(&o), vec!["cn_only"], "{o:#?}");
+    assert!(curl_gets(server.port(), &ca.cert).await);
+    // ... and a wrong CN is a name mismatch for curl and the probe alike.
+    let other = ca
+        .issue(
+            "other",
+            "/CN=other.example",
+            Some("basicConstraints=CA:FALSE\n"),
+        )
+        .unwrap();
+    let server = serve(&other).await;
+    let o = run_once(&format!(
+        "name: t\nkind: tls\naddress: localhost:{}\ntimeout: 5s\ntls:\n  ca_file: {}\n",
+        server.port(),
+        ca.cert.display()
+    ))
+    .await
+    .unwrap();
+    assert_down(&o, ErrorType::TlsHostnameMismatch, Phase::Tls);
+    assert!(!curl_gets(server.port(), &ca.cert).await);
+
+    // curl takes an intermediate in the store as an anchor (partial chains, curl
+    // 7.68+); libpq does not (see the postgres tests).
+    let p = pki();
+    let leaf = p.inter.leaf(&["localhost"], Validity::current()).unwrap();
+    let server = serve(&leaf).await;
+    let inter = p.scratch.ca(&p.inter).unwrap();
+    let o = run_once(&format!(
+        "name: t\nkind: tls\naddress: localhost:{}\ntimeout: 5s\ntls:\n  ca_file: {}\n  system_roots: false\n",
+        server.port(),
+        inter.display()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert!(curl_gets(server.port(), &inter).await);
+}

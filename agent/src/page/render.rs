@@ -92,7 +92,7 @@ pub fn cert_class(findings: &[Finding], cert: &CertFacts, now: SystemTime) -> &'
     match severity {
         Some(Severity::Critical) => "cert-critical",
         Some(Severity::Warning) => "cert-warning",
-        None => "cert-ok",
+        Some(Severity::Notice) | None => "cert-ok",
     }
 }
 
@@ -138,10 +138,7 @@ pub fn findings_list(findings: &[Finding], with_facts: bool) -> String {
     }
     let mut out = String::from("<ul class=\"findings\">");
     for f in findings {
-        let severity = match f.severity {
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        };
+        let severity = f.severity.as_str();
         let _ = write!(
             out,
             "<li class=\"finding severity-{severity}\" data-type=\"{t}\"><strong>{t}</strong> ({severity}): ",

@@ -26,7 +26,7 @@ use std::time::SystemTime;
 
 use depprobe_probes::declared::{Instrument, MetricDecl, Number};
 use depprobe_probes::outcome::{CertFacts, seconds_between};
-use depprobe_probes::{Outcome, Severity, Status};
+use depprobe_probes::{Outcome, Status};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
 
@@ -293,10 +293,7 @@ const COMMON: &[Family] = &[
             each_last(s, emit, |l, e| {
                 let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
                 for f in &l.findings {
-                    let severity = match f.severity {
-                        Severity::Warning => "warning",
-                        Severity::Critical => "critical",
-                    };
+                    let severity = f.severity.as_str();
                     *counts.entry((f.kind.as_str(), severity)).or_default() += 1;
                 }
                 for ((kind, severity), n) in counts {

@@ -138,10 +138,7 @@ fn root_attributes(outcome: &Outcome, target: &[KeyValue]) -> Vec<KeyValue> {
 fn events(outcome: &Outcome, end: SystemTime) -> Vec<Event> {
     let mut events = Vec::new();
     for f in &outcome.findings {
-        let severity = match f.severity {
-            depprobe_probes::Severity::Warning => "warning",
-            depprobe_probes::Severity::Critical => "critical",
-        };
+        let severity = f.severity.as_str();
         events.push(Event::new(
             f.kind.as_str(),
             end,

@@ -92,9 +92,16 @@ pub fn parse(url: &str, schemes: &[&str], example: &str) -> Result<DbUrl, String
             .password()
             .map(|raw| (Secret::new(decode(raw)), Secret::new(raw))),
         path: decode(parsed.path().trim_start_matches('/')),
+        // Percent-decoding only: `+` stays a plus, as the clients read it.
         params: parsed
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (decode(k), decode(v))
+            })
             .collect(),
     })
 }

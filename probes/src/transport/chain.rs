@@ -163,7 +163,7 @@ pub fn position(index: usize) -> String {
 }
 
 /// A problem for every certificate of the chain outside its validity dates at `now`.
-fn validity_problems(facts: &[CertFacts], now: SystemTime) -> Vec<Problem> {
+pub(crate) fn validity_problems(facts: &[CertFacts], now: SystemTime) -> Vec<Problem> {
     let mut out = Vec::new();
     for (i, c) in facts.iter().enumerate() {
         if now > c.not_after {
@@ -283,15 +283,20 @@ fn unknown_issuer_message(facts: &[CertFacts]) -> String {
 }
 
 /// A moment inside every certificate's validity if there is one, else `now`.
-fn trust_time(facts: &[CertFacts], now: SystemTime) -> UnixTime {
+pub(crate) fn trust_moment(facts: &[CertFacts], now: SystemTime) -> SystemTime {
     let latest_start = facts.iter().map(|c| c.not_before).max();
     let earliest_end = facts.iter().map(|c| c.not_after).min();
-    let t = match (latest_start, earliest_end) {
+    match (latest_start, earliest_end) {
         (Some(s), Some(e)) if s < e && (now < s || now > e) => {
             s + (e.duration_since(s).unwrap_or_default() / 2)
         }
         _ => now,
-    };
+    }
+}
+
+/// [`trust_moment`] for rustls.
+fn trust_time(facts: &[CertFacts], now: SystemTime) -> UnixTime {
+    let t = trust_moment(facts, now);
     UnixTime::since_unix_epoch(t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default())
 }
 

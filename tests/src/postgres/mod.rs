@@ -19,9 +19,11 @@ use std::process::Command;
 
 use crate::certs::{CertError, Identity};
 
+mod client;
 mod direct_tls;
 mod process;
 
+pub use client::psql_connects;
 pub use direct_tls::DirectTlsFront;
 pub use process::files_dir;
 use process::{base_dir, pg_tool, register, run, stop, template, unregister, write_owned};

@@ -27,7 +27,7 @@ use crate::transport::Io;
 use crate::transport::grpc::{self, GrpcFailure, channel_over, grpc_error};
 use crate::transport::http_client::HttpClient;
 use crate::transport::tap::Tap;
-use crate::transport::tls::TlsClient;
+use crate::transport::tls::{ClientRules, TlsClient};
 use crate::kinds::ProbeKind;
 use crate::{BuildError, Exec, ProbeEnv};
 
@@ -50,7 +50,7 @@ impl GrpcProbe {
         let (host, port, use_tls) = spec
             .endpoint()
             .ok_or_else(|| BuildError::Invalid(format!("`{}` is not a gRPC URL", spec.url)))?;
-        let tls = TlsClient::from_spec(&spec.tls, &["h2"])?;
+        let tls = TlsClient::from_spec(&spec.tls, &["h2"])?.with_rules(ClientRules::Curl);
         Ok(GrpcProbe {
             meta: ProbeMeta::new(
                 cfg,

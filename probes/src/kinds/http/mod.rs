@@ -22,7 +22,7 @@ use crate::outcome::{HttpFacts, Target};
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::http_client::HttpClient;
-use crate::transport::tls::TlsClient;
+use crate::transport::tls::{ClientRules, TlsClient};
 use crate::{BuildError, Exec, ProbeEnv};
 
 use super::ProbeKind;
@@ -178,7 +178,7 @@ impl HttpProbe {
             redirects_to_http: spec.follow_redirects_to_http,
             client: HttpClient::new(
                 spec.credentials(),
-                TlsClient::from_spec(&spec.tls, &["h2", "http/1.1"])?,
+                TlsClient::from_spec(&spec.tls, &["h2", "http/1.1"])?.with_rules(ClientRules::Curl),
                 env.dns.clone(),
                 "*/*",
                 spec.max_body_bytes,

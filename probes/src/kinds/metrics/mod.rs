@@ -29,7 +29,7 @@ use crate::outcome::{HttpFacts, Target, scrub};
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::http_client::{Answer, HttpClient, classify_status};
-use crate::transport::tls::TlsClient;
+use crate::transport::tls::{ClientRules, TlsClient};
 use crate::{BuildError, Exec, ProbeEnv};
 
 use super::ProbeKind;
@@ -73,7 +73,7 @@ impl MetricsProbe {
             max_body: spec.max_body_bytes,
             client: HttpClient::new(
                 spec.credentials(),
-                TlsClient::from_spec(&spec.tls, &["h2", "http/1.1"])?,
+                TlsClient::from_spec(&spec.tls, &["h2", "http/1.1"])?.with_rules(ClientRules::Curl),
                 env.dns.clone(),
                 ACCEPT,
                 spec.max_body_bytes,

@@ -28,7 +28,7 @@ use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::http_client::{HttpClient, classify_status};
 use crate::transport::tap::Tap;
-use crate::transport::tls::TlsClient;
+use crate::transport::tls::{ClientRules, TlsClient};
 use crate::transport::Dns;
 use crate::{BuildError, Exec, ProbeEnv};
 
@@ -133,7 +133,7 @@ impl OtlpProbe {
             OtlpProtocol::Grpc => &["h2"],
             OtlpProtocol::HttpProtobuf => &["h2", "http/1.1"],
         };
-        let tls = TlsClient::from_spec(&spec.tls, alpn)?;
+        let tls = TlsClient::from_spec(&spec.tls, alpn)?.with_rules(ClientRules::Curl);
         Ok(OtlpProbe {
             meta: ProbeMeta::new(
                 cfg,

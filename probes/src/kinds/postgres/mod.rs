@@ -14,6 +14,7 @@
 mod answer;
 pub mod bounded;
 mod classify;
+mod keyfile;
 pub mod spec;
 mod tls;
 
@@ -27,14 +28,14 @@ use tokio::time::Instant;
 use tokio_postgres::config::{SslMode as WireSslMode, SslNegotiation as WireNegotiation};
 use tokio_postgres::tls::{NoTls, TlsConnect};
 
-use spec::{PgTarget, PostgresSpec, SslMode, SslNegotiation};
+use spec::{PgTarget, PostgresSpec, SslCertMode, SslMode, SslNegotiation, TlsVersion};
 use depprobe_config::{ProbeConfig, Secret};
 
 use crate::outcome::Target;
 use crate::run::{ProbeError, ProbeMeta, Run, humanize};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::classify::ClientAuth;
-use crate::transport::tls::{Enforcement, TlsClient};
+use crate::transport::tls::{ClientRules, Enforcement, TlsClient, client_key_with, names};
 use crate::transport::{self, Dns};
 use crate::{BuildError, Exec, ProbeEnv};
 
@@ -88,10 +89,23 @@ impl PostgresProbe {
                     SslMode::VerifyCa => Enforcement::ChainOnly,
                     _ => Enforcement::ReportOnly,
                 };
-                Some(
-                    TlsClient::from_spec(&spec.tls_spec(&target), &[ALPN])?
-                        .with_enforcement(enforcement),
-                )
+                let tls_spec = spec.tls_spec(&target);
+                let mut client = TlsClient::from_spec(&tls_spec, &[ALPN])?
+                    .with_rules(ClientRules::Libpq)
+                    .with_enforcement(enforcement)
+                    .with_sni(target.sslsni && names::host_address(&target.host).is_none())
+                    .with_versions(
+                        target.versions.min <= TlsVersion::Tls12,
+                        target.versions.max >= TlsVersion::Tls13,
+                    );
+                if let (Some(cert), Some(key)) = (&target.sslcert, &target.sslkey) {
+                    let password = target.sslpassword.as_ref().map(Secret::expose);
+                    client = client.with_client_key(Some(client_key_with(cert, key, password)?));
+                }
+                if target.sslcertmode == SslCertMode::Disable {
+                    client = client.with_client_key(None);
+                }
+                Some(client)
             }
         };
         Ok(PostgresProbe {
@@ -118,8 +132,13 @@ impl PostgresProbe {
         run: &mut Run<'_>,
         limit: Option<Instant>,
     ) -> Result<TcpStream, ProbeError> {
-        let (host, port) = (&self.target.host, self.target.port);
-        let addrs = match transport::literal(host, port) {
+        // `hostaddr`: connect there; `host` is only the name verified.
+        let host = self.target.hostaddr.as_ref().unwrap_or(&self.target.host);
+        let port = self.target.port;
+        // An address as libpq reads one (getaddrinfo, inet_aton forms included).
+        let literal = names::host_address(host)
+            .map(|ip| vec![std::net::SocketAddr::new(ip, port)]);
+        let addrs = match literal {
             Some(addrs) => addrs,
             None => {
                 self.establishing(run, limit, Phase::Dns, self.dns.resolve(host, port))
@@ -195,6 +214,13 @@ impl PostgresProbe {
             .await
             .map_err(|e| direct_hint(e, direct))?;
         session.adopt(run);
+        if self.target.sslcertmode == SslCertMode::Require && !session.client_auth.asked {
+            return Err(ProbeError::new(
+                ErrorType::TlsHandshakeFailure,
+                Phase::Tls,
+                "server accepted connection without a valid SSL certificate (sslcertmode=require: the server did not ask for a client certificate)",
+            ));
+        }
         if direct && session.facts.alpn.as_deref() != Some(ALPN) {
             return Err(ProbeError::new(
                 ErrorType::TlsHandshakeFailure,
@@ -390,6 +416,12 @@ impl Exec for PostgresProbe {
             .insert("sslmode".into(), self.sslmode.as_str().into());
         let limit = self.target.connect_timeout.map(|d| Instant::now() + d);
 
+        if self.tls.is_some()
+            && self.target.sslcertmode != SslCertMode::Disable
+            && let Some(key) = &self.target.sslkey
+        {
+            keyfile::check(key)?;
+        }
         let tcp = self.dial(run, limit).await?;
         let channel = self.secure(run, limit, tcp).await?;
         let (answer, plain_because) = match channel {

@@ -16,7 +16,7 @@ use super::ProbeKind;
 use crate::outcome::Target;
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
-use crate::transport::tls::TlsClient;
+use crate::transport::tls::{ClientRules, TlsClient};
 use crate::transport::{self, Dns};
 use crate::{BuildError, Exec, ProbeEnv};
 
@@ -48,7 +48,7 @@ impl TlsProbe {
             meta: ProbeMeta::new(cfg, target),
             host,
             port,
-            tls: TlsClient::from_spec(&spec.tls, &[])?,
+            tls: TlsClient::from_spec(&spec.tls, &[])?.with_rules(ClientRules::Curl),
             dns: env.dns.clone(),
         })
     }

@@ -1,10 +1,12 @@
 //! The TLS client every probe shares.
 //!
 //! Verification is always on. To report what a server presented even when
-//! verification fails, the client installs a capturing verifier ([`verifier`]): it records the chain
-//! and then delegates to rustls' WebPKI verifier, whose verdict stands. Session
-//! resumption is off, since a resumed session skips the verifier (and the point of a
-//! probe is to see the certificate served today).
+//! verification fails, the client installs a capturing verifier ([`verifier`]): it
+//! records the chain and then delegates to the probe's client profile
+//! ([`profile`]): OpenSSL's verification with the rules of the kind's reference
+//! client (`openssl`, the default), or rustls' WebPKI verifier (`webpki`), whose
+//! verdict stands. Session resumption is off, since a resumed session skips the
+//! verifier (and the point of a probe is to see the certificate served today).
 //!
 //! Some protocols let a client connect without enforcing the verdict (libpq's
 //! `sslmode=require`). For them a client can be set to an [`Enforcement`] weaker than
@@ -12,7 +14,9 @@
 //! tolerated verdict holds is reported as a `cert_invalid` finding.
 
 mod expect;
+pub mod names;
 pub mod ocsp;
+pub mod profile;
 mod revocation;
 mod roots;
 mod verifier;
@@ -21,8 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use depprobe_config::{ExpiryWindow, OcspMode, TlsSpec};
-use rustls::client::{Resumption, WebPkiServerVerifier};
+use depprobe_config::{ClientProfile, ExpiryWindow, OcspMode, TlsSpec};
+use rustls::client::Resumption;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, SupportedProtocolVersion};
@@ -36,18 +40,23 @@ use crate::outcome::{Finding, FindingType, Problem, Severity, TlsFacts, rfc3339}
 use crate::run::ProbeError;
 use crate::taxonomy::{ErrorType, Phase};
 
-pub use roots::{TlsSetupError, client_key, provider, read_certs, verifier};
+pub use profile::ClientRules;
+use profile::{Legacy, OpenSslTrust, Verdict};
+pub use roots::{TlsSetupError, client_key, client_key_with, provider, read_certs, verifier};
 pub use verifier::Enforcement;
-use verifier::{AskRecorder, CaptureVerifier};
+use verifier::{AskRecorder, CaptureVerifier, Judge};
 
 /// How one probe speaks TLS; built once, used by every run.
 #[derive(Clone)]
 pub struct TlsClient {
-    verifier: Arc<WebPkiServerVerifier>,
+    /// Who judges the chain: the profile.
+    judge: Judge,
     versions: &'static [&'static SupportedProtocolVersion],
     alpn: Vec<Vec<u8>>,
     client_key: Option<Arc<CertifiedKey>>,
     server_name: Option<String>,
+    /// Whether SNI is sent.
+    sni: bool,
     enforcement: Enforcement,
     /// A certificate that expires within this is a `cert_expiring` finding.
     pub warn_before: ExpiryWindow,
@@ -74,6 +83,7 @@ impl std::fmt::Debug for TlsClient {
 }
 
 static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+static TLS12_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 static TLS12_AND_13: &[&SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
@@ -113,12 +123,21 @@ impl TlsClient {
             (Some(c), Some(k)) => Some(client_key(c, k)?),
             _ => None,
         };
+        let judge = match spec.client_profile.unwrap_or_default() {
+            ClientProfile::Webpki => Judge::WebPki(verifier(spec)?),
+            ClientProfile::Openssl => Judge::OpenSsl {
+                trust: OpenSslTrust::from_spec(spec)?,
+                rules: ClientRules::default(),
+                strict: spec.strict,
+            },
+        };
         Ok(TlsClient {
-            verifier: verifier(spec)?,
+            judge,
             versions,
             alpn,
             client_key,
             server_name: spec.server_name.clone(),
+            sni: true,
             enforcement: Enforcement::Full,
             warn_before: spec.warn_before,
             critical_before: spec.critical_before,
@@ -136,6 +155,37 @@ impl TlsClient {
     /// The same client offering other ALPN protocols.
     pub fn with_alpn(mut self, alpn: &[&str]) -> Self {
         self.alpn = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        self
+    }
+
+    /// The same client judging as `rules`' client does (under the `openssl`
+    /// profile; the kind's reference client: libpq, curl, ...).
+    pub fn with_rules(mut self, rules: ClientRules) -> Self {
+        if let Judge::OpenSsl { rules: r, .. } = &mut self.judge {
+            *r = rules;
+        }
+        self
+    }
+
+    /// The same client presenting `key` as its certificate (or none).
+    pub fn with_client_key(mut self, key: Option<Arc<CertifiedKey>>) -> Self {
+        self.client_key = key;
+        self
+    }
+
+    /// The same client sending SNI or not (libpq's `sslsni`).
+    pub fn with_sni(mut self, sni: bool) -> Self {
+        self.sni = sni;
+        self
+    }
+
+    /// The same client offering TLS 1.2 and/or 1.3 only.
+    pub fn with_versions(mut self, tls12: bool, tls13: bool) -> Self {
+        self.versions = match (tls12, tls13) {
+            (true, false) => TLS12_ONLY,
+            (false, true) => TLS13_ONLY,
+            _ => TLS12_AND_13,
+        };
         self
     }
 
@@ -165,18 +215,26 @@ impl TlsClient {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let name_text = self.server_name_for(host);
-        let name = ServerName::try_from(name_text.clone()).map_err(|_| {
-            ProbeError::new(
-                ErrorType::TlsProtocolError,
-                Phase::Tls,
-                format!("`{name_text}` is not a valid TLS server name"),
-            )
-        })?;
+        let name = match names::host_address(&name_text) {
+            // An address as C's inet_aton reads it (`192.000.002.001`): no SNI.
+            Some(ip) => ServerName::IpAddress(ip.into()),
+            None => ServerName::try_from(name_text.clone()).map_err(|_| {
+                ProbeError::new(
+                    ErrorType::TlsProtocolError,
+                    Phase::Tls,
+                    format!("`{name_text}` is not a valid TLS server name"),
+                )
+            })?,
+        };
         let capture = Arc::new(CaptureVerifier {
-            inner: self.verifier.clone(),
+            judge: self.judge.clone(),
+            algorithms: provider().signature_verification_algorithms,
+            host: name_text.clone(),
+            now,
             seen: Mutex::new(Vec::new()),
             enforcement: self.enforcement,
             tolerated: Mutex::new(None),
+            verdict: Mutex::new(None),
             staple: Mutex::new(Vec::new()),
         });
         let recorder = Arc::new(AskRecorder {
@@ -197,6 +255,7 @@ impl TlsClient {
         let seen = Seen {
             chain: capture.take(),
             tolerated: capture.take_tolerated(),
+            verdict: capture.take_verdict(),
             stapled: !staple.is_empty(),
             name,
             name_text,
@@ -231,6 +290,7 @@ impl TlsClient {
             .with_custom_certificate_verifier(capture)
             .with_client_cert_resolver(recorder);
         config.alpn_protocols = self.alpn.clone();
+        config.enable_sni = self.sni;
         config.resumption = Resumption::disabled();
         Ok(TlsConnector::from(Arc::new(config)))
     }
@@ -281,6 +341,11 @@ impl TlsClient {
                 self.tolerated_problems(&verdict, &chain_der, &facts, &seen.name, seen.now);
             facts.verified = invalid.is_empty();
             findings.extend(invalid.iter().map(|p| cert_invalid(p, &facts)));
+        }
+        if let Some(verdict) = seen.verdict {
+            facts.verified = verdict.problems.is_empty();
+            findings.extend(verdict.problems.iter().map(|p| cert_invalid(p, &facts)));
+            findings.extend(verdict.legacy.iter().map(|l| cert_legacy(l, &facts)));
         }
         TlsSession {
             stream,
@@ -339,14 +404,13 @@ impl TlsClient {
         let (class, message) = classify_handshake(e, client_auth);
         let facts_list = chain::facts(&seen.chain);
         let mut problems = Vec::new();
-        if is_chain_problem(class) {
-            problems = chain::problems(
-                &seen.chain,
-                &facts_list,
-                &seen.name,
-                &self.verifier,
-                seen.now,
-            );
+        match (&self.judge, seen.verdict) {
+            (_, Some(verdict)) if !verdict.problems.is_empty() => problems = verdict.problems,
+            (Judge::WebPki(verifier), _) if is_chain_problem(class) => {
+                problems =
+                    chain::problems(&seen.chain, &facts_list, &seen.name, verifier, seen.now);
+            }
+            _ => {}
         }
         if !problems.iter().any(|p| p.class == class) {
             problems.push(Problem { class, message });
@@ -381,7 +445,12 @@ impl TlsClient {
         name: &ServerName<'static>,
         now: SystemTime,
     ) -> Vec<Problem> {
-        let mut problems = chain::problems(chain_der, &facts.chain, name, &self.verifier, now);
+        let mut problems = match &self.judge {
+            Judge::WebPki(verifier) => {
+                chain::problems(chain_der, &facts.chain, name, verifier, now)
+            }
+            Judge::OpenSsl { .. } => Vec::new(),
+        };
         if problems.is_empty() {
             let (class, message) = classify(verdict, ClientAuth::default());
             problems.push(Problem { class, message });
@@ -401,6 +470,8 @@ struct Seen {
     chain: Vec<CertificateDer<'static>>,
     /// A failed verdict the enforcement let through.
     tolerated: Option<rustls::Error>,
+    /// The `openssl` profile's verdict.
+    verdict: Option<Verdict>,
     /// Whether the server stapled an OCSP response.
     stapled: bool,
     /// The name verified.
@@ -442,6 +513,23 @@ fn cert_invalid(problem: &Problem, facts: &TlsFacts) -> Finding {
             .with("issuer", leaf.issuer.clone())
             .with("not_before", rfc3339(leaf.not_before))
             .with("not_after", rfc3339(leaf.not_after))
+            .with("sha256", leaf.sha256.clone());
+    }
+    finding
+}
+
+/// The `cert_legacy` notice for what the profile accepted and stricter clients
+/// refuse.
+fn cert_legacy(legacy: &Legacy, facts: &TlsFacts) -> Finding {
+    let mut finding = Finding::new(
+        FindingType::CERT_LEGACY,
+        Severity::Notice,
+        legacy.message.clone(),
+    )
+    .with("legacy", legacy.what);
+    if let Some(leaf) = facts.leaf() {
+        finding = finding
+            .with("subject", leaf.subject.clone())
             .with("sha256", leaf.sha256.clone());
     }
     finding

@@ -103,7 +103,7 @@ fn verifier_cache() -> &'static Mutex<HashMap<VerifierKey, Arc<WebPkiServerVerif
 /// every `ca_file` many times over must not grow it for ever).
 const MAX_VERIFIERS: usize = 256;
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
+pub(super) fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
     let cap = depprobe_config::files::MAX_PEM_BYTES;
     depprobe_config::files::read_bounded(path, cap).map_err(|source| TlsSetupError::Read {
         path: path.to_owned(),
@@ -199,7 +199,9 @@ pub fn verifier(spec: &TlsSpec) -> Result<Arc<WebPkiServerVerifier>, TlsSetupErr
     Ok(v)
 }
 
-/// A client certificate and key, loaded from PEM files.
+/// A client certificate and key, loaded from PEM files. The certificate may be
+/// X.509 v1 (OpenSSL-based servers accept one; rustls' own check of a key against
+/// its certificate would refuse it), so the match is checked on the public key.
 pub fn client_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsSetupError> {
     let certs = read_certs(cert)?;
     let key_pem = read(key)?;
@@ -207,15 +209,82 @@ pub fn client_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsSetup
         path: key.to_owned(),
         what: "private key",
     })?;
-    let ck = CertifiedKey::from_der(certs, key_der, &provider()).map_err(|source| {
-        TlsSetupError::Rejected {
-            what: format!(
-                "client certificate {} with key {}",
-                cert.display(),
-                key.display()
-            ),
-            source,
+    certified_key(certs, key_der, cert, key)
+}
+
+/// A client certificate and key as libpq reads them: the key in PEM, encrypted
+/// PEM (with `password`) or DER; the certificate in PEM (v1 or v3).
+pub fn client_key_with(
+    cert: &Path,
+    key: &Path,
+    password: Option<&str>,
+) -> Result<Arc<CertifiedKey>, TlsSetupError> {
+    use openssl::pkey::PKey;
+    let certs = read_certs(cert)?;
+    let bytes = read(key)?;
+    let rejected = |reason: String| TlsSetupError::Malformed {
+        path: key.to_owned(),
+        what: "private key",
+        reason,
+    };
+    let looks_pem = bytes.starts_with(b"-----") || bytes.windows(11).any(|w| w == b"-----BEGIN ");
+    let pkey = if looks_pem {
+        match password {
+            Some(p) => PKey::private_key_from_pem_passphrase(&bytes, p.as_bytes()),
+            // No passphrase: an encrypted key fails here, as libpq fails without
+            // `sslpassword` (it never prompts).
+            None => PKey::private_key_from_pem_callback(&bytes, |_| Ok(0)),
         }
-    })?;
-    Ok(Arc::new(ck))
+        .map_err(|_| {
+            rejected(match password {
+                Some(_) => "it cannot be read with sslpassword (wrong passphrase?)".into(),
+                None => "it cannot be read (an encrypted key needs sslpassword)".into(),
+            })
+        })?
+    } else {
+        PKey::private_key_from_der(&bytes).map_err(|e| rejected(e.to_string()))?
+    };
+    let pkcs8 = pkey
+        .private_key_to_pkcs8()
+        .map_err(|e| rejected(e.to_string()))?;
+    let der = PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8));
+    certified_key(certs, der, cert, key)
+}
+
+/// The certified key of `certs` and `key_der`, once the key is known to be the
+/// certificate's.
+pub(crate) fn certified_key(
+    certs: Vec<CertificateDer<'static>>,
+    key_der: PrivateKeyDer<'static>,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<CertifiedKey>, TlsSetupError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let what = || {
+        format!(
+            "client certificate {} with key {}",
+            cert.display(),
+            key.display()
+        )
+    };
+    let signing = provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|source| TlsSetupError::Rejected {
+            what: what(),
+            source,
+        })?;
+    let leaf_spki = certs
+        .first()
+        .and_then(|c| X509Certificate::from_der(c.as_ref()).ok())
+        .map(|(_, c)| c.public_key().raw.to_vec());
+    if let (Some(cert_key), Some(own)) = (leaf_spki, signing.public_key())
+        && cert_key != own.as_ref()
+    {
+        return Err(TlsSetupError::Rejected {
+            what: what(),
+            source: rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch),
+        });
+    }
+    Ok(Arc::new(CertifiedKey::new(certs, signing)))
 }

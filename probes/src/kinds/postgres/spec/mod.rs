@@ -17,7 +17,7 @@ use depprobe_config::Secret;
 mod target;
 mod uri;
 
-pub use target::{PgTarget, RootCert};
+pub use target::{PgTarget, RootCert, TlsVersions};
 use uri::decode;
 
 /// PostgreSQL's port.
@@ -32,6 +32,14 @@ pub const URL_PARAMETERS: &[&str] = &[
     "sslnegotiation",
     "connect_timeout",
     "application_name",
+    "hostaddr",
+    "sslcrl",
+    "sslcrldir",
+    "sslcertmode",
+    "sslpassword",
+    "sslsni",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
 ];
 
 /// Settings of a `postgres` probe.
@@ -81,6 +89,33 @@ pub struct PostgresSpec {
     /// `application_name` shown in `pg_stat_activity` (default `depprobe`).
     #[serde(default)]
     pub application_name: Option<String>,
+    /// The address to connect to, without a name lookup; `host` stays the name
+    /// verified and sent in SNI (libpq's `hostaddr`).
+    #[serde(default)]
+    pub hostaddr: Option<String>,
+    /// PEM file of CRLs, read when `sslrootcert` is a file (libpq's `sslcrl`); a
+    /// file that does not exist is ignored, as libpq ignores it.
+    #[serde(default)]
+    pub sslcrl: Option<PathBuf>,
+    /// Directory of CRLs in `openssl rehash` form (libpq's `sslcrldir`).
+    #[serde(default)]
+    pub sslcrldir: Option<PathBuf>,
+    /// `disable` (never send a client certificate), `allow` (send one when
+    /// configured, the default) or `require` (fail when the server asks for none).
+    #[serde(default)]
+    pub sslcertmode: Option<SslCertMode>,
+    /// Passphrase of an encrypted `sslkey` (usually `${ENV}`).
+    #[serde(default)]
+    pub sslpassword: Option<Secret>,
+    /// Whether SNI is sent (libpq's `sslsni`, default true).
+    #[serde(default)]
+    pub sslsni: Option<bool>,
+    /// Lowest TLS version: `TLSv1.2` (libpq's default) or `TLSv1.3`.
+    #[serde(default)]
+    pub ssl_min_protocol_version: Option<TlsVersion>,
+    /// Highest TLS version: `TLSv1.2` or `TLSv1.3`.
+    #[serde(default)]
+    pub ssl_max_protocol_version: Option<TlsVersion>,
     /// The query run after login.
     #[serde(default = "default_query")]
     pub query: String,
@@ -162,6 +197,63 @@ impl std::fmt::Display for SslMode {
     }
 }
 
+/// libpq's `sslcertmode`: whether a client certificate is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SslCertMode {
+    /// Never sent, even when configured.
+    Disable,
+    /// Sent when configured and asked for.
+    #[default]
+    Allow,
+    /// The server must ask for one (a server that does not is a failure).
+    Require,
+}
+
+impl SslCertMode {
+    /// The mode named `name`.
+    pub fn from_name(name: &str) -> Option<SslCertMode> {
+        match name {
+            "disable" => Some(SslCertMode::Disable),
+            "allow" => Some(SslCertMode::Allow),
+            "require" => Some(SslCertMode::Require),
+            _ => None,
+        }
+    }
+}
+
+/// A TLS version as libpq names it (`ssl_min_protocol_version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+pub enum TlsVersion {
+    /// `TLSv1` (not spoken by depprobe).
+    #[serde(rename = "TLSv1")]
+    Tls10,
+    /// `TLSv1.1` (not spoken by depprobe).
+    #[serde(rename = "TLSv1.1")]
+    Tls11,
+    /// `TLSv1.2`.
+    #[serde(rename = "TLSv1.2")]
+    Tls12,
+    /// `TLSv1.3`.
+    #[serde(rename = "TLSv1.3")]
+    Tls13,
+}
+
+impl TlsVersion {
+    /// The version libpq names `name`.
+    pub fn from_name(name: &str) -> Result<TlsVersion, String> {
+        match name {
+            "TLSv1" => Ok(TlsVersion::Tls10),
+            "TLSv1.1" => Ok(TlsVersion::Tls11),
+            "TLSv1.2" => Ok(TlsVersion::Tls12),
+            "TLSv1.3" => Ok(TlsVersion::Tls13),
+            other => Err(format!(
+                "`{other}` is not a TLS version libpq names (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)"
+            )),
+        }
+    }
+}
+
 /// How TLS is started: libpq's `sslnegotiation`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -188,12 +280,22 @@ impl PostgresSpec {
     /// decoded).
     pub fn inline_secrets(&self) -> Vec<Secret> {
         let mut out: Vec<Secret> = self.password.iter().cloned().collect();
+        out.extend(self.sslpassword.iter().cloned());
         if let Some(url) = &self.url
             && let Ok(parsed) = url::Url::parse(url.expose())
             && let Some(raw) = parsed.password()
         {
             out.push(Secret::new(raw));
             out.push(Secret::new(decode(raw)));
+        }
+        if let Some(url) = &self.url
+            && let Ok(parsed) = url::Url::parse(url.expose())
+        {
+            for (k, v) in uri::query_params(&parsed) {
+                if k == "sslpassword" {
+                    out.push(Secret::new(v));
+                }
+            }
         }
         out
     }

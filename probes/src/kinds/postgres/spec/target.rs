@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::uri::{UrlParts, parse_url};
-use super::{DEFAULT_PORT, PostgresSpec, SslMode, SslNegotiation};
+use super::{DEFAULT_PORT, PostgresSpec, SslCertMode, SslMode, SslNegotiation, TlsVersion};
 use depprobe_config::TlsSpec;
 use depprobe_config::{Secret, SecretSource};
 
@@ -45,6 +45,29 @@ pub struct PgTarget {
     pub connect_timeout: Option<Duration>,
     /// `application_name`.
     pub application_name: String,
+    /// `hostaddr`: where to connect (`host` is then only the name verified).
+    pub hostaddr: Option<String>,
+    /// `sslcrl`.
+    pub sslcrl: Option<PathBuf>,
+    /// `sslcrldir`.
+    pub sslcrldir: Option<PathBuf>,
+    /// `sslcertmode`.
+    pub sslcertmode: SslCertMode,
+    /// `sslpassword`.
+    pub sslpassword: Option<Secret>,
+    /// `sslsni`.
+    pub sslsni: bool,
+    /// `ssl_min_protocol_version` / `ssl_max_protocol_version`.
+    pub versions: TlsVersions,
+}
+
+/// The TLS versions libpq would offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsVersions {
+    /// Lowest (libpq's default: TLSv1.2).
+    pub min: TlsVersion,
+    /// Highest (default: the newest).
+    pub max: TlsVersion,
 }
 
 impl PgTarget {
@@ -134,6 +157,53 @@ impl PostgresSpec {
         .unwrap_or_else(|| "depprobe".into());
 
         let password = self.password_source(url.password, &mut errors);
+        let hostaddr = one_of(&mut errors, "hostaddr", url.hostaddr, self.hostaddr.clone());
+        if let Some(a) = &hostaddr
+            && crate::transport::tls::names::host_address(a).is_none()
+        {
+            errors.push((
+                "hostaddr",
+                format!("hostaddr `{a}` is not a numeric address (libpq: use `host` for a name)"),
+            ));
+        }
+        let sslcrl = one_of(&mut errors, "sslcrl", url.sslcrl, self.sslcrl.clone());
+        let sslcrldir = one_of(&mut errors, "sslcrldir", url.sslcrldir, self.sslcrldir.clone());
+        let sslcertmode = one_of(&mut errors, "sslcertmode", url.sslcertmode, self.sslcertmode)
+            .unwrap_or_default();
+        let sslpassword = one_of(
+            &mut errors,
+            "sslpassword",
+            url.sslpassword.map(Secret::new),
+            self.sslpassword.clone(),
+        );
+        let sslsni = one_of(&mut errors, "sslsni", url.sslsni, self.sslsni).unwrap_or(true);
+        let versions = TlsVersions {
+            min: one_of(
+                &mut errors,
+                "ssl_min_protocol_version",
+                url.ssl_min_protocol_version,
+                self.ssl_min_protocol_version,
+            )
+            .unwrap_or(TlsVersion::Tls12),
+            max: one_of(
+                &mut errors,
+                "ssl_max_protocol_version",
+                url.ssl_max_protocol_version,
+                self.ssl_max_protocol_version,
+            )
+            .unwrap_or(TlsVersion::Tls13),
+        };
+        if versions.max < TlsVersion::Tls12 {
+            errors.push((
+                "ssl_max_protocol_version",
+                "depprobe speaks TLS 1.2 and 1.3 only: ssl_max_protocol_version must be TLSv1.2 or TLSv1.3".into(),
+            ));
+        } else if versions.min > versions.max {
+            errors.push((
+                "ssl_min_protocol_version",
+                "ssl_min_protocol_version is above ssl_max_protocol_version".into(),
+            ));
+        }
 
         let Some(host) = host.filter(|h| !h.trim().is_empty()) else {
             errors.push((
@@ -178,6 +248,13 @@ impl PostgresSpec {
             sslnegotiation,
             connect_timeout,
             application_name,
+            hostaddr,
+            sslcrl,
+            sslcrldir,
+            sslcertmode,
+            sslpassword,
+            sslsni,
+            versions,
         })
     }
 
@@ -267,22 +344,32 @@ impl PostgresSpec {
         }
     }
 
-    /// The TLS settings in force: `tls:` with `sslrootcert`, `sslcert` and `sslkey`
-    /// applied (`sslrootcert=FILE` trusts only that file, as libpq does).
+    /// The TLS settings in force: `tls:` with `sslrootcert`, `sslcrl` and
+    /// `sslcrldir` applied (`sslrootcert=FILE` trusts only that file, as libpq does).
     pub fn tls_spec(&self, target: &PgTarget) -> TlsSpec {
         let mut tls = self.tls.clone();
         match &target.sslrootcert {
             Some(RootCert::File(path)) => {
                 tls.ca_file = Some(path.clone());
                 tls.system_roots = false;
+                // libpq loads CRLs only beside a root file, and ignores a CRL
+                // file that does not exist.
+                // X509_STORE_load_locations stops at a file it cannot load.
+                let file_ok = target.sslcrl.as_ref().is_none_or(|p| p.is_file());
+                if file_ok {
+                    if target.sslcrl.is_some() {
+                        tls.crl_file = target.sslcrl.clone();
+                    }
+                    if target.sslcrldir.is_some() {
+                        tls.crl_dir = target.sslcrldir.clone();
+                    }
+                }
             }
             Some(RootCert::System) => tls.system_roots = true,
             None => {}
         }
-        if let (Some(cert), Some(key)) = (&target.sslcert, &target.sslkey) {
-            tls.cert_file = Some(cert.clone());
-            tls.key_file = Some(key.clone());
-        }
+        // `sslcert`/`sslkey` are loaded by the probe, as libpq reads them
+        // (encrypted with `sslpassword`, DER, permissions checked).
         tls
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
 
-use super::{SslMode, SslNegotiation, URL_PARAMETERS};
+use super::{SslCertMode, SslMode, SslNegotiation, TlsVersion, URL_PARAMETERS};
 
 /// What the URL says, before it is merged with the fields.
 #[derive(Default)]
@@ -23,6 +23,28 @@ pub(super) struct UrlParts {
     pub(super) sslnegotiation: Option<SslNegotiation>,
     pub(super) connect_timeout: Option<Option<Duration>>,
     pub(super) application_name: Option<String>,
+    pub(super) hostaddr: Option<String>,
+    pub(super) sslcrl: Option<PathBuf>,
+    pub(super) sslcrldir: Option<PathBuf>,
+    pub(super) sslcertmode: Option<SslCertMode>,
+    pub(super) sslpassword: Option<String>,
+    pub(super) sslsni: Option<bool>,
+    pub(super) ssl_min_protocol_version: Option<TlsVersion>,
+    pub(super) ssl_max_protocol_version: Option<TlsVersion>,
+}
+
+/// The query parameters of `url`, percent-decoded only: libpq does not read `+` as
+/// a space (`root+server_ca.crt` is that file).
+pub(super) fn query_params(url: &url::Url) -> Vec<(String, String)> {
+    url.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
 }
 
 pub(super) fn decode(text: &str) -> String {
@@ -73,9 +95,8 @@ pub(super) fn parse_url(url: &str) -> Result<UrlParts, String> {
     if parsed.fragment().is_some() {
         return Err("the URL must not have a #fragment".into());
     }
-    for (key, value) in parsed.query_pairs() {
-        let value = value.into_owned();
-        match key.as_ref() {
+    for (key, value) in query_params(&parsed) {
+        match key.as_str() {
             "sslmode" => {
                 parts.sslmode =
                     Some(SslMode::from_name(&value).ok_or_else(|| {
@@ -97,6 +118,28 @@ pub(super) fn parse_url(url: &str) -> Result<UrlParts, String> {
             "sslcert" => parts.sslcert = Some(PathBuf::from(value)),
             "sslkey" => parts.sslkey = Some(PathBuf::from(value)),
             "application_name" => parts.application_name = Some(value),
+            "hostaddr" => parts.hostaddr = Some(value),
+            "sslcrl" => parts.sslcrl = Some(PathBuf::from(value)),
+            "sslcrldir" => parts.sslcrldir = Some(PathBuf::from(value)),
+            "sslpassword" => parts.sslpassword = Some(value),
+            "sslcertmode" => {
+                parts.sslcertmode = Some(SslCertMode::from_name(&value).ok_or_else(|| {
+                    format!("sslcertmode `{value}` is not disable, allow or require")
+                })?);
+            }
+            "sslsni" => {
+                parts.sslsni = Some(match value.as_str() {
+                    "1" => true,
+                    "0" => false,
+                    other => return Err(format!("sslsni `{other}` is not 0 or 1")),
+                });
+            }
+            "ssl_min_protocol_version" => {
+                parts.ssl_min_protocol_version = Some(TlsVersion::from_name(&value)?);
+            }
+            "ssl_max_protocol_version" => {
+                parts.ssl_max_protocol_version = Some(TlsVersion::from_name(&value)?);
+            }
             "connect_timeout" => {
                 // libpq: whole seconds; zero or less means no limit.
                 let secs: i64 = value.trim().parse().map_err(|_| {
@@ -131,6 +174,17 @@ fn mode_names() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_are_percent_decoded_only() {
+        let parts = parse_url(
+            "postgres://u@h/db?sslrootcert=ssl/root+server_ca.crt&sslcrl=a%2Bb.crl&sslsni=0",
+        )
+        .unwrap();
+        assert_eq!(parts.sslrootcert.as_deref(), Some("ssl/root+server_ca.crt"));
+        assert_eq!(parts.sslcrl, Some(PathBuf::from("a+b.crl")));
+        assert_eq!(parts.sslsni, Some(false));
+    }
 
     #[test]
     fn a_password_holding_a_slash_question_mark_or_hash_is_never_echoed() {
