@@ -146,3 +146,57 @@ async fn a_body_cut_short_without_close_notify_is_still_incomplete() {
     .unwrap();
     assert_eq!(o.status, Status::Down, "{o:#?}");
 }
+
+/// A MariaDB server that refuses the client's host before its greeting (error
+/// 1130, an ERR packet without SQL state): the mariadb client says
+/// `ERROR 1130 ... is not allowed to connect` (with `--skip-ssl`, as the probe's
+/// `ssl-mode=DISABLED`; with TLS asked for, it prints the same error as one it
+/// cannot authenticate); the probe says `auth_rejected`.
+#[tokio::test]
+async fn a_host_refused_before_the_greeting_is_auth_rejected_as_the_client_says() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut payload = vec![0xff, 0x6a, 0x04];
+            payload.extend_from_slice(
+                b"Host '127.0.0.1' is not allowed to connect to this MariaDB server",
+            );
+            let mut packet = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+            packet.push(0);
+            packet.extend_from_slice(&payload);
+            let _ = tcp.write_all(&packet).await;
+        }
+    });
+    let client = Command::new("mariadb")
+        .args([
+            "--skip-ssl",
+            "--protocol=TCP",
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "probe",
+            "-e",
+            "SELECT 1",
+        ])
+        .arg(format!("-P{port}"))
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&client.stderr);
+    assert!(!client.status.success(), "{said}");
+    assert!(said.contains("ERROR 1130"), "{said}");
+
+    let o = run_once(&format!(
+        "name: db\nkind: mysql\nurl: mysql://probe@127.0.0.1:{port}/app?ssl-mode=DISABLED\npassword: not-sent\ntimeout: 3s\n"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(o.status, Status::Down, "{o:#?}");
+    assert_eq!(o.error_type, Some(ErrorType::AuthRejected), "{o:#?}");
+    let message = &o.message;
+    assert!(
+        message.contains("1130") && message.contains("not allowed to connect"),
+        "{message}"
+    );
+}

@@ -164,11 +164,35 @@ pub fn server_error(payload: &[u8]) -> ServerError {
                 ),
             }
         }
-        _ => ServerError {
+        _ => pre_greeting_error(payload).unwrap_or_else(|| ServerError {
             code: 0,
             text: "an error packet that could not be read".into(),
-        },
+        }),
     }
+}
+
+/// An ERR packet as a server sends it before its greeting (`Host ... is not
+/// allowed to connect`, `Too many connections`): the error number and the message,
+/// with no SQL state, since no capabilities were agreed yet.
+fn pre_greeting_error(payload: &[u8]) -> Option<ServerError> {
+    let [0xff, low, high, rest @ ..] = payload else {
+        return None;
+    };
+    let code = u16::from_le_bytes([*low, *high]);
+    let (state, message) = match rest {
+        [b'#', state @ .., ] if state.len() >= 5 => (
+            format!(" ({})", String::from_utf8_lossy(&state[..5])),
+            &state[5..],
+        ),
+        _ => (String::new(), rest),
+    };
+    Some(ServerError {
+        code,
+        text: format!(
+            "error {code}{state}: {}",
+            snippet(&String::from_utf8_lossy(message))
+        ),
+    })
 }
 
 /// At most 200 characters of `text`.
@@ -182,6 +206,18 @@ pub fn snippet(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_before_the_greeting_is_read_without_a_sql_state() {
+        let mut payload = vec![0xff, 0x6a, 0x04];
+        payload.extend_from_slice(b"Host '127.0.0.1' is not allowed to connect to this MariaDB server");
+        let e = server_error(&payload);
+        assert_eq!(e.code, 1130);
+        assert_eq!(
+            e.text,
+            "error 1130: Host '127.0.0.1' is not allowed to connect to this MariaDB server"
+        );
+    }
 
     #[tokio::test]
     async fn a_huge_length_is_refused_before_reading_it() {
