@@ -176,6 +176,23 @@ async fn rejected_token_is_auth_rejected_and_never_shown() {
     assert_eq!(o.status, Status::Up, "{o:#?}");
 }
 
+/// UNAUTHENTICATED to a call that carried no token, in words that name a token
+/// ("invalid or missing token"), is `auth_rejected`: there was no token to rotate
+/// (`jwt_rejected` needs a bearer token sent). Before, it was `jwt_rejected` ("the
+/// token was refused: rotate or re-issue it").
+#[tokio::test]
+async fn unauthenticated_without_a_token_is_auth_rejected_not_jwt_rejected() {
+    let c = case();
+    let s = c.server(Validity::current(), Some("good-token-123")).await;
+    let o = c.probe(&s.url(), "").await;
+    assert_down(&o, ErrorType::AuthRejected, Phase::Request);
+    assert!(
+        o.message.contains("invalid or missing token"),
+        "{}",
+        o.message
+    );
+}
+
 #[tokio::test]
 async fn not_serving_and_unknown_services_are_down_with_their_status() {
     let c = case();

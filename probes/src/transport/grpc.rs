@@ -105,7 +105,16 @@ pub async fn channel_over<IO: Io + 'static>(
 /// reset), else the gRPC status (`UNAUTHENTICATED` naming a token is
 /// `jwt_rejected`; `UNAUTHENTICATED` / `PERMISSION_DENIED` are `auth_rejected`;
 /// the other codes are `http_status`, with the code in the message).
-pub fn grpc_error(failure: GrpcFailure, slot: &TapSlot, auth: ClientAuth) -> ProbeError {
+/// `UNAUTHENTICATED` is `jwt_rejected` only when the call carried a bearer token
+/// (`bearer_sent`, see [`carries_bearer`]) and the server's words name a token;
+/// without one, the server asked for credentials the probe did not send:
+/// `auth_rejected`.
+pub fn grpc_error(
+    failure: GrpcFailure,
+    slot: &TapSlot,
+    auth: ClientAuth,
+    bearer_sent: bool,
+) -> ProbeError {
     let tapped = slot.lock().ok().and_then(|s| s.clone());
     match tapped {
         Some(Tapped { tls: Some(tls), .. }) => {
@@ -136,7 +145,8 @@ pub fn grpc_error(failure: GrpcFailure, slot: &TapSlot, auth: ClientAuth) -> Pro
     let code = status.code();
     let class = match code {
         Code::Unauthenticated
-            if is_jwt_rejection(&http::HeaderMap::new(), status.message().as_bytes()) =>
+            if bearer_sent
+                && is_jwt_rejection(&http::HeaderMap::new(), status.message().as_bytes()) =>
         {
             ErrorType::JwtRejected
         }
@@ -144,6 +154,15 @@ pub fn grpc_error(failure: GrpcFailure, slot: &TapSlot, auth: ClientAuth) -> Pro
         _ => ErrorType::HttpStatus,
     };
     ProbeError::new(class, Phase::Request, status_text(&status))
+}
+
+/// Whether `metadata` carries `authorization: Bearer ...`.
+pub fn carries_bearer(metadata: &tonic::metadata::MetadataMap) -> bool {
+    metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(..7))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "))
 }
 
 /// "gRPC UNAVAILABLE (14): the message".

@@ -28,7 +28,9 @@ pub struct GrpcHealthServer {
 pub struct GrpcHealthOptions {
     /// Serve TLS with this certificate (cleartext HTTP/2 without).
     pub identity: Option<Identity>,
-    /// Refuse calls without `authorization: Bearer <token>` (UNAUTHENTICATED).
+    /// Refuse calls without `authorization: Bearer <token>` (UNAUTHENTICATED:
+    /// "invalid or missing token" when none came, "missing or wrong credentials"
+    /// for another).
     pub token: Option<String>,
 }
 
@@ -60,12 +62,13 @@ impl GrpcHealthServer {
                     .metadata()
                     .get("authorization")
                     .and_then(|v| v.to_str().ok());
-                if got == Some(want.as_str()) {
-                    Ok(req)
-                } else {
-                    Err(tonic::Status::unauthenticated(
+                match got {
+                    Some(got) if got == want.as_str() => Ok(req),
+                    Some(_) => Err(tonic::Status::unauthenticated(
                         "missing or wrong credentials",
-                    ))
+                    )),
+                    // As many interceptors word it, whether a token came or not.
+                    None => Err(tonic::Status::unauthenticated("invalid or missing token")),
                 }
             }
         };

@@ -124,6 +124,7 @@ impl Exec for GrpcProbe {
         let (io, auth) =
             crate::transport::open(run, &self.dns, &self.host, port, self.tls.as_ref()).await?;
         let metadata = grpc::metadata(&self.client, authorization.as_ref(), &run.trace_headers())?;
+        let bearer_sent = grpc::carries_bearer(&metadata);
         let (io, slot) = Tap::new(io);
         // `host` keeps the brackets of an IPv6 literal.
         let authority = format!("http://{}:{port}", self.host);
@@ -140,7 +141,7 @@ impl Exec for GrpcProbe {
                     run.details
                         .insert("grpc.status_code".into(), (s.code() as i32).into());
                 }
-                let mut e = grpc_error(failure, &slot, auth);
+                let mut e = grpc_error(failure, &slot, auth, bearer_sent);
                 if e.class == ErrorType::HttpStatus {
                     e.message = format!(
                         "the health check of {} failed: {}",

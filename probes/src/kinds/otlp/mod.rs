@@ -216,6 +216,7 @@ impl OtlpProbe {
         let (io, auth) = crate::transport::open(run, &self.dns, &host, port, tls).await?;
         let metadata =
             grpc_transport::metadata(&self.client, authorization, &run.trace_headers())?;
+        let bearer_sent = grpc_transport::carries_bearer(&metadata);
         let (io, slot) = Tap::new(io);
         let authority = format!("http://{host}:{port}");
         let exported = run
@@ -224,7 +225,7 @@ impl OtlpProbe {
                 grpc_export(io, &authority, self.signal, &self.meta.name, now, metadata),
             )
             .await?;
-        exported.map_err(|failure| grpc_error(failure, &slot, auth))
+        exported.map_err(|failure| grpc_error(failure, &slot, auth, bearer_sent))
     }
 }
 
