@@ -200,3 +200,106 @@ async fn a_host_refused_before_the_greeting_is_auth_rejected_as_the_client_says(
         "{message}"
     );
 }
+
+/// nginx with `ssl_verify_client on`, serving on `port` with `leaf`, trusting
+/// `client_ca` for client certificates; stopped when dropped.
+struct Nginx {
+    child: std::process::Child,
+    _scratch: Scratch,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn nginx_requiring_client_certificates(server: &Ca, client_ca: &Ca) -> (Nginx, u16) {
+    let scratch = Scratch::new().unwrap();
+    let dir = scratch.path("");
+    let leaf = server.leaf(&["localhost"], Validity::current()).unwrap();
+    let (cert, key) = leaf.write(&dir, "nginx").unwrap();
+    let client_ca_file = scratch.ca(client_ca).unwrap();
+    let port = depprobe_tests::servers::free_port().unwrap();
+    let d = dir.display();
+    let config = format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    server_name localhost;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_client_certificate {};\n    ssl_verify_client on;\n    location / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n",
+        cert.display(),
+        key.display(),
+        client_ca_file.display()
+    );
+    let conf = scratch.write("nginx.conf", &config).unwrap();
+    let child = std::process::Command::new("nginx")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let nginx = Nginx {
+        child,
+        _scratch: scratch,
+    };
+    // nginx has no readiness notification: ready once its port accepts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "nginx did not start");
+        tokio::task::yield_now().await;
+    }
+    (nginx, port)
+}
+
+/// nginx's answer to a client without a certificate, after a handshake that asked
+/// for one: HTTP 400 "No required SSL certificate was sent". curl gets that 400;
+/// the probe names the cause: `tls_client_cert_required` (before, `http_status`).
+#[tokio::test]
+async fn nginx_asking_for_a_client_certificate_is_tls_client_cert_required() {
+    let server_ca = Ca::root("Parity Server CA").unwrap();
+    let client_ca = Ca::root("Parity Client CA").unwrap();
+    let (_nginx, port) = nginx_requiring_client_certificates(&server_ca, &client_ca).await;
+    let scratch = Scratch::new().unwrap();
+    let ca_file = scratch.ca(&server_ca).unwrap();
+    let url = format!("https://localhost:{port}/");
+
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(&ca_file)
+        .arg(&url)
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.ends_with("\n400"), "{said}");
+    assert!(
+        said.contains("No required SSL certificate was sent"),
+        "{said}"
+    );
+
+    let o = run_once(&format!(
+        "name: mtls-api\nkind: http\nurl: {url}\ntimeout: 5s\ntls:\n  ca_file: {}\n",
+        ca_file.display()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(o.status, Status::Down, "{o:#?}");
+    assert_eq!(
+        o.error_type,
+        Some(ErrorType::TlsClientCertRequired),
+        "{o:#?}"
+    );
+    assert!(o.message.contains("HTTP 400"), "{}", o.message);
+}

@@ -80,6 +80,9 @@ pub struct Answer {
     /// The server ended the connection without TLS `close_notify` (the answer was
     /// read to that end, as curl reads it).
     pub unclean_close: bool,
+    /// Whether the handshake carried a CertificateRequest, and whether the probe
+    /// answered it with a certificate.
+    pub client_auth: ClientAuth,
 }
 
 impl Answer {
@@ -346,6 +349,34 @@ pub fn classify_status(answer: &Answer) -> ProbeError {
             "HTTP 526 (Invalid SSL Certificate): the CDN in front rejects the origin's certificate"
                 .to_owned(),
         ),
+        // nginx with `ssl_verify_client on` completes a handshake without a client
+        // certificate and answers 400 "No required SSL certificate was sent" (496
+        // with `error_page`); the handshake had asked for one.
+        400 | 496
+            if answer.client_auth.asked && !answer.client_auth.sent && {
+                code == 496
+                    || String::from_utf8_lossy(&answer.body[..answer.body.len().min(4096)])
+                        .contains("No required SSL certificate was sent")
+            } =>
+        {
+            return ProbeError::new(
+                ErrorType::TlsClientCertRequired,
+                Phase::Tls,
+                format!(
+                    "the server asked for a client certificate in the handshake and none was sent; it answered HTTP {code}: {body}"
+                ),
+            );
+        }
+        // 495: nginx's "SSL Certificate Error", the certificate sent was refused.
+        495 if answer.client_auth.asked => {
+            return ProbeError::new(
+                ErrorType::TlsClientCertRequired,
+                Phase::Tls,
+                format!(
+                    "the server refused the client certificate (HTTP 495 SSL Certificate Error): {body}"
+                ),
+            );
+        }
         401 | 403 if is_jwt_rejection(&answer.headers, &answer.body) => (
             ErrorType::JwtRejected,
             format!("HTTP {code}: the bearer token was rejected: {body}"),
@@ -421,6 +452,7 @@ where
     result
         .map(|mut answer| {
             answer.unclean_close = unclean.load(std::sync::atomic::Ordering::SeqCst);
+            answer.client_auth = auth;
             answer
         })
         .map_err(|e| {
@@ -508,6 +540,7 @@ async fn read_answer(
         truncated,
         secrets: Vec::new(),
         unclean_close: false,
+        client_auth: ClientAuth::default(),
     })
 }
 
