@@ -240,6 +240,8 @@ async fn garbage_body_is_unexpected_response_with_line_and_column() {
         "{}",
         o.message
     );
+    // No expectation was set: the message claims none (issue 23).
+    assert!(!o.message.contains("expectation"), "{}", o.message);
 
     // A login page served with 200 instead of metrics.
     api.server.set_responder(|_| {
@@ -267,7 +269,7 @@ async fn missing_series_is_unexpected_response_naming_what_is_there() {
     assert_down(&o, ErrorType::UnexpectedResponse, Phase::Request);
     assert_eq!(
         o.message,
-        "2 of 4 expectations failed: no sample matches neo4j_up{instance=\"db-2\"} (neo4j_up is there as neo4j_up{instance=\"db-1\"}); no sample matches neo4j_store_size_bytes (no series named neo4j_store_size_bytes at all); the answer does not match the expectation"
+        "2 of 4 expectations failed: no sample matches neo4j_up{instance=\"db-2\"} (neo4j_up is there as neo4j_up{instance=\"db-1\"}); no sample matches neo4j_store_size_bytes (no series named neo4j_store_size_bytes at all); the service answered, but not as it should: check what it sends"
     );
 }
 

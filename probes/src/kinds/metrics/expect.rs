@@ -334,6 +334,7 @@ mod tests {
                 samples: 1,
                 series: 1,
                 families: 1,
+                ..Summary::default()
             })
             .unwrap_err();
         assert_eq!(
