@@ -108,7 +108,7 @@ impl<'a> Checker<'a> {
                 self.breaches.push(
                     line,
                     Rule::FamilyInterleaved,
-                    format!(
+                    || format!(
                         "`# {} {name}` describes the {} `{name}` again, whose lines ended on line {}: a family's lines must be together",
                         meta.keyword(),
                         closed.kind.title(),
@@ -127,7 +127,7 @@ impl<'a> Checker<'a> {
             self.breaches.push(
                 line,
                 Rule::MetadataAfterSamples,
-                format!(
+                || format!(
                     "`# {} {name}` comes after the samples of {} (from line {first}): metadata goes first",
                     meta.keyword(),
                     family.named()
@@ -139,7 +139,7 @@ impl<'a> Checker<'a> {
             self.breaches.push(
                 line,
                 Rule::MetadataRepeated,
-                format!(
+                || format!(
                     "a second `# {}` for `{name}` (the first is on line {first}): a family has one TYPE, one UNIT and one HELP at most",
                     meta.keyword()
                 ),
@@ -170,7 +170,7 @@ impl<'a> Checker<'a> {
                     self.breaches.push(
                         line,
                         Rule::SampleName,
-                        format!(
+                        || format!(
                             "`{}` is no sample name of {}: its samples are {}",
                             sample.name,
                             f.named(),
@@ -221,7 +221,7 @@ impl<'a> Checker<'a> {
                 self.breaches.push(
                     line,
                     Rule::FamilyInterleaved,
-                    format!(
+                    || format!(
                         "`{}` belongs to the {} `{}`, whose lines ended on line {}: a family's lines must be together",
                         sample.name,
                         closed.kind.title(),
@@ -251,7 +251,7 @@ impl<'a> Checker<'a> {
             self.breaches.push(
                 line,
                 Rule::UnitNotAllowed,
-                format!(
+                || format!(
                     "{} has the unit `{}`: info and state set families have none",
                     family.named(),
                     family.unit
@@ -274,7 +274,7 @@ impl<'a> Checker<'a> {
                             self.breaches.push(
                                 family.meta.iter().flatten().copied().min().unwrap_or(family.last_line),
                                 Rule::NameClash,
-                                format!(
+                                || format!(
                                     "`{}{suffix}` is a sample name of both {} and the {} `{}` (line {}): family names must not collide with another family's samples",
                                     family.name,
                                     family.named(),
@@ -316,20 +316,23 @@ fn timestamps(family: &mut Family<'_>, sample: &Sample<'_>, series: u64, breache
     let Some((before, line)) = family.series.insert(series, now) else {
         return;
     };
-    let detail = match (before, sample.timestamp) {
-        (Some(b), Some(t)) if t < b => format!(
-            "the timestamp of `{}` goes back from {} (line {line}) to {}",
-            sample.series(),
-            points::number(b),
-            points::number(t)
-        ),
-        (Some(_), Some(_)) => return,
-        _ => format!(
-            "`{}` repeats (line {line}) without a timestamp on each: the points of a series carry increasing timestamps",
-            sample.series()
-        ),
-    };
-    breaches.push(sample.line, Rule::TimestampOrder, detail);
+    match (before, sample.timestamp) {
+        (Some(b), Some(t)) if t < b => breaches.push(sample.line, Rule::TimestampOrder, || {
+            format!(
+                "the timestamp of `{}` goes back from {} (line {line}) to {}",
+                sample.series(),
+                points::number(b),
+                points::number(t)
+            )
+        }),
+        (Some(_), Some(_)) => {}
+        _ => breaches.push(sample.line, Rule::TimestampOrder, || {
+            format!(
+                "`{}` repeats (line {line}) without a timestamp on each: the points of a series carry increasing timestamps",
+                sample.series()
+            )
+        }),
+    }
 }
 
 /// Groups samples into metrics (label sets less `le`, `quantile`, or a state set's
@@ -353,7 +356,7 @@ fn group(family: &mut Family<'_>, role: Role, sample: &Sample<'_>, le: Option<f6
             breaches.push(
                 sample.line,
                 Rule::MetricInterleaved,
-                format!(
+                || format!(
                     "`{}` resumes a metric of {} after another one: a metric's samples must be together",
                     sample.series(),
                     family.named()

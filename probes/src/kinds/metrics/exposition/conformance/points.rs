@@ -25,7 +25,7 @@ pub(super) fn check_sample(
         Role::Total if v.is_nan() || v < 0.0 => breaches.push(
             line,
             Rule::CounterValue,
-            format!("{}: a counter's total is a number of 0 or more", at()),
+            || format!("{}: a counter's total is a number of 0 or more", at()),
         ),
         Role::Bucket | Role::Count | Role::GCount | Role::Sum if histogram => {
             let integer = role != Role::Sum;
@@ -33,33 +33,33 @@ pub(super) fn check_sample(
                 breaches.push(
                     line,
                     Rule::HistogramValue,
-                    format!("{}: histogram buckets, counts and sums are never NaN or negative", at()),
+                    || format!("{}: histogram buckets, counts and sums are never NaN or negative", at()),
                 );
             } else if integer && v.fract() != 0.0 {
                 breaches.push(
                     line,
                     Rule::HistogramValue,
-                    format!("{}: histogram buckets and counts are integers", at()),
+                    || format!("{}: histogram buckets and counts are integers", at()),
                 );
             }
         }
         Role::GSum if v.is_nan() => breaches.push(
             line,
             Rule::HistogramValue,
-            format!("{}: a gauge histogram's `_gsum` is never NaN", at()),
+            || format!("{}: a gauge histogram's `_gsum` is never NaN", at()),
         ),
         Role::Count | Role::Sum if kind == Kind::Summary => {
             if v.is_nan() || v < 0.0 {
                 breaches.push(
                     line,
                     Rule::SummaryValue,
-                    format!("{}: a summary's count and sum are never NaN or negative", at()),
+                    || format!("{}: a summary's count and sum are never NaN or negative", at()),
                 );
             } else if role == Role::Count && v.fract() != 0.0 {
                 breaches.push(
                     line,
                     Rule::SummaryValue,
-                    format!("{}: a summary's count is an integer", at()),
+                    || format!("{}: a summary's count is an integer", at()),
                 );
             }
         }
@@ -67,14 +67,14 @@ pub(super) fn check_sample(
         Role::Info if v != 1.0 => breaches.push(
             line,
             Rule::InfoValue,
-            format!("{}: an info sample's value is 1", at()),
+            || format!("{}: an info sample's value is 1", at()),
         ),
         Role::Value if kind == Kind::StateSet => {
             if sample.label(family).is_none() {
                 breaches.push(
                     line,
                     Rule::StatesetLabel,
-                    format!(
+                    || format!(
                         "`{}` has no label `{family}`: each sample of a state set names its state with a label named after the family",
                         sample.series()
                     ),
@@ -84,7 +84,7 @@ pub(super) fn check_sample(
                 breaches.push(
                     line,
                     Rule::StatesetValue,
-                    format!("{}: a state is 0 (false) or 1 (true)", at()),
+                    || format!("{}: a state is 0 (false) or 1 (true)", at()),
                 );
             }
         }
@@ -99,7 +99,7 @@ pub(super) fn check_sample(
         breaches.push(
             line,
             Rule::ReservedLabel,
-            format!(
+            || format!(
                 "`{}` has the label `{label}`, which a {} keeps for its {}",
                 sample.series(),
                 kind.title(),
@@ -119,7 +119,7 @@ fn bucket_le(sample: &Sample<'_>, breaches: &mut Breaches) -> Option<f64> {
         breaches.push(
             sample.line,
             Rule::BucketLe,
-            format!("the bucket `{}` has no `le` label", sample.series()),
+            || format!("the bucket `{}` has no `le` label", sample.series()),
         );
         return None;
     };
@@ -132,7 +132,7 @@ fn bucket_le(sample: &Sample<'_>, breaches: &mut Breaches) -> Option<f64> {
     breaches.push(
         sample.line,
         Rule::BucketLe,
-        format!("the threshold le=\"{text}\" of `{}` {problem}", sample.name),
+        || format!("the threshold le=\"{text}\" of `{}` {problem}", sample.name),
     );
     None
 }
@@ -143,7 +143,7 @@ fn check_quantile(sample: &Sample<'_>, breaches: &mut Breaches) {
         None => breaches.push(
             sample.line,
             Rule::SummaryQuantile,
-            format!(
+            || format!(
                 "`{}` has no `quantile` label: a summary's samples without a suffix are its quantiles",
                 sample.series()
             ),
@@ -153,7 +153,7 @@ fn check_quantile(sample: &Sample<'_>, breaches: &mut Breaches) {
                 breaches.push(
                     sample.line,
                     Rule::SummaryQuantile,
-                    format!("quantile=\"{q}\" of `{}` is not a number from 0 to 1", sample.name),
+                    || format!("quantile=\"{q}\" of `{}` is not a number from 0 to 1", sample.name),
                 );
             }
         }
@@ -162,7 +162,7 @@ fn check_quantile(sample: &Sample<'_>, breaches: &mut Breaches) {
         breaches.push(
             sample.line,
             Rule::SummaryValue,
-            format!(
+            || format!(
                 "`{}` = {}: a quantile's value is never negative",
                 sample.series(),
                 number(sample.value)
@@ -191,7 +191,7 @@ pub(super) fn check_exemplar(
         breaches.push(
             line,
             Rule::ExemplarNotAllowed,
-            format!(
+            || format!(
                 "`{}` of the {} `{family}` carries an exemplar: only counter totals and histogram buckets do",
                 sample.name,
                 kind.title()
@@ -202,7 +202,7 @@ pub(super) fn check_exemplar(
         breaches.push(
             line,
             Rule::ExemplarTooLong,
-            format!(
+            || format!(
                 "the exemplar of `{}` has labels of {} code points: at most {EXEMPLAR_MAX_CODE_POINTS}",
                 sample.name, exemplar.label_chars
             ),
@@ -214,7 +214,7 @@ pub(super) fn check_exemplar(
         breaches.push(
             line,
             Rule::ExemplarOutOfRange,
-            format!(
+            || format!(
                 "the exemplar value {} of `{}` lies above its bucket's threshold {}",
                 number(exemplar.value),
                 sample.series(),
@@ -294,7 +294,7 @@ impl Point {
                         breaches.push(
                             line,
                             Rule::BucketOrder,
-                            format!(
+                            || format!(
                                 "the bucket le={} of `{family}` {why} le={}: buckets go in increasing order of `le`",
                                 number(le),
                                 number(last_le)
@@ -304,7 +304,7 @@ impl Point {
                         breaches.push(
                             line,
                             Rule::BucketNotCumulative,
-                            format!(
+                            || format!(
                                 "the bucket le={} of `{family}` holds {}, less than {} in le={}: buckets are cumulative",
                                 number(le),
                                 number(value),
@@ -342,19 +342,19 @@ impl Point {
             breaches.push(
                 self.first_line,
                 Rule::InfBucketMissing,
-                format!("a point of the {title} `{family}` has {what}: every point has a bucket le=\"+Inf\""),
+                || format!("a point of the {title} `{family}` has {what}: every point has a bucket le=\"+Inf\""),
             );
         }
         match (self.count, self.sum) {
             (Some((_, line)), None) => breaches.push(
                 line,
                 Rule::SumCountPair,
-                format!("`{family}{count}` without `{family}{sum}`: the two come together or not at all"),
+                || format!("`{family}{count}` without `{family}{sum}`: the two come together or not at all"),
             ),
             (None, Some((_, line))) => breaches.push(
                 line,
                 Rule::SumCountPair,
-                format!("`{family}{sum}` without `{family}{count}`: the two come together or not at all"),
+                || format!("`{family}{sum}` without `{family}{count}`: the two come together or not at all"),
             ),
             _ => {}
         }
@@ -364,7 +364,7 @@ impl Point {
             breaches.push(
                 line,
                 Rule::CountMismatch,
-                format!(
+                || format!(
                     "`{family}{count}` is {} but the `+Inf` bucket holds {}: they are equal",
                     number(c),
                     number(inf)
@@ -376,13 +376,13 @@ impl Point {
                 breaches.push(
                     line,
                     Rule::NegativeBucketsWithSum,
-                    format!("the {title} `{family}` has negative thresholds and a `_sum`: with negative thresholds it has none"),
+                    || format!("the {title} `{family}` has negative thresholds and a `_sum`: with negative thresholds it has none"),
                 );
             } else if gauge && !self.negative_threshold && s < 0.0 {
                 breaches.push(
                     line,
                     Rule::GsumNegative,
-                    format!(
+                    || format!(
                     "`{family}_gsum` is {} without negative thresholds: only they allow a negative sum",
                     number(s)
                 ),

@@ -3,6 +3,8 @@
 
 /// Breaches kept with their words; the rest are only counted.
 pub const MAX_BREACHES_KEPT: usize = 10;
+/// The longest a breach's words get.
+pub const MAX_DETAIL_CHARS: usize = 300;
 
 /// A rule of the OpenMetrics 1.0 specification that a parse of single lines cannot
 /// check. Each has a stable snake_case name (the finding's `rule` fact).
@@ -145,9 +147,16 @@ impl Breaches {
         self.total == 0
     }
 
-    pub(super) fn push(&mut self, line: usize, rule: Rule, detail: String) {
+    /// Counts a breach; its words are only written for one that is kept, and
+    /// cut at [`MAX_DETAIL_CHARS`] (a label value may be 64 KiB long).
+    pub(super) fn push(&mut self, line: usize, rule: Rule, detail: impl FnOnce() -> String) {
         self.total += 1;
         if self.first.len() < MAX_BREACHES_KEPT {
+            let mut detail = detail();
+            if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
+                detail.truncate(cut);
+                detail.push('…');
+            }
             self.first.push(Breach { line, rule, detail });
         }
     }
