@@ -328,3 +328,14 @@ fn the_text_format_is_not_held_to_openmetrics_rules() {
     let summary = parse(body.as_bytes(), Format::PrometheusText, |_| {}).unwrap();
     assert!(summary.breaches.is_empty());
 }
+
+#[test]
+fn a_breach_quotes_at_most_a_few_hundred_characters_of_a_huge_label() {
+    let value = "v".repeat(60_000);
+    let body = format!("# TYPE a counter\na_total{{big=\"{value}\"}} -1\n# EOF\n");
+    let found = breaches(&body);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].rule, Rule::CounterValue);
+    assert_eq!(found[0].detail.chars().count(), super::rule::MAX_DETAIL_CHARS + 1);
+    assert!(found[0].detail.ends_with('…'));
+}
