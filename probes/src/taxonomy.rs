@@ -135,7 +135,7 @@ impl ErrorType {
                 "the CDN or proxy cannot reach its origin over TLS: check the origin's certificate"
             }
             HttpStatus => "unexpected status: check the service",
-            UnexpectedResponse => "the answer does not match the expectation",
+            UnexpectedResponse => "the service answered, but not as it should: check what it sends",
             QueryFailed => "the query failed: check the database's logs and permissions",
             NoPrimary => "the replica set has no primary: check elections and members' network",
             Timeout => "the run did not finish within its deadline",

@@ -29,7 +29,9 @@ pub use harness::{HarnessError, Scratch, run_once};
 pub use mariadb::{MariaDb, MariaDbSpec};
 pub use mysql8::{Mysql8, Mysql8Spec};
 pub use postgres::{Cluster, ClusterSpec, DirectTlsFront, PgError};
-pub use prometheus::{BlackboxExporter, ChildServerError, PrometheusServer};
+pub use prometheus::{
+    BlackboxExporter, ChildServerError, PrometheusServer, ScrapeJob, TargetHealth,
+};
 pub use redis::{RedisServer, RedisSpec};
 pub use servers::{
     HttpServer, RawServer, Reply, Req, ServerError, SilentServer, Versions, closed_port, free_port,

@@ -218,6 +218,106 @@ impl PrometheusServer {
     }
 }
 
+/// One scrape job of [`PrometheusServer::scraping`]: its name, `host:port` and path.
+#[derive(Clone, Debug)]
+pub struct ScrapeJob {
+    /// The job's name (its `job` label).
+    pub name: String,
+    /// `host:port` of the target.
+    pub target: String,
+    /// The path scraped (`/metrics`).
+    pub path: String,
+}
+
+/// What Prometheus made of a target's last scrape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetHealth {
+    /// `up` was 1: the scrape was ingested.
+    pub up: bool,
+    /// Prometheus' error for a failed scrape (empty when up).
+    pub last_error: String,
+}
+
+impl PrometheusServer {
+    /// Starts it scraping each job every second, and nothing else.
+    pub async fn scraping(jobs: &[ScrapeJob]) -> Result<PrometheusServer, ChildServerError> {
+        let mut config =
+            String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+        for job in jobs {
+            config.push_str(&format!(
+                "  - job_name: {:?}\n    metrics_path: {:?}\n    static_configs:\n      - targets: [{:?}]\n",
+                job.name, job.path, job.target
+            ));
+        }
+        let server = ChildServer::start(
+            "prometheus",
+            "/-/ready",
+            |_, dir| std::fs::write(dir.join("prometheus.yml"), &config),
+            |port, dir| {
+                vec![
+                    format!("--config.file={}", dir.join("prometheus.yml").display()),
+                    format!("--storage.tsdb.path={}", dir.join("data").display()),
+                    format!("--web.listen-address=127.0.0.1:{port}"),
+                    "--log.level=warn".into(),
+                ]
+            },
+        )
+        .await?;
+        Ok(PrometheusServer { server })
+    }
+
+    /// Waits until `jobs` targets are known and each has been scraped once, and
+    /// returns each job's health (from `/api/v1/targets`).
+    pub async fn target_health(
+        &self,
+        jobs: usize,
+    ) -> Result<std::collections::BTreeMap<String, TargetHealth>, ChildServerError> {
+        let deadline = Instant::now() + READY_WITHIN;
+        let mut seen = String::new();
+        loop {
+            if let Ok((200, body)) = http_get(self.server.port, "/api/v1/targets").await {
+                if let Some(health) = scraped_targets(&body).filter(|h| h.len() >= jobs) {
+                    return Ok(health);
+                }
+                seen = body;
+            }
+            if Instant::now() > deadline {
+                return Err(ChildServerError::NotReady {
+                    program: "prometheus".into(),
+                    why: format!(
+                        "not every target was scraped within {READY_WITHIN:?}: {}",
+                        seen.chars().take(500).collect::<String>()
+                    ),
+                    log: std::fs::read_to_string(self.server.dir().join("log")).unwrap_or_default(),
+                });
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+}
+
+/// Each job's health from a `/api/v1/targets` answer, once none is `unknown`.
+fn scraped_targets(body: &str) -> Option<std::collections::BTreeMap<String, TargetHealth>> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let targets = v["data"]["activeTargets"].as_array()?;
+    let mut health = std::collections::BTreeMap::new();
+    for t in targets {
+        let up = match t["health"].as_str()? {
+            "up" => true,
+            "down" => false,
+            _ => return None,
+        };
+        health.insert(
+            t["labels"]["job"].as_str()?.to_owned(),
+            TargetHealth {
+                up,
+                last_error: t["lastError"].as_str().unwrap_or_default().to_owned(),
+            },
+        );
+    }
+    Some(health)
+}
+
 /// Debian's blackbox_exporter with one `http_2xx` module.
 pub struct BlackboxExporter {
     server: ChildServer,

@@ -240,6 +240,8 @@ async fn garbage_body_is_unexpected_response_with_line_and_column() {
         "{}",
         o.message
     );
+    // No expectation was set: the message claims none (issue 23).
+    assert!(!o.message.contains("expectation"), "{}", o.message);
 
     // A login page served with 200 instead of metrics.
     api.server.set_responder(|_| {
@@ -267,7 +269,7 @@ async fn missing_series_is_unexpected_response_naming_what_is_there() {
     assert_down(&o, ErrorType::UnexpectedResponse, Phase::Request);
     assert_eq!(
         o.message,
-        "2 of 4 expectations failed: no sample matches neo4j_up{instance=\"db-2\"} (neo4j_up is there as neo4j_up{instance=\"db-1\"}); no sample matches neo4j_store_size_bytes (no series named neo4j_store_size_bytes at all); the answer does not match the expectation"
+        "2 of 4 expectations failed: no sample matches neo4j_up{instance=\"db-2\"} (neo4j_up is there as neo4j_up{instance=\"db-1\"}); no sample matches neo4j_store_size_bytes (no series named neo4j_store_size_bytes at all); the service answered, but not as it should: check what it sends"
     );
 }
 
@@ -531,4 +533,115 @@ async fn sixty_thousand_labels_are_unexpected_response_naming_the_limit() {
         o.message
     );
     assert_eq!(detail(&o, "parse_error")["line"], 1);
+}
+
+/// An OpenMetrics exposition Prometheus ingests although it breaks the
+/// specification: the histogram's buckets are out of order (issue 23).
+const UNSORTED_BUCKETS: &str = "# TYPE cmi_export_seconds histogram\ncmi_export_seconds_bucket{le=\"2\"} 1\ncmi_export_seconds_bucket{le=\"1\"} 1\ncmi_export_seconds_bucket{le=\"+Inf\"} 1\ncmi_export_seconds_count 1\ncmi_export_seconds_sum 0.5\n# EOF\n";
+
+#[tokio::test]
+async fn openmetrics_rule_breach_is_a_warning_and_fails_only_under_expect_strict() {
+    let api = api(openmetrics(UNSORTED_BUCKETS)).await;
+    let o = scrape(&api, "").await;
+    // Prometheus ingests it: the target works, the breach is named with its line.
+    assert_eq!(o.status, Status::Degraded, "{o:#?}");
+    assert_eq!(o.error_type, None, "{o:#?}");
+    let f =
+        depprobe_tests::harness::finding(&o, depprobe_probes::kinds::metrics::EXPOSITION_INVALID);
+    assert_eq!(f.severity, depprobe_probes::Severity::Warning);
+    assert_eq!(f.facts["rule"], "bucket_order");
+    assert_eq!(f.facts["line"], 3);
+    assert_eq!(f.facts["breaches"], 1);
+    assert_eq!(
+        f.message,
+        "the scrape breaks OpenMetrics 1.0, which Prometheus ingests anyway (expect.strict fails the probe on it): line 3: the bucket le=1 of `cmi_export_seconds` comes after le=2: buckets go in increasing order of `le` (rule bucket_order)"
+    );
+    assert_eq!(o.message, f.message);
+    assert_eq!(detail(&o, "samples"), 5);
+
+    let o = scrape(&api, "expect:\n  strict: true\n").await;
+    assert_down(&o, ErrorType::UnexpectedResponse, Phase::Request);
+    assert!(
+        o.message.starts_with(
+            "the scrape breaks OpenMetrics 1.0: line 3: the bucket le=1 of `cmi_export_seconds` comes after le=2: buckets go in increasing order of `le` (rule bucket_order); "
+        ),
+        "{}",
+        o.message
+    );
+    assert!(o.findings.is_empty(), "{o:#?}");
+
+    // A valid exposition is up under strict, without a finding.
+    api.server
+        .set_responder(openmetrics(UNSORTED_BUCKETS.replace(
+            "le=\"2\"} 1\ncmi_export_seconds_bucket{le=\"1\"}",
+            "le=\"1\"} 1\ncmi_export_seconds_bucket{le=\"2\"}",
+        )));
+    let o = scrape(&api, "expect:\n  strict: true\n").await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert!(o.findings.is_empty(), "{o:#?}");
+}
+
+#[tokio::test]
+async fn several_breaches_are_counted_and_the_text_format_has_none() {
+    let body = "# TYPE jobs counter\njobs_total{q=\"a\"} -1\njobs_total{q=\"b\"} NaN\n# TYPE jobs counter\n# EOF\n";
+    let api = api(openmetrics(body)).await;
+    let o = scrape(&api, "").await;
+    assert_eq!(o.status, Status::Degraded, "{o:#?}");
+    assert!(
+        o.message.ends_with(
+            "line 2: `jobs_total{q=\"a\"}` = -1: a counter's total is a number of 0 or more (rule counter_value); 2 more breaches"
+        ),
+        "{}",
+        o.message
+    );
+    let o = scrape(&api, "expect:\n  strict: true\n  min_samples: 3\n").await;
+    assert_down(&o, ErrorType::UnexpectedResponse, Phase::Request);
+    assert!(
+        o.message
+            .starts_with("2 of 2 expectations failed: the scrape breaks OpenMetrics 1.0: line 2: "),
+        "{}",
+        o.message
+    );
+    assert!(
+        o.message
+            .contains("; the scrape holds 2 samples, fewer than min_samples 3"),
+        "{}",
+        o.message
+    );
+
+    // The same lines as the text format: no OpenMetrics rule applies.
+    api.server.set_responder(text(body.replace("# EOF\n", "")));
+    let o = scrape(&api, "expect:\n  strict: true\n").await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+}
+
+#[tokio::test]
+async fn what_prometheus_refuses_is_down_with_or_without_strict() {
+    // Issue 23's three grammar bugs, and an exemplar on a gauge.
+    for (body, says) in [
+        (
+            "cmi_up 1 \n# EOF\n",
+            "line 1, column 9: a space ends the line",
+        ),
+        (
+            "# HELP cmi_up\ncmi_up 1\n# EOF\n",
+            "line 1, column 14: expected a space, found the end of the line",
+        ),
+        (
+            "# UNIT cmi_up\ncmi_up 1\n# EOF\n",
+            "line 1, column 14: expected a space, found the end of the line",
+        ),
+        (
+            "# TYPE cmi_up gauge\ncmi_up 1 # {trace_id=\"4bf9\"} 1\n# EOF\n",
+            "line 2, column 10: `cmi_up` carries an exemplar: only `_total` and `_bucket` samples may (Prometheus refuses the scrape)",
+        ),
+    ] {
+        let api = api(openmetrics(body)).await;
+        for extra in ["", "expect:\n  strict: true\n"] {
+            let o = scrape(&api, extra).await;
+            assert_down(&o, ErrorType::UnexpectedResponse, Phase::Request);
+            assert!(o.message.contains(says), "{body:?}: {}", o.message);
+            assert!(!o.message.contains("expectation"), "{}", o.message);
+        }
+    }
 }

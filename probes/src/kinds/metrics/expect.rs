@@ -28,6 +28,7 @@ const HINTS: usize = 3;
 pub struct Expectations {
     min_samples: usize,
     series: Arc<[SeriesCheck]>,
+    strict: bool,
 }
 
 #[derive(Clone)]
@@ -74,12 +75,18 @@ impl Expectations {
         Ok(Expectations {
             min_samples: expect.min_samples,
             series: series.into(),
+            strict: expect.strict,
         })
     }
 
     /// How many expectations a scrape is judged on.
     pub fn count(&self) -> usize {
-        self.series.len() + usize::from(self.min_samples > 0)
+        self.series.len() + usize::from(self.min_samples > 0) + usize::from(self.strict)
+    }
+
+    /// Whether a breach of the OpenMetrics rules fails the scrape (`expect.strict`).
+    pub fn strict(&self) -> bool {
+        self.strict
     }
 
     /// A judge for one scrape read at `now`.
@@ -334,6 +341,7 @@ mod tests {
                 samples: 1,
                 series: 1,
                 families: 1,
+                ..Summary::default()
             })
             .unwrap_err();
         assert_eq!(

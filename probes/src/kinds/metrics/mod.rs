@@ -8,6 +8,13 @@
 //! parser. A scrape that does not parse, or misses an expectation, is
 //! `unexpected_response`, with the line and column or the series named.
 //!
+//! An OpenMetrics scrape that parses but breaks a rule across lines (a histogram's
+//! buckets out of order, a counter below zero, ...) is ingested by Prometheus, so
+//! the run stays working with an `exposition_invalid` warning naming the rule and
+//! the line; `expect.strict: true` makes it `unexpected_response` in the same
+//! words. What Prometheus refuses (the grammar, `# EOF`, an exemplar on a sample
+//! that takes none) is `unexpected_response` either way.
+//!
 //! Details reported: `format`, `content_type`, `bytes` (the scrape's size),
 //! `samples` (sample lines), `series` (distinct name + label sets), `families`
 //! (metric families with samples), and `parse_error` when it does not parse.
@@ -25,7 +32,7 @@ use url::Url;
 use depprobe_config::{ProbeConfig, Secret};
 use spec::MetricsSpec;
 
-use crate::outcome::{HttpFacts, Target, scrub};
+use crate::outcome::{Finding, FindingType, HttpFacts, Severity, Target, scrub};
 use crate::run::{ProbeError, ProbeMeta, Run};
 use crate::taxonomy::{ErrorType, Phase};
 use crate::transport::http_client::{Answer, HttpClient, classify_status};
@@ -35,7 +42,11 @@ use crate::{BuildError, Exec, ProbeEnv};
 use super::ProbeKind;
 
 use expect::Expectations;
-use exposition::{Format, ParseError, Summary};
+use exposition::{Breaches, Format, ParseError, Summary};
+
+/// An OpenMetrics scrape breaks a rule of the specification that Prometheus does
+/// not enforce (it ingests the scrape).
+pub const EXPOSITION_INVALID: FindingType = FindingType::new("exposition_invalid");
 
 /// What Prometheus 2 sends: OpenMetrics first, then the text format.
 const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -161,6 +172,42 @@ fn unexpected(message: String) -> ProbeError {
     ProbeError::new(ErrorType::UnexpectedResponse, Phase::Request, message)
 }
 
+/// "line 3: ... (rule bucket_order); 2 more breaches".
+fn breach_words(breaches: &Breaches) -> String {
+    let mut words = breaches
+        .first
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let more = breaches.total.saturating_sub(1);
+    if more > 0 {
+        words.push_str(&format!(
+            "; {more} more breach{}",
+            if more == 1 { "" } else { "es" }
+        ));
+    }
+    words
+}
+
+/// The `exposition_invalid` finding for a scrape Prometheus ingests.
+fn exposition_invalid(breaches: &Breaches) -> Finding {
+    let mut finding = Finding::new(
+        EXPOSITION_INVALID,
+        Severity::Warning,
+        format!(
+            "the scrape breaks OpenMetrics 1.0, which Prometheus ingests anyway (expect.strict fails the probe on it): {}",
+            breach_words(breaches)
+        ),
+    )
+    .with("breaches", breaches.total as u64);
+    if let Some(first) = breaches.first.first() {
+        finding = finding
+            .with("rule", first.rule.as_str())
+            .with("line", first.line as u64);
+    }
+    finding
+}
+
 /// "scraped 1027 samples of 980 series in 75 families (86512 bytes, OpenMetrics 1.0)".
 fn success_message(summary: &Summary, format: Format, bytes: usize) -> String {
     format!(
@@ -176,6 +223,7 @@ impl ProbeKind for MetricsProbe {
     const NAME: &'static str = "metrics";
     const ABOUT: &'static str = "a Prometheus or OpenMetrics scrape: parsed, with expected series";
     type Spec = MetricsSpec;
+    const FINDINGS: &'static [FindingType] = &[EXPOSITION_INVALID];
 
     fn build(cfg: &ProbeConfig, spec: &MetricsSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
         Self::new(cfg, spec, env)
@@ -239,7 +287,16 @@ impl Exec for MetricsProbe {
             .insert("series".into(), (summary.series as u64).into());
         run.details
             .insert("families".into(), (summary.families as u64).into());
-        if let Err(failed) = verdict {
+        let mut failed = verdict.err().unwrap_or_default();
+        if !summary.breaches.is_empty() {
+            if self.expect.strict() {
+                let words = breach_words(&summary.breaches);
+                failed.insert(0, format!("the scrape breaks OpenMetrics 1.0: {words}"));
+            } else {
+                run.findings.push(exposition_invalid(&summary.breaches));
+            }
+        }
+        if !failed.is_empty() {
             let total = self.expect.count();
             let head = if failed.len() > 1 {
                 format!("{} of {total} expectations failed: ", failed.len())

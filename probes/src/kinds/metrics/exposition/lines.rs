@@ -17,6 +17,9 @@ use super::limits::{
 };
 use super::{Problem, Sample};
 
+/// A sample's labels, in written order, values unescaped.
+type Labels<'a> = Vec<(&'a str, Cow<'a, str>)>;
+
 /// A problem at a byte offset of the body.
 #[derive(Debug)]
 pub(super) struct Fail {
@@ -36,11 +39,21 @@ pub(super) enum Line<'a> {
     /// `# TYPE name type`.
     Type { name: &'a str, kind: &'a str },
     /// `# UNIT name unit` (OpenMetrics).
-    Unit { name: &'a str },
+    Unit { name: &'a str, unit: &'a str },
     /// `# EOF` (OpenMetrics).
     Eof,
-    /// A sample.
-    Sample(Sample<'a>),
+    /// A sample, and its exemplar when it carries one (OpenMetrics).
+    Sample(Sample<'a>, Option<Exemplar>),
+}
+
+/// What the checks across lines need of an exemplar (the rest is read and dropped).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Exemplar {
+    /// The label names and values of its label set, in code points (values
+    /// unescaped), as the 128-code-point limit counts them.
+    pub label_chars: usize,
+    /// Its value.
+    pub value: f64,
 }
 
 const TEXT_TYPES: &[&str] = &["counter", "gauge", "histogram", "summary", "untyped"];
@@ -84,7 +97,7 @@ pub(super) fn parse_line<'a>(
             return c.text_comment();
         }
     }
-    c.sample(number).map(Line::Sample)
+    c.sample(number)
 }
 
 struct Cursor<'a> {
@@ -252,7 +265,8 @@ impl<'a> Cursor<'a> {
         let name = self.metric_name()?;
         match keyword {
             "# HELP " => {
-                if !self.at_end() && !self.eat(b' ') {
+                // `# HELP name ` even when the text is empty: the space is the grammar's.
+                if !self.eat(b' ') {
                     return Err(self.fail(Problem::ExpectedSpace(self.found())));
                 }
                 Ok(Line::Help { name })
@@ -269,7 +283,8 @@ impl<'a> Cursor<'a> {
                 Ok(Line::Type { name, kind })
             }
             _ => {
-                if !self.at_end() && !self.eat(b' ') {
+                // `# UNIT name ` even when the unit is empty, as for HELP.
+                if !self.eat(b' ') {
                     return Err(self.fail(Problem::ExpectedSpace(self.found())));
                 }
                 let at = self.pos;
@@ -290,18 +305,18 @@ impl<'a> Cursor<'a> {
                         },
                     ));
                 }
-                Ok(Line::Unit { name })
+                Ok(Line::Unit { name, unit })
             }
         }
     }
 
     /// `name{labels} value [timestamp]` (and an exemplar in OpenMetrics).
-    fn sample(&mut self, line: usize) -> Result<Sample<'a>, Fail> {
+    fn sample(&mut self, line: usize) -> Result<Line<'a>, Fail> {
         let name = self.metric_name()?;
         let blank_after_name = !self.openmetrics && self.skip_blanks();
         let has_labels = self.peek() == Some(b'{');
         let labels = if self.eat(b'{') {
-            self.labels()?
+            self.labels()?.0
         } else {
             Vec::new()
         };
@@ -311,30 +326,68 @@ impl<'a> Cursor<'a> {
             return Err(self.fail(Problem::ExpectedSpace(self.found())));
         }
         let value = self.value()?;
-        let mut timestamp = None;
-        if self.separator() && !self.at_end() {
-            if !(self.openmetrics && self.peek() == Some(b'#')) {
+        let (timestamp, exemplar) = if self.openmetrics {
+            self.openmetrics_tail(name)?
+        } else {
+            let mut timestamp = None;
+            if self.skip_blanks() && !self.at_end() {
                 timestamp = Some(self.timestamp()?);
-                self.separator();
+                self.skip_blanks();
             }
-            if self.openmetrics && self.peek() == Some(b'#') {
-                self.exemplar()?;
-            }
-        }
+            (timestamp, None)
+        };
         if !self.at_end() {
             return Err(self.fail(Problem::TrailingText(self.found())));
         }
-        Ok(Sample {
+        let sample = Sample {
             name,
             labels,
             value,
             timestamp,
             line,
-        })
+        };
+        Ok(Line::Sample(sample, exemplar))
     }
 
-    /// The label set after `{`, up to and including `}`.
-    fn labels(&mut self) -> Result<Vec<(&'a str, Cow<'a, str>)>, Fail> {
+    /// What may follow an OpenMetrics value: `[SP timestamp] [SP # SP labels SP
+    /// number [SP timestamp]]`, each space followed by something.
+    fn openmetrics_tail(&mut self, name: &str) -> Result<(Option<f64>, Option<Exemplar>), Fail> {
+        let mut timestamp = None;
+        if !self.eat(b' ') {
+            return Ok((None, None));
+        }
+        self.no_trailing_space()?;
+        if self.peek() != Some(b'#') {
+            timestamp = Some(self.timestamp()?);
+            if !self.eat(b' ') {
+                return Ok((timestamp, None));
+            }
+            self.no_trailing_space()?;
+            if self.peek() != Some(b'#') {
+                return Err(self.fail(Problem::TrailingText(self.found())));
+            }
+        }
+        let at = self.pos;
+        let exemplar = self.exemplar()?;
+        // Prometheus refuses the whole scrape for an exemplar on any other sample.
+        if !(name.ends_with("_total") || name.ends_with("_bucket")) {
+            return Err(self.fail_at(at, Problem::ExemplarNotAllowed(name.to_owned())));
+        }
+        Ok((timestamp, Some(exemplar)))
+    }
+
+    /// A space that ends the line is an error in OpenMetrics: the grammar puts
+    /// something after every separator.
+    fn no_trailing_space(&self) -> Result<(), Fail> {
+        if self.at_end() {
+            return Err(self.fail_at(self.pos - 1, Problem::TrailingSpace));
+        }
+        Ok(())
+    }
+
+    /// The label set after `{`, up to and including `}`, and the code points of
+    /// its names and (unescaped) values.
+    fn labels(&mut self) -> Result<(Labels<'a>, usize), Fail> {
         let mut labels: Vec<(&'a str, Cow<'a, str>)> = Vec::new();
         let mut seen = SeenLabels::default();
         let text = !self.openmetrics;
@@ -344,7 +397,7 @@ impl<'a> Cursor<'a> {
             }
             // `{}`, and in text a trailing comma before `}`.
             if (labels.is_empty() || text) && self.eat(b'}') {
-                return Ok(labels);
+                return Ok(with_code_points(labels));
             }
             let at = self.pos;
             if !self.peek().is_some_and(is_label_start) {
@@ -379,7 +432,7 @@ impl<'a> Cursor<'a> {
                 self.skip_blanks();
             }
             if self.eat(b'}') {
-                return Ok(labels);
+                return Ok(with_code_points(labels));
             }
             if !self.eat(b',') {
                 return Err(self.fail(Problem::ExpectedCommaOrBrace(self.found())));
@@ -461,25 +514,35 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    /// `# {labels} value [timestamp]`, read and discarded.
-    fn exemplar(&mut self) -> Result<(), Fail> {
+    /// `# {labels} value [timestamp]`: what the checks across lines need of it.
+    fn exemplar(&mut self) -> Result<Exemplar, Fail> {
         if !self.eat_str("# {") {
             return Err(self.fail(Problem::InvalidExemplar(self.found())));
         }
-        self.labels()?;
+        let (_, label_chars) = self.labels()?;
         if !self.eat(b' ') {
             return Err(self.fail(Problem::ExpectedSpace(self.found())));
         }
-        self.value()?;
+        let value = self.value()?;
         if self.eat(b' ') {
+            self.no_trailing_space()?;
             self.timestamp()?;
         }
-        Ok(())
+        Ok(Exemplar { label_chars, value })
     }
+}
+
+/// A label set with the code points of its names and values.
+fn with_code_points(labels: Labels<'_>) -> (Labels<'_>, usize) {
+    let chars = labels
+        .iter()
+        .map(|(l, v)| l.chars().count() + v.chars().count())
+        .sum();
+    (labels, chars)
 }
 
 /// A sample value: a decimal or exponent number, `NaN`, `+Inf`, `-Inf` (in any
 /// case, as Go's parser that Prometheus uses takes them).
-fn parse_number(token: &str) -> Option<f64> {
+pub(super) fn parse_number(token: &str) -> Option<f64> {
     token.parse::<f64>().ok()
 }

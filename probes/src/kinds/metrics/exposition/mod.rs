@@ -14,8 +14,11 @@
 //! ([`Limit`]: bytes per line, labels per series, bytes per label name and value,
 //! series per scrape); a breach is a [`Problem::Limit`] at the place it happens.
 
+mod conformance;
 mod limits;
 mod lines;
+
+pub use conformance::{Breach, Breaches, MAX_BREACHES_KEPT, Rule};
 
 pub use limits::{
     Limit, MAX_LABEL_NAME_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS_PER_SERIES, MAX_LINE_BYTES,
@@ -27,6 +30,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
+use conformance::{Checker, Kind, Meta};
 use lines::{Line, parse_line};
 
 /// The exposition format of a scrape.
@@ -107,7 +111,7 @@ impl Sample<'_> {
 }
 
 /// What a whole scrape held.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     /// Sample lines.
     pub samples: usize,
@@ -118,6 +122,9 @@ pub struct Summary {
     /// the name with `_bucket`, `_count`, `_sum`, `_created`, `_total`, `_gcount`,
     /// `_gsum` or `_info`. A sample of no declared family is its own family.
     pub families: usize,
+    /// The OpenMetrics rules across lines it breaks (see [`Rule`]); none for the
+    /// text format, which has no such rules.
+    pub breaches: Breaches,
 }
 
 /// A scrape that does not parse, located.
@@ -174,6 +181,14 @@ pub enum Problem {
     /// Something follows a complete line.
     #[error("unexpected {0} after the end of the sample")]
     TrailingText(String),
+    /// An OpenMetrics line ends with a space.
+    #[error("a space ends the line (OpenMetrics puts a token after every space)")]
+    TrailingSpace,
+    /// An exemplar on a sample Prometheus takes none on.
+    #[error(
+        "`{0}` carries an exemplar: only `_total` and `_bucket` samples may (Prometheus refuses the scrape)"
+    )]
+    ExemplarNotAllowed(String),
     /// `# TYPE` names no known type.
     #[error("unknown metric type `{0}`")]
     UnknownType(String),
@@ -225,6 +240,8 @@ pub fn parse<'a>(
     };
     let openmetrics = format == Format::OpenMetrics;
     let mut families = Families::default();
+    // The rules across lines are OpenMetrics'; the text format has none.
+    let mut checker = openmetrics.then(Checker::default);
     let mut series: HashSet<u64> = HashSet::new();
     let mut samples = 0;
     let mut offset = 0;
@@ -257,12 +274,32 @@ pub fn parse<'a>(
             .map_err(|f| locate(text, f.offset, f.problem))?;
         match parsed {
             Line::Blank | Line::Comment => {}
-            Line::Help { name } | Line::Unit { name } => families.declare(name, None),
-            Line::Type { name, kind } => families.declare(name, Some(kind)),
+            Line::Help { name } => {
+                families.declare(name, None);
+                if let Some(c) = checker.as_mut() {
+                    c.metadata(index + 1, Meta::Help, name, None, "");
+                }
+            }
+            Line::Unit { name, unit } => {
+                families.declare(name, None);
+                if let Some(c) = checker.as_mut() {
+                    c.metadata(index + 1, Meta::Unit, name, None, unit);
+                }
+            }
+            Line::Type { name, kind } => {
+                families.declare(name, Some(kind));
+                if let Some(c) = checker.as_mut() {
+                    c.metadata(index + 1, Meta::Type, name, Some(Kind::named(kind)), "");
+                }
+            }
             Line::Eof => eof_seen = true,
-            Line::Sample(sample) => {
+            Line::Sample(sample, exemplar) => {
                 samples += 1;
-                series.insert(series_key(&sample));
+                let key = series_key(&sample);
+                series.insert(key);
+                if let Some(c) = checker.as_mut() {
+                    c.sample(&sample, exemplar, key);
+                }
                 if series.len() > MAX_SERIES_PER_SCRAPE {
                     return Err(locate(text, start, Problem::Limit(Limit::SeriesPerScrape)));
                 }
@@ -278,6 +315,7 @@ pub fn parse<'a>(
         samples,
         series: series.len(),
         families: families.count_with_samples(),
+        breaches: checker.map(Checker::finish).unwrap_or_default(),
     })
 }
 

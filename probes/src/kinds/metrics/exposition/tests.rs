@@ -267,6 +267,52 @@ fn openmetrics_is_strict_where_its_grammar_is() {
 }
 
 #[test]
+fn openmetrics_puts_a_token_after_every_space() {
+    // Issue 23: these three were accepted; Prometheus refuses each.
+    assert_eq!(
+        om_error("a 1 \n# EOF\n"),
+        "line 1, column 4: a space ends the line (OpenMetrics puts a token after every space)"
+    );
+    assert_eq!(
+        om_error("# HELP a\n# EOF\n"),
+        "line 1, column 9: expected a space, found the end of the line"
+    );
+    assert_eq!(
+        om_error("# UNIT a\n# EOF\n"),
+        "line 1, column 9: expected a space, found the end of the line"
+    );
+    assert_eq!(
+        om_error("a 1 2 \n# EOF\n"),
+        "line 1, column 6: a space ends the line (OpenMetrics puts a token after every space)"
+    );
+    assert_eq!(
+        om_error("a_total 1 2 3\n# EOF\n"),
+        "line 1, column 13: unexpected `3` after the end of the sample"
+    );
+    assert_eq!(
+        om_error("a_bucket{le=\"+Inf\"} 1 # {} 1 \n# EOF\n"),
+        "line 1, column 29: a space ends the line (OpenMetrics puts a token after every space)"
+    );
+    // An empty HELP or UNIT keeps its space, and is valid.
+    assert!(parse_all("# HELP a \n# UNIT a \n# EOF\n", Format::OpenMetrics).is_ok());
+    // The text format keeps Prometheus' leniency.
+    assert!(parse_all("a 1 \n# HELP b\n", Format::PrometheusText).is_ok());
+}
+
+#[test]
+fn exemplars_only_on_samples_prometheus_takes_them_on() {
+    assert_eq!(
+        om_error("# TYPE a gauge\na 1 # {a=\"b\"} 1\n# EOF\n"),
+        "line 2, column 5: `a` carries an exemplar: only `_total` and `_bucket` samples may (Prometheus refuses the scrape)"
+    );
+    assert_eq!(
+        om_error("# TYPE a histogram\na_sum 1 # {a=\"b\"} 0.5\n# EOF\n"),
+        "line 2, column 9: `a_sum` carries an exemplar: only `_total` and `_bucket` samples may (Prometheus refuses the scrape)"
+    );
+    assert!(parse_all("a_total 1 1 # {a=\"b\"} 0.5 1\n# EOF\n", Format::OpenMetrics).is_ok());
+}
+
+#[test]
 fn content_type_chooses_the_format() {
     assert_eq!(
         Format::from_content_type(Some(

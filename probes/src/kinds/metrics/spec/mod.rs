@@ -66,6 +66,10 @@ pub struct MetricsExpect {
     pub min_samples: usize,
     /// Series that must be present, each with optional bounds.
     pub series: Vec<SeriesExpect>,
+    /// An OpenMetrics scrape that breaks a rule of the specification across lines
+    /// (which Prometheus ingests) fails the probe, instead of an
+    /// `exposition_invalid` finding (default false).
+    pub strict: bool,
 }
 
 impl Default for MetricsExpect {
@@ -74,6 +78,7 @@ impl Default for MetricsExpect {
             status: vec![200],
             min_samples: 1,
             series: Vec::new(),
+            strict: false,
         }
     }
 }
