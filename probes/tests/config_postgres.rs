@@ -151,8 +151,11 @@ fn sslrootcert_replaces_the_roots_and_sslcert_is_the_client_certificate() {
     let tls = s.tls_spec(&t);
     assert_eq!(tls.ca_file.as_deref(), Some(ca.as_path()));
     assert!(!tls.system_roots, "sslrootcert trusts only its own CAs");
-    assert_eq!(tls.cert_file.as_deref(), Some(crt.as_path()));
-    assert_eq!(tls.key_file.as_deref(), Some(key.as_path()));
+    // The client certificate and key are the probe's to load, as libpq loads them
+    // (encrypted with sslpassword, DER, the key's permissions checked).
+    assert_eq!(t.sslcert.as_deref(), Some(crt.as_path()));
+    assert_eq!(t.sslkey.as_deref(), Some(key.as_path()));
+    assert_eq!(tls.cert_file, None);
 }
 
 #[test]

@@ -107,6 +107,20 @@ fn trust_cache() -> &'static Mutex<HashMap<TrustKey, Arc<OpenSslTrust>>> {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// The system's trust anchors, parsed once: what `set_default_paths` would load
+/// on every verification (Debian's `ca-certificates`, as rustls-native-certs finds
+/// them), which costs far more than the verification itself.
+fn system_roots() -> &'static [X509] {
+    static ROOTS: OnceLock<Vec<X509>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        rustls_native_certs::load_native_certs()
+            .certs
+            .iter()
+            .filter_map(|der| X509::from_der(der).ok())
+            .collect()
+    })
+}
+
 /// The security level of a default OpenSSL client context on this system
 /// (Debian: 2, so RSA keys under 2048 bits and SHA-1 signatures are refused).
 fn security_level() -> i32 {
@@ -176,7 +190,9 @@ impl OpenSslTrust {
         let e = |e: openssl::error::ErrorStack| e.to_string();
         let mut b = X509StoreBuilder::new().map_err(e)?;
         if self.system_roots {
-            b.set_default_paths().map_err(e)?;
+            for root in system_roots() {
+                b.add_cert(root.clone()).map_err(e)?;
+            }
         }
         for a in &self.anchors {
             b.add_cert(a.clone()).map_err(e)?;
