@@ -59,8 +59,23 @@ pub fn inline_secrets(url: &Secret, password: &Option<Secret>, schemes: &[&str])
     out
 }
 
-fn decode(text: &str) -> String {
+/// Percent-decoded only: `+` stays a plus, as the clients read it.
+pub fn decode(text: &str) -> String {
     percent_decode_str(text).decode_utf8_lossy().into_owned()
+}
+
+/// The query parameters of `url`, percent-decoded only (libpq and the MySQL and
+/// MongoDB clients do not read `+` as a space: `root+server_ca.crt` is that file).
+pub fn query_params(url: &url::Url) -> Vec<(String, String)> {
+    url.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
 }
 
 /// Parses `url`, which must use one of `schemes`; `example` is shown in errors. The
@@ -92,17 +107,7 @@ pub fn parse(url: &str, schemes: &[&str], example: &str) -> Result<DbUrl, String
             .password()
             .map(|raw| (Secret::new(decode(raw)), Secret::new(raw))),
         path: decode(parsed.path().trim_start_matches('/')),
-        // Percent-decoding only: `+` stays a plus, as the clients read it.
-        params: parsed
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (decode(k), decode(v))
-            })
-            .collect(),
+        params: query_params(&parsed),
     })
 }
 

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use percent_encoding::percent_decode_str;
 
 use super::{SslCertMode, SslMode, SslNegotiation, TlsVersion, URL_PARAMETERS};
 
@@ -33,23 +32,7 @@ pub(super) struct UrlParts {
     pub(super) ssl_max_protocol_version: Option<TlsVersion>,
 }
 
-/// The query parameters of `url`, percent-decoded only: libpq does not read `+` as
-/// a space (`root+server_ca.crt` is that file).
-pub(super) fn query_params(url: &url::Url) -> Vec<(String, String)> {
-    url.query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-pub(super) fn decode(text: &str) -> String {
-    percent_decode_str(text).decode_utf8_lossy().into_owned()
-}
+pub(super) use crate::kinds::dburl::{decode, query_params};
 
 /// Parses a `postgres://` or `postgresql://` URL.
 // Over 80 lines on purpose: one match arm per libpq URL parameter, read in one
