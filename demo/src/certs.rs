@@ -274,7 +274,7 @@ impl Ca {
             .map(|serial| RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&serial),
                 revocation_time: now - Duration::hours(1),
-                reason_code: None,
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
                 invalidity_date: None,
             })
             .collect();

@@ -178,9 +178,13 @@ impl ResolvesServerCert for State {
     }
 }
 
+/// The chain as given, with its key. The key is not matched against the first
+/// certificate, so that a broken server can be played too: a chain in reverse
+/// order (its CA first) is served as such, as a misconfigured server sends it.
 fn certified(identity: &Identity) -> Result<Arc<CertifiedKey>, ServerError> {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let mut key = CertifiedKey::from_der(identity.chain.clone(), identity.key(), &provider)?;
+    let signer = provider.key_provider.load_private_key(identity.key())?;
+    let mut key = CertifiedKey::new(identity.chain.clone(), signer);
     key.ocsp = identity.ocsp.clone();
     Ok(Arc::new(key))
 }

@@ -310,9 +310,18 @@ impl CertFacts {
         seconds_between(now, self.not_after)
     }
 
-    /// The subject's common name, or the whole subject.
-    pub fn short_name(&self) -> &str {
-        common_name(&self.subject)
+    /// The subject's common name, or the whole subject; a certificate without a
+    /// subject (allowed when its names are all in the subjectAltName) is named by
+    /// its first name there, or by its serial number, never by a blank.
+    pub fn short_name(&self) -> std::borrow::Cow<'_, str> {
+        let cn = common_name(&self.subject);
+        if !cn.trim().is_empty() {
+            return cn.into();
+        }
+        match self.sans.first() {
+            Some(name) => format!("{name} (no subject)").into(),
+            None => format!("serial {} (no subject)", self.serial).into(),
+        }
     }
 }
 

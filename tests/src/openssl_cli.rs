@@ -116,6 +116,19 @@ impl CliCa {
     /// CA: X.509 v1 without `ext` (the lines of an `-extfile`), v3 with it. Written
     /// to `<stem>.crt` / `<stem>.key`.
     pub fn issue(&self, stem: &str, subj: &str, ext: Option<&str>) -> Result<Identity, CertError> {
+        self.issue_with(stem, subj, ext, "rsa:2048", None)
+    }
+
+    /// As [`CliCa::issue`], with the key `newkey` (`rsa:1024`) and the digest
+    /// `digest` (`-sha1`, `-md5`) instead of OpenSSL's default (SHA-256).
+    pub fn issue_with(
+        &self,
+        stem: &str,
+        subj: &str,
+        ext: Option<&str>,
+        newkey: &str,
+        digest: Option<&str>,
+    ) -> Result<Identity, CertError> {
         let dir = &self.dir;
         let (key, csr, crt) = (
             format!("{stem}.key"),
@@ -125,8 +138,8 @@ impl CliCa {
         openssl(
             dir,
             &[
-                "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr,
-                "-subj", subj,
+                "req", "-new", "-newkey", newkey, "-nodes", "-keyout", &key, "-out", &csr, "-subj",
+                subj,
             ],
         )?;
         let ca_crt = self.cert.to_string_lossy().into_owned();
@@ -153,6 +166,9 @@ impl CliCa {
                 source,
             })?;
             args.extend(["-extfile", &extfile]);
+        }
+        if let Some(d) = digest {
+            args.push(d);
         }
         openssl(dir, &args)?;
         identity(dir, stem, &[])

@@ -535,3 +535,373 @@ async fn a_cn_only_certificate_is_up_as_curl_and_only_the_intermediate_as_ca_fil
     assert_eq!(o.status, Status::Up, "{o:#?}");
     assert!(curl_gets(server.port(), &inter).await);
 }
+
+// ---- Certificate problems in words (issue 23, item 6) ----
+
+/// Down with `class`, a message that holds every one of `words`, and no dump of
+/// a verifier's internals (`Context {`, byte arrays, Rust enum names).
+fn assert_in_words(o: &Outcome, class: ErrorType, words: &[&str]) {
+    assert_down(o, class, Phase::Tls);
+    for w in words {
+        assert!(
+            o.message.contains(w),
+            "{w:?} missing from: {}\n{o:#?}",
+            o.message
+        );
+    }
+    for dump in [
+        "Context",
+        "[6, ",
+        "{ ",
+        "CaUsedAsEndEntity",
+        "BadSignature",
+        "HandshakePayload",
+    ] {
+        assert!(!o.message.contains(dump), "{dump:?} in: {}", o.message);
+    }
+    assert!(
+        o.message.len() < 900,
+        "{} bytes: {}",
+        o.message.len(),
+        o.message
+    );
+}
+
+/// The same probe under each profile: the default (curl's rules, OpenSSL's
+/// verification) and `webpki`.
+async fn under_both_profiles(port: u16, ca: &std::path::Path) -> [Outcome; 2] {
+    let yaml = format!(
+        "name: t\nkind: tls\naddress: localhost:{port}\ntimeout: 5s\ntls:\n  ca_file: {}\n  system_roots: false\n",
+        ca.display()
+    );
+    let openssl = run_once(&yaml).await.unwrap();
+    let webpki = run_once(&format!("{yaml}  client_profile: webpki\n"))
+        .await
+        .unwrap();
+    [openssl, webpki]
+}
+
+#[tokio::test]
+async fn sha1_and_md5_signatures_are_named_with_the_certificate() {
+    use depprobe_tests::openssl_cli::CliCa;
+    let dir = Scratch::new().unwrap();
+    let ca = CliCa::new(&dir.path(""), "CLI Root CA").unwrap();
+    let ext = "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\n";
+    for (digest, words) in [("-sha1", "SHA-1 with RSA"), ("-md5", "MD5 with RSA")] {
+        let id = ca
+            .issue_with("weak", "/CN=localhost", Some(ext), "rsa:2048", Some(digest))
+            .unwrap();
+        let server = serve(&id).await;
+        for o in under_both_profiles(server.port(), &ca.cert).await {
+            assert_in_words(
+                &o,
+                ErrorType::TlsBadCertificate,
+                &[
+                    words,
+                    "certificate localhost (leaf)",
+                    "reissue it with SHA-256",
+                ],
+            );
+        }
+        assert!(
+            !curl_gets(server.port(), &ca.cert).await,
+            "curl refuses {digest}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_1024_bit_rsa_key_is_named_with_the_minimum() {
+    use depprobe_tests::openssl_cli::{CliCa, openssl};
+    let dir = Scratch::new().unwrap();
+    let root = dir.path("");
+    let ca = CliCa::new(&root, "CLI Root CA").unwrap();
+    // An intermediate with a 1024-bit key, signing a leaf with a 2048-bit one.
+    let inter = ca
+        .issue_with(
+            "inter",
+            "/CN=Weak Issuing CA",
+            Some("basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n"),
+            "rsa:1024",
+            None,
+        )
+        .unwrap();
+    openssl(
+        &root,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        &root,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "inter.crt",
+            "-CAkey",
+            "inter.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.crt",
+            "-days",
+            "30",
+            "-extfile",
+            "leaf.ext",
+        ],
+    )
+    .unwrap();
+    let leaf = depprobe_tests::openssl_cli::identity(&root, "leaf", &[&inter.chain_pem]).unwrap();
+    let server = serve(&leaf).await;
+    let [openssl_o, webpki_o] = under_both_profiles(server.port(), &ca.cert).await;
+    assert_in_words(
+        &openssl_o,
+        ErrorType::TlsBadCertificate,
+        &[
+            "certificate Weak Issuing CA (intermediate #1) has a 1024-bit RSA key",
+            "2048 bits",
+            "security level 2",
+        ],
+    );
+    assert_in_words(
+        &webpki_o,
+        ErrorType::TlsBadCertificate,
+        &["1024-bit RSA key", "2048 bits", "rustls/webpki"],
+    );
+    assert!(!curl_gets(server.port(), &ca.cert).await);
+}
+
+/// `openssl s_server` at security level 0 serving `cert`/`key` (a 1024-bit leaf
+/// key, which rustls cannot sign with): its port, and the child to kill.
+async fn s_server(dir: &std::path::Path) -> (u16, tokio::process::Child) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            "127.0.0.1:0",
+            "-cert",
+            "leaf.crt",
+            "-key",
+            "leaf.key",
+            "-www",
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+        ])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(addr) = line.strip_prefix("ACCEPT ") {
+            let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (port, child);
+        }
+    }
+    panic!("s_server did not announce its port");
+}
+
+#[tokio::test]
+async fn a_1024_bit_leaf_key_is_named_not_a_bad_signature() {
+    use depprobe_tests::openssl_cli::CliCa;
+    let dir = Scratch::new().unwrap();
+    let ca = CliCa::new(&dir.path(""), "CLI Root CA").unwrap();
+    ca.issue_with(
+        "leaf",
+        "/CN=localhost",
+        Some("basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\n"),
+        "rsa:1024",
+        None,
+    )
+    .unwrap();
+    let (port, _server) = s_server(&dir.path("")).await;
+    for o in under_both_profiles(port, &ca.cert).await {
+        assert_in_words(
+            &o,
+            ErrorType::TlsBadCertificate,
+            &[
+                "certificate localhost (leaf) has a 1024-bit RSA key",
+                "2048 bits",
+            ],
+        );
+    }
+    assert!(!curl_gets(port, &ca.cert).await);
+}
+
+#[tokio::test]
+async fn a_missing_intermediate_reads_otherwise_than_an_untrusted_root() {
+    let p = pki();
+    let ca = p.scratch.ca(&p.root).unwrap();
+    let full = p.inter.leaf(&["localhost"], Validity::current()).unwrap();
+    let mut alone = full.clone();
+    alone.chain.truncate(1);
+    let server = serve(&alone).await;
+    for o in under_both_profiles(server.port(), &ca).await {
+        assert_in_words(
+            &o,
+            ErrorType::TlsUnknownIssuer,
+            &["the server did not send the intermediate Test Issuing CA"],
+        );
+    }
+    assert!(!curl_gets(server.port(), &ca).await);
+
+    // The whole chain of another PKI, its root included: the chain ends at a root
+    // nobody here trusts.
+    let other_root = Ca::root("Other Root CA").unwrap();
+    let other_inter = other_root
+        .intermediate("Other Issuing CA", Validity::current())
+        .unwrap();
+    let mut with_root = other_inter
+        .leaf(&["localhost"], Validity::current())
+        .unwrap();
+    with_root.chain.push(other_root.cert.clone());
+    let server = serve(&with_root).await;
+    for o in under_both_profiles(server.port(), &ca).await {
+        assert_in_words(
+            &o,
+            ErrorType::TlsUnknownIssuer,
+            &["the chain ends at Other Root CA, which is not trusted"],
+        );
+        assert!(!o.message.contains("did not send"), "{}", o.message);
+    }
+}
+
+#[tokio::test]
+async fn a_reversed_chain_is_named_as_such() {
+    let p = pki();
+    let ca = p.scratch.ca(&p.root).unwrap();
+    let mut reversed = p.inter.leaf(&["localhost"], Validity::current()).unwrap();
+    reversed.chain.reverse();
+    let server = serve(&reversed).await;
+    // Both read the CA certificate as the server's: a name mismatch first (WebPKI
+    // also refuses a CA certificate as the end entity).
+    for o in under_both_profiles(server.port(), &ca).await {
+        assert_in_words(
+            &o,
+            ErrorType::TlsHostnameMismatch,
+            &[
+                "the chain is in reverse order",
+                "CA certificate Test Issuing CA first",
+                "localhost at position 2",
+            ],
+        );
+    }
+    assert!(!curl_gets(server.port(), &ca).await);
+}
+
+#[tokio::test]
+async fn a_crl_revocation_names_the_entry() {
+    let p = pki();
+    let leaf = p.inter.leaf(&["localhost"], Validity::current()).unwrap();
+    let crl = p.inter.crl(&[&leaf]).unwrap();
+    let crl_path = p.scratch.write("revoked.crl", &crl).unwrap();
+    let server = serve(&leaf).await;
+    let serial = leaf_facts_serial(&leaf);
+    for profile in ["openssl", "webpki"] {
+        let o = probe_tls(
+            &p,
+            server.port(),
+            &format!(
+                "  crl_file: {}\n  client_profile: {profile}\n",
+                crl_path.display()
+            ),
+        )
+        .await;
+        assert_in_words(
+            &o,
+            ErrorType::TlsCertRevoked,
+            &[
+                "certificate localhost (leaf)",
+                &format!("serial {serial}"),
+                "reason: keyCompromise",
+                "by the CRL of Test Issuing CA",
+                "minutes ago (",
+            ],
+        );
+    }
+}
+
+/// The serial of an identity's leaf as depprobe prints it.
+fn leaf_facts_serial(id: &depprobe_tests::Identity) -> String {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) =
+        x509_parser::certificate::X509Certificate::from_der(id.chain[0].as_ref()).unwrap();
+    cert.raw_serial_as_string()
+}
+
+#[tokio::test]
+async fn an_oversized_certificate_message_is_named() {
+    use depprobe_tests::openssl_cli::CliCa;
+    let dir = Scratch::new().unwrap();
+    let ca = CliCa::new(&dir.path(""), "CLI Root CA").unwrap();
+    // 10,000 names: a certificate of about 250 KB, as `openssl x509 -req` makes it.
+    let names: Vec<String> = (0..10_000)
+        .map(|i| format!("DNS:host-{i:05}.example.com"))
+        .collect();
+    let ext = format!(
+        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,{}\n",
+        names.join(",")
+    );
+    let big = ca.issue("leaf", "/CN=localhost", Some(&ext)).unwrap();
+    assert!(big.chain[0].len() > 200_000);
+    // rustls will not send such a message; OpenSSL's server does.
+    let (port, _server) = s_server(&dir.path("")).await;
+    for o in under_both_profiles(port, &ca.cert).await {
+        assert_in_words(
+            &o,
+            ErrorType::TlsBadCertificate,
+            &["over 64 KiB", "certificate message"],
+        );
+    }
+    assert!(
+        !curl_gets(port, &ca.cert).await,
+        "curl refuses it too (over 100 KiB)"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_without_a_subject_is_named_by_its_first_name() {
+    use depprobe_tests::openssl_cli::CliCa;
+    let dir = Scratch::new().unwrap();
+    let ca = CliCa::new(&dir.path(""), "CLI Root CA").unwrap();
+    let id = ca
+        .issue(
+            "nosubject",
+            "/",
+            Some("basicConstraints=CA:FALSE\nsubjectAltName=critical,DNS:localhost\n"),
+        )
+        .unwrap();
+    let server = serve(&id).await;
+    let [o, _] = under_both_profiles(server.port(), &ca.cert).await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert!(
+        o.message
+            .contains("earliest expiry: localhost (no subject) in "),
+        "{}",
+        o.message
+    );
+    assert!(!o.message.contains(":  "), "{}", o.message);
+}

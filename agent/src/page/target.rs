@@ -172,7 +172,7 @@ fn tls_section(tls: &TlsFacts, o: &Outcome, now: SystemTime) -> String {
              <dt>SANs</dt><dd class=\"sans\">{sans}</dd><dt>SHA-256</dt><dd><code>{sha}</code></dd>\
              <dt>key</dt><dd>{key}</dd><dt>CA</dt><dd>{ca}</dd></dl></section>",
             n = i + 1,
-            short = html(c.short_name()),
+            short = html(&c.short_name()),
             subject = html(&c.subject),
             issuer = html(&c.issuer),
             serial = html(&c.serial),

@@ -249,37 +249,23 @@ pub fn problems(
         match e {
             C::UnknownIssuer => out.push(Problem {
                 class: ErrorType::TlsUnknownIssuer,
-                message: unknown_issuer_message(facts),
+                message: super::tls::words::untrusted(facts),
             }),
             C::Revoked => out.push(Problem {
                 class: ErrorType::TlsCertRevoked,
                 message: "a certificate of the chain is revoked by the configured CRL".into(),
             }),
-            C::BadSignature | C::BadEncoding | C::UnhandledCriticalExtension => out.push(Problem {
-                class: ErrorType::TlsBadCertificate,
-                message: format!("the chain is malformed or badly signed ({e:?})"),
-            }),
+            C::BadSignature | C::BadEncoding | C::UnhandledCriticalExtension => {
+                let (class, message) = super::classify::classify(
+                    &rustls::Error::InvalidCertificate(e),
+                    super::classify::ClientAuth::default(),
+                );
+                out.push(Problem { class, message });
+            }
             _ => {}
         }
     }
     out
-}
-
-fn unknown_issuer_message(facts: &[CertFacts]) -> String {
-    match facts.first() {
-        Some(leaf) if leaf.subject == leaf.issuer => format!(
-            "the chain does not lead to a trusted root: {} is self-signed",
-            leaf.short_name()
-        ),
-        Some(_) => {
-            let top = facts.last().map(|c| c.issuer.as_str()).unwrap_or("?");
-            format!(
-                "the chain does not lead to a trusted root: it ends at {}, which is not trusted",
-                crate::outcome::common_name(top)
-            )
-        }
-        None => "the chain does not lead to a trusted root".into(),
-    }
 }
 
 /// A moment inside every certificate's validity if there is one, else `now`.

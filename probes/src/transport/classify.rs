@@ -11,6 +11,7 @@ use std::io;
 
 use rustls::{AlertDescription, CertificateError, Error as TlsError, InvalidMessage};
 
+use super::tls::words;
 use crate::run::ProbeError;
 use crate::taxonomy::{ErrorType, Phase};
 
@@ -128,7 +129,11 @@ pub fn classify(e: &TlsError, auth: ClientAuth) -> (ErrorType, String) {
         TlsError::AlertReceived(alert) => classify_alert(*alert, auth),
         TlsError::PeerIncompatible(p) => (
             ErrorType::TlsHandshakeFailure,
-            format!("no common TLS parameters with the server ({p:?})"),
+            format!("no common TLS parameters with the server: {}", TlsError::PeerIncompatible(p.clone())),
+        ),
+        TlsError::InvalidMessage(InvalidMessage::HandshakePayloadTooLarge) => (
+            ErrorType::TlsBadCertificate,
+            "the server sent a handshake message over 64 KiB (in practice its certificate message: an oversized chain or certificate), more than rustls accepts (OpenSSL-based clients stop at 100 KiB); send only the leaf and its intermediates".into(),
         ),
         TlsError::InvalidMessage(InvalidMessage::InvalidContentType)
         | TlsError::InvalidMessage(InvalidMessage::UnknownProtocolVersion) => (
@@ -141,7 +146,7 @@ pub fn classify(e: &TlsError, auth: ClientAuth) -> (ErrorType, String) {
         ),
         TlsError::InvalidCertRevocationList(c) => (
             ErrorType::TlsBadCertificate,
-            format!("the configured CRL is not usable ({c:?})"),
+            format!("the configured CRL is not usable: {}", TlsError::InvalidCertRevocationList(c.clone())),
         ),
         other => (ErrorType::TlsProtocolError, format!("TLS error: {other}")),
     }
@@ -170,16 +175,49 @@ fn classify_certificate(e: &CertificateError) -> (ErrorType, String) {
             ErrorType::TlsCertRevoked,
             "the certificate is revoked".into(),
         ),
-        C::UnknownRevocationStatus
-        | C::ExpiredRevocationList
-        | C::ExpiredRevocationListContext { .. } => (
+        C::UnknownRevocationStatus => (
             ErrorType::TlsCertRevoked,
-            format!("the revocation status cannot be established ({e:?})"),
+            "the revocation status of a certificate of the chain cannot be established: no configured CRL covers it".into(),
         ),
-        other => (
-            ErrorType::TlsBadCertificate,
-            format!("the certificate is not acceptable ({other:?})"),
+        C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => (
+            ErrorType::TlsCertRevoked,
+            "the revocation status cannot be established: a configured CRL is past its next update; refresh the CRL file".into(),
         ),
+        other => (ErrorType::TlsBadCertificate, certificate_words(other)),
+    }
+}
+
+/// What is wrong with a certificate rustls refused for a reason other than its
+/// dates, issuer, name or revocation, in words (never a dump of its fields).
+fn certificate_words(e: &CertificateError) -> String {
+    use CertificateError as C;
+    match e {
+        C::UnsupportedSignatureAlgorithmContext {
+            signature_algorithm_id,
+            ..
+        } => format!(
+            "a certificate of the chain is signed with {}, which rustls/webpki clients refuse",
+            words::algorithm_id_text(signature_algorithm_id)
+        ),
+        C::UnsupportedSignatureAlgorithmForPublicKeyContext {
+            signature_algorithm_id,
+            ..
+        } => format!(
+            "a certificate of the chain is signed with {}, which does not fit its issuer's key",
+            words::algorithm_id_text(signature_algorithm_id)
+        ),
+        C::BadSignature => {
+            "a signature does not verify: a certificate's signature, or the server's handshake signature (an RSA key under 2048 bits is refused this way)".into()
+        }
+        C::BadEncoding => "a certificate of the chain is not valid DER".into(),
+        C::UnhandledCriticalExtension => {
+            "a certificate of the chain has a critical extension the client does not know".into()
+        }
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "the certificate is not for TLS servers (its extendedKeyUsage lacks serverAuth)".into()
+        }
+        C::Other(other) => format!("the certificate is not acceptable: {other}"),
+        other => format!("the certificate is not acceptable: {other}"),
     }
 }
 
@@ -199,10 +237,11 @@ fn classify_alert(alert: AlertDescription, auth: ClientAuth) -> (ErrorType, Stri
     if alert == A::CertificateRequired
         || (auth.asked && (client_cert_alert || (!auth.sent && alert == A::HandshakeFailure)))
     {
+        let name = words::alert_name(alert);
         let what = if auth.sent {
-            format!("the server rejected the client certificate (alert {alert:?})")
+            format!("the server rejected the client certificate (alert {name})")
         } else {
-            format!("the server requires a client certificate and none was sent (alert {alert:?})")
+            format!("the server requires a client certificate and none was sent (alert {name})")
         };
         return (ErrorType::TlsClientCertRequired, what);
     }
@@ -214,12 +253,13 @@ fn classify_alert(alert: AlertDescription, auth: ClientAuth) -> (ErrorType, Stri
         A::HandshakeFailure | A::InsufficientSecurity => (
             ErrorType::TlsHandshakeFailure,
             format!(
-                "the server refused the handshake (alert {alert:?}): no common version, cipher or group"
+                "the server refused the handshake (alert {}): no common version, cipher or group",
+                words::alert_name(alert)
             ),
         ),
         other => (
             ErrorType::TlsHandshakeFailure,
-            format!("the server sent TLS alert {other:?}"),
+            format!("the server sent TLS alert {}", words::alert_name(other)),
         ),
     }
 }

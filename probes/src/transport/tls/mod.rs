@@ -20,6 +20,7 @@ pub mod profile;
 mod revocation;
 mod roots;
 mod verifier;
+pub(crate) mod words;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -342,7 +343,8 @@ impl TlsClient {
             facts.verified = invalid.is_empty();
             findings.extend(invalid.iter().map(|p| cert_invalid(p, &facts)));
         }
-        if let Some(verdict) = seen.verdict {
+        if let Some(mut verdict) = seen.verdict {
+            self.in_words(&mut verdict.problems, &chain_der, &facts.chain, seen.now);
             facts.verified = verdict.problems.is_empty();
             findings.extend(verdict.problems.iter().map(|p| cert_invalid(p, &facts)));
             findings.extend(verdict.legacy.iter().map(|l| cert_legacy(l, &facts)));
@@ -406,7 +408,7 @@ impl TlsClient {
         let mut problems = Vec::new();
         match (&self.judge, seen.verdict) {
             (_, Some(verdict)) if !verdict.problems.is_empty() => problems = verdict.problems,
-            (Judge::WebPki(verifier), _) if is_chain_problem(class) => {
+            (Judge::WebPki(verifier), _) if is_chain_problem(class) && !seen.chain.is_empty() => {
                 problems =
                     chain::problems(&seen.chain, &facts_list, &seen.name, verifier, seen.now);
             }
@@ -415,6 +417,7 @@ impl TlsClient {
         if !problems.iter().any(|p| p.class == class) {
             problems.push(Problem { class, message });
         }
+        self.in_words(&mut problems, &seen.chain, &facts_list, seen.now);
         problems.sort_by_key(|p| p.class);
         problems.dedup_by_key(|p| p.class);
         let first = &problems[0];
@@ -458,9 +461,34 @@ impl TlsClient {
         if self.enforcement == Enforcement::ChainOnly {
             problems.retain(|p| p.class != ErrorType::TlsHostnameMismatch);
         }
+        self.in_words(&mut problems, chain_der, &facts.chain, now);
         problems.sort_by_key(|p| p.class);
         problems.dedup_by_key(|p| p.class);
         problems
+    }
+
+    /// The problems in words the chain allows ([`words`]): under `webpki`, what
+    /// the verifier named in its own terms; under both, the CRL entry that revoked
+    /// a certificate.
+    fn in_words(
+        &self,
+        problems: &mut [Problem],
+        chain_der: &[CertificateDer<'static>],
+        facts: &[crate::outcome::CertFacts],
+        now: SystemTime,
+    ) {
+        if let Judge::WebPki(_) = self.judge {
+            words::refine_webpki(problems, chain_der, facts);
+        }
+        // A certificate the CRLs revoke is what matters, whatever the verifier
+        // met first on the way (an intermediate no CRL covers).
+        if let Some(p) = problems
+            .iter_mut()
+            .find(|p| p.class == ErrorType::TlsCertRevoked)
+            && let Some(entry) = self.crl_dates.revocation_words(facts, now)
+        {
+            p.message = entry;
+        }
     }
 }
 

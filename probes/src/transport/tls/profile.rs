@@ -25,6 +25,7 @@ use rustls::pki_types::CertificateDer;
 
 use super::TlsSetupError;
 use super::names::{self, NameMatch, NameRule};
+use super::words::{self, KeyMinimum};
 use crate::outcome::{CertFacts, Problem};
 use crate::taxonomy::ErrorType;
 use crate::transport::chain;
@@ -233,7 +234,7 @@ impl OpenSslTrust {
     fn verify(
         &self,
         rules: ClientRules,
-        chain: &[X509],
+        (chain, der): (&[X509], &[CertificateDer<'_>]),
         facts: &[CertFacts],
         at: SystemTime,
     ) -> Option<Problem> {
@@ -275,10 +276,13 @@ impl OpenSslTrust {
         match outcome {
             Ok((true, ..)) => None,
             Ok((false, error, depth, subject)) => Some(openssl_problem(
-                error.as_raw(),
-                error.error_string(),
-                depth,
-                subject,
+                OpenSslError {
+                    raw: error.as_raw(),
+                    text: error.error_string(),
+                    depth,
+                    subject,
+                },
+                der,
                 facts,
             )),
             Err(e) => failed(format!("OpenSSL could not verify the chain: {e}")),
@@ -312,7 +316,7 @@ impl OpenSslTrust {
             });
             return verdict;
         }
-        if let Some(problem) = self.verify(rules, &parsed, &facts, now) {
+        if let Some(problem) = self.verify(rules, (&parsed, chain), &facts, now) {
             let timing = matches!(
                 problem.class,
                 ErrorType::TlsCertExpired | ErrorType::TlsCertNotYetValid
@@ -326,7 +330,7 @@ impl OpenSslTrust {
                 // Trust, judged when every certificate is valid, so that an expiry
                 // does not hide an untrusted issuer.
                 let at = chain::trust_moment(&facts, now);
-                if let Some(p) = self.verify(rules, &parsed, &facts, at)
+                if let Some(p) = self.verify(rules, (&parsed, chain), &facts, at)
                     && !matches!(
                         p.class,
                         ErrorType::TlsCertExpired | ErrorType::TlsCertNotYetValid
@@ -370,6 +374,9 @@ impl OpenSslTrust {
                 }
             }
         }
+        if let (Some(text), Some(first)) = (words::reversed(&facts), verdict.problems.first_mut()) {
+            first.message = format!("{text} ({})", first.message);
+        }
         verdict
             .legacy
             .extend(certificate_legacy(&parsed, &facts, rules));
@@ -410,7 +417,7 @@ fn certificate_legacy(parsed: &[X509], facts: &[CertFacts], rules: ClientRules) 
     for (i, cert) in parsed.iter().enumerate() {
         let self_signed = facts.get(i).is_some_and(|f| f.subject == f.issuer);
         if cert.version() == 0 && (i == 0 || !self_signed) {
-            let name = facts.get(i).map_or("?", CertFacts::short_name);
+            let name = facts.get(i).map_or("?".into(), CertFacts::short_name);
             out.push(Legacy {
                 what: "x509_v1",
                 message: format!(
@@ -477,17 +484,36 @@ mod code {
     pub const CERT_REVOKED: i32 = 23;
     pub const CERT_UNTRUSTED: i32 = 27;
     pub const CERT_REJECTED: i32 = 28;
+    pub const EE_KEY_TOO_SMALL: i32 = 66;
+    pub const CA_KEY_TOO_SMALL: i32 = 67;
+    pub const CA_MD_TOO_WEAK: i32 = 68;
 }
 
-/// The problem of OpenSSL's error `raw` (`text` its own words) at chain `depth`.
-fn openssl_problem(
+/// One error of OpenSSL's verification.
+struct OpenSslError<'a> {
+    /// `X509_V_ERR_*`.
     raw: i32,
-    text: &str,
+    /// OpenSSL's own words.
+    text: &'a str,
+    /// Where in the chain (0: the leaf).
     depth: usize,
+    /// The subject of the certificate there, as OpenSSL built the chain.
     subject: Option<String>,
+}
+
+/// The problem of OpenSSL's error, in words that name the certificate.
+fn openssl_problem(
+    e: OpenSslError<'_>,
+    der: &[CertificateDer<'_>],
     facts: &[CertFacts],
 ) -> Problem {
     use code::*;
+    let OpenSslError {
+        raw,
+        text,
+        depth,
+        subject,
+    } = e;
     let class = match raw {
         CERT_HAS_EXPIRED => ErrorType::TlsCertExpired,
         CERT_NOT_YET_VALID => ErrorType::TlsCertNotYetValid,
@@ -504,8 +530,9 @@ fn openssl_problem(
         _ => ErrorType::TlsBadCertificate,
     };
     let who = subject
+        .filter(|s| !s.trim().is_empty())
         .map(|s| crate::outcome::common_name(&s).to_owned())
-        .or_else(|| facts.get(depth).map(|f| f.short_name().to_owned()))
+        .or_else(|| facts.get(depth).map(|f| f.short_name().into_owned()))
         .unwrap_or_else(|| "?".into());
     let position = if depth < facts.len() {
         chain::position(depth)
@@ -513,17 +540,17 @@ fn openssl_problem(
         "trust anchor".into()
     };
     let message = match raw {
+        UNABLE_TO_GET_ISSUER_CERT_LOCALLY | UNABLE_TO_GET_ISSUER_CERT if depth < facts.len() => {
+            format!("{} ({text})", words::untrusted(&facts[..=depth]))
+        }
         UNABLE_TO_GET_ISSUER_CERT_LOCALLY | UNABLE_TO_GET_ISSUER_CERT => format!(
-            "the chain does not lead to a trusted root: the issuer of {who} ({position}), {}, is not in the trust store and was not sent ({text})",
-            facts
-                .get(depth)
-                .map_or("?", |f| crate::outcome::common_name(&f.issuer))
+            "the chain does not lead to a trusted root: the issuer of {who} is not in the trust store and was not sent ({text})"
         ),
         DEPTH_ZERO_SELF_SIGNED_CERT => format!(
-            "the chain does not lead to a trusted root: {who} is self-signed and not trusted ({text})"
+            "the chain does not lead to a trusted root: {who} is self-signed and not in the trust store ({text})"
         ),
         SELF_SIGNED_CERT_IN_CHAIN => format!(
-            "the chain does not lead to a trusted root: it ends at {who}, which is not trusted ({text})"
+            "the chain ends at {who}, which is not trusted (it is a root that is not in the trust store) ({text})"
         ),
         CERT_REVOKED => {
             format!("certificate {who} ({position}) is revoked by the configured CRL ({text})")
@@ -533,6 +560,16 @@ fn openssl_problem(
         ),
         CRL_HAS_EXPIRED | CRL_NOT_YET_VALID => {
             format!("the CRL for {who} ({position}) is not current ({text}); refresh the CRL file")
+        }
+        CA_MD_TOO_WEAK => match words::weak_signature(der, facts) {
+            Some(words) => format!("{words} ({text})"),
+            None => format!("certificate {who} ({position}): {text}"),
+        },
+        EE_KEY_TOO_SMALL | CA_KEY_TOO_SMALL => {
+            match words::weak_key(facts, KeyMinimum::openssl(security_level())) {
+                Some(words) => format!("{words} ({text})"),
+                None => format!("certificate {who} ({position}): {text}"),
+            }
         }
         _ => format!("certificate {who} ({position}): {text}"),
     };
