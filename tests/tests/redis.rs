@@ -116,11 +116,56 @@ async fn unknown_ca_is_unknown_issuer() {
     assert!(!o.tls.as_ref().unwrap().chain.is_empty());
 }
 
+/// redis-cli's verdict on `host:port` over TLS with the test root CA: whether
+/// `PING` got `PONG`, and what it printed.
+async fn redis_cli_pings(host: &str, port: u16) -> (bool, String) {
+    let out = tokio::process::Command::new("redis-cli")
+        .args(["--tls", "--cacert"])
+        .arg(&pki().root_file)
+        .args([
+            "-h",
+            host,
+            "-p",
+            &port.to_string(),
+            "--user",
+            "probe",
+            "--pass",
+            PASSWORD,
+        ])
+        .args(["--no-auth-warning", "PING"])
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text.contains("PONG"), text)
+}
+
+/// redis-cli (hiredis) verifies the chain but not the name: a certificate for
+/// another name connects, so the probe is up, with a `cert_legacy` notice naming
+/// the clients that refuse it; `tls.strict` and the `webpki` profile fail it.
 #[tokio::test]
-async fn wrong_name_under_rediss_is_hostname_mismatch() {
+async fn wrong_name_under_rediss_is_up_as_redis_cli_with_a_notice() {
     let s = tls(Validity::current());
-    let o = probe(&format!("rediss://probe@127.0.0.1:{}", s.port())).await;
-    assert_down(&o, ErrorType::TlsHostnameMismatch, Phase::Tls);
+    let url = format!("rediss://probe@127.0.0.1:{}", s.port());
+    let o = probe(&url).await;
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    let notice = o
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingType::CERT_LEGACY)
+        .unwrap_or_else(|| panic!("no cert_legacy: {o:#?}"));
+    assert_eq!(notice.facts["legacy"], "name_unchecked", "{notice:#?}");
+    assert!(notice.message.contains("go-redis"), "{}", notice.message);
+    let (pong, text) = redis_cli_pings("127.0.0.1", s.port()).await;
+    assert!(pong, "redis-cli connects too: {text}");
+    for extra in ["  strict: true\n", "  client_profile: webpki\n"] {
+        let o = run_once(&format!("{}{extra}", yaml(&url))).await.unwrap();
+        assert_down(&o, ErrorType::TlsHostnameMismatch, Phase::Tls);
+    }
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use depprobe_config::ProbeConfig;
 
 use crate::kinds::ProbeKind;
+use crate::transport::tls::profile::ClientRules;
 use crate::kinds::role::{REPLICATION_LINK_DOWN, link_down};
 use crate::outcome::Target;
 use crate::run::{ProbeError, ProbeMeta, Run};
@@ -59,7 +60,7 @@ impl RedisProbe {
     pub fn new(cfg: &ProbeConfig, spec: &RedisSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
         let target = spec.target().map_err(BuildError::Invalid)?;
         let tls = if target.tls {
-            Some(TlsClient::from_spec(&spec.tls, &[])?)
+            Some(TlsClient::from_spec(&spec.tls, &[])?.with_rules(ClientRules::Hiredis))
         } else {
             None
         };

@@ -39,8 +39,13 @@ pub enum ClientRules {
     Libpq,
     /// curl: its name rule; partial chains allowed (curl 7.68+ sets the flag).
     Curl,
-    /// The MySQL/MariaDB, Redis, broker and SMTP clients: `X509_check_host`, no
-    /// partial chains.
+    /// hiredis (redis-cli, and the clients built on it): the chain is verified,
+    /// the name is not (hiredis sets no host to check); a name the certificate does
+    /// not cover is a `cert_legacy` notice, since go-redis, node-redis, Lettuce and
+    /// redis-py 6+ refuse it.
+    Hiredis,
+    /// The MySQL/MariaDB, broker and SMTP clients: `X509_check_host`, no partial
+    /// chains.
     #[default]
     OpenSsl,
 }
@@ -50,7 +55,7 @@ impl ClientRules {
         match self {
             ClientRules::Libpq => NameRule::Libpq,
             ClientRules::Curl => NameRule::Curl,
-            ClientRules::OpenSsl => NameRule::CheckHost,
+            ClientRules::OpenSsl | ClientRules::Hiredis => NameRule::CheckHost,
         }
     }
 
@@ -59,6 +64,7 @@ impl ClientRules {
         match self {
             ClientRules::Libpq => "libpq",
             ClientRules::Curl => "curl",
+            ClientRules::Hiredis => "redis-cli (hiredis)",
             ClientRules::OpenSsl => "OpenSSL-based clients",
         }
     }
@@ -67,7 +73,8 @@ impl ClientRules {
 /// Something the profile accepts that WebPKI clients refuse.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Legacy {
-    /// A stable name: `cn_only`, `x509_v1`, `ca_leaf`, `address_as_dns_name`.
+    /// A stable name: `cn_only`, `x509_v1`, `ca_leaf`, `address_as_dns_name`,
+    /// `name_unchecked`.
     pub what: &'static str,
     /// What it is and which clients refuse it.
     pub message: String,
@@ -77,7 +84,7 @@ impl Legacy {
     /// The class a strict probe fails with.
     pub fn class(&self) -> ErrorType {
         match self.what {
-            "cn_only" | "address_as_dns_name" => ErrorType::TlsHostnameMismatch,
+            "cn_only" | "address_as_dns_name" | "name_unchecked" => ErrorType::TlsHostnameMismatch,
             _ => ErrorType::TlsBadCertificate,
         }
     }
@@ -364,6 +371,15 @@ impl OpenSslTrust {
                     } else {
                         covered.join(", ")
                     };
+                    if rules == ClientRules::Hiredis {
+                        verdict.legacy.push(Legacy {
+                            what: "name_unchecked",
+                            message: format!(
+                                "the certificate is not valid for {host} (it covers {covers}): redis-cli and hiredis connect, as they do not check the name, but go-redis, node-redis, Lettuce and redis-py 6+ refuse it; add {host} to its subjectAltName"
+                            ),
+                        });
+                        return finish(verdict, &parsed, &facts, rules, strict);
+                    }
                     verdict.problems.push(Problem {
                         class: ErrorType::TlsHostnameMismatch,
                         message: format!(
@@ -374,24 +390,36 @@ impl OpenSslTrust {
                 }
             }
         }
-        if let (Some(text), Some(first)) = (words::reversed(&facts), verdict.problems.first_mut()) {
-            first.message = format!("{text} ({})", first.message);
-        }
-        verdict
-            .legacy
-            .extend(certificate_legacy(&parsed, &facts, rules));
-        if strict {
-            for l in &verdict.legacy {
-                verdict.problems.push(Problem {
-                    class: l.class(),
-                    message: format!("{} (tls.strict)", l.message),
-                });
-            }
-        }
-        verdict.problems.sort_by_key(|p| p.class);
-        verdict.problems.dedup_by_key(|p| p.class);
-        verdict
+        finish(verdict, &parsed, &facts, rules, strict)
     }
+}
+
+/// The end of a judgement: a reversed chain said first, the legacy of the
+/// certificates, and under `strict` every legacy a problem.
+fn finish(
+    mut verdict: Verdict,
+    parsed: &[X509],
+    facts: &[CertFacts],
+    rules: ClientRules,
+    strict: bool,
+) -> Verdict {
+    if let (Some(text), Some(first)) = (words::reversed(facts), verdict.problems.first_mut()) {
+        first.message = format!("{text} ({})", first.message);
+    }
+    verdict
+        .legacy
+        .extend(certificate_legacy(parsed, facts, rules));
+    if strict {
+        for l in &verdict.legacy {
+            verdict.problems.push(Problem {
+                class: l.class(),
+                message: format!("{} (tls.strict)", l.message),
+            });
+        }
+    }
+    verdict.problems.sort_by_key(|p| p.class);
+    verdict.problems.dedup_by_key(|p| p.class);
+    verdict
 }
 
 /// `time_t` from Unix seconds.
