@@ -296,3 +296,45 @@ async fn earlier_hostile_peers_stay_refused() {
     let rss = agent.rss_kib().expect("the agent's RSS");
     assert!(rss < RSS_BOUND_KIB, "RSS {rss} KiB");
 }
+
+/// A gRPC server (cleartext HTTP/2) whose answer to the health check announces a
+/// message of 4 GiB - 1 in its length prefix and then streams zeros: tonic's
+/// decoder refuses a message over its 4 MiB limit at the prefix, before buffering,
+/// and the probe names it `unexpected_response`.
+#[tokio::test]
+async fn a_grpc_message_announced_as_4_gib_is_refused_at_its_prefix() {
+    use futures::StreamExt;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    let prefix = bytes::Bytes::from_static(&[0, 0xFF, 0xFF, 0xFF, 0xFF]);
+                    let zeros = bytes::Bytes::from(vec![0u8; 16 * 1024]);
+                    let frames = futures::stream::iter(
+                        std::iter::once(prefix).chain(std::iter::repeat(zeros).take(64 * 1024)),
+                    )
+                    .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
+                    let response = hyper::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(StreamBody::new(frames))
+                        .unwrap();
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
+                        .await;
+            });
+        }
+    });
+    let hostile = format!("  - name: hostile\n    kind: grpc\n    url: http://127.0.0.1:{port}\n");
+    let e = beside_a_healthy_probe(&World::new().await, "grpc-4gib", &hostile).await;
+    assert_eq!(e["status"], "down", "{e}");
+    assert_eq!(e["error_type"], "unexpected_response", "{e}");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("4294967295"), "{message}");
+}

@@ -104,6 +104,7 @@ pub async fn channel_over<IO: Io + 'static>(
 /// The class of a failed call: the connection's own error when it had one (TLS,
 /// reset), else the gRPC status (`UNAUTHENTICATED` naming a token is
 /// `jwt_rejected`; `UNAUTHENTICATED` / `PERMISSION_DENIED` are `auth_rejected`;
+/// `OUT_OF_RANGE` (a message over the decoder's limit) is `unexpected_response`;
 /// the other codes are `http_status`, with the code in the message).
 /// `UNAUTHENTICATED` is `jwt_rejected` only when the call carried a bearer token
 /// (`bearer_sent`, see [`carries_bearer`]) and the server's words name a token;
@@ -151,6 +152,19 @@ pub fn grpc_error(
             ErrorType::JwtRejected
         }
         Code::Unauthenticated | Code::PermissionDenied => ErrorType::AuthRejected,
+        // No call a probe makes has an OUT_OF_RANGE answer; it is what tonic's
+        // decoder says of a message over the probe's limit (a length prefix of
+        // 4 GiB is refused there, before anything is buffered).
+        Code::OutOfRange => {
+            return ProbeError::new(
+                ErrorType::UnexpectedResponse,
+                Phase::Request,
+                format!(
+                    "the answer is not one the call can have: {}",
+                    status_text(&status)
+                ),
+            );
+        }
         _ => ErrorType::HttpStatus,
     };
     ProbeError::new(class, Phase::Request, status_text(&status))
