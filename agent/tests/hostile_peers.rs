@@ -315,7 +315,7 @@ async fn a_grpc_message_announced_as_4_gib_is_refused_at_its_prefix() {
                     let prefix = bytes::Bytes::from_static(&[0, 0xFF, 0xFF, 0xFF, 0xFF]);
                     let zeros = bytes::Bytes::from(vec![0u8; 16 * 1024]);
                     let frames = futures::stream::iter(
-                        std::iter::once(prefix).chain(std::iter::repeat(zeros).take(64 * 1024)),
+                        std::iter::once(prefix).chain(std::iter::repeat_n(zeros, 64 * 1024)),
                     )
                     .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
                     let response = hyper::Response::builder()
