@@ -14,8 +14,14 @@
 //! committed files are regenerated upstream from time to time and are not all from
 //! one generation in the stored copy available here.
 //!
-//! Not ported here: the server-side cases (client certificates, pg_hba
-//! `clientcert`) and the password-protected server key; and three cases whose
+//! The server-side cases ("running server tests": a client certificate for `cert`
+//! authentication and `clientcert=verify-full`/`verify-ca`, a key with group or
+//! world access, the client's intermediate sent by the client or missing) run in
+//! [`postgresql_server_ssl_cases_agree_with_libpq`]: 9 cases.
+//!
+//! Not ported here: the revoked client certificate (it needs `ssl_crl_file` on the
+//! server, which the test cluster does not set) and the password-protected server
+//! key; and three cases whose
 //! `sslrootcert=invalid` names a file that does not exist, which depprobe's
 //! validation refuses as a configuration error by design (libpq connects unverified
 //! under `require`, and fails under `verify-ca`/`verify-full`).
@@ -38,7 +44,10 @@ const CA_CNF: &str = "[ ca ]\ndefault_ca = CA_default\n[ CA_default ]\ndatabase 
 
 impl SuitePki {
     fn make() -> SuitePki {
-        let dir = files_dir().unwrap().join("pg-ssl-suite");
+        // One directory per call: the tests of this file run in parallel.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = files_dir().unwrap().join(format!("pg-ssl-suite-{n}"));
         std::fs::create_dir_all(&dir).unwrap();
         let o = |args: &[&str]| openssl(&dir, args).unwrap();
         o(&[
@@ -218,6 +227,46 @@ impl SuitePki {
             &["root_ca.crt", "server_ca.crt", "client_ca.crt"],
         );
         cat("root+server.crl", &["root.crl", "server.crl"]);
+        // The client certificate of the server-side cases (`ssl/client.config`: CN
+        // ssltestuser, no extensions: X.509 v1), its key at 0600 and at 0644.
+        o(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=ssltestuser",
+        ]);
+        o(&[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "client_ca.crt",
+            "-CAkey",
+            "client_ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.crt",
+            "-days",
+            "3650",
+        ]);
+        cat("client_tmp.key", &["client.key"]);
+        cat("client_wrongperms_tmp.key", &["client.key"]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |name: &str, m: u32| {
+            std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        mode("client_tmp.key", 0o600);
+        mode("client_wrongperms_tmp.key", 0o644);
+        cat("client+client_ca.crt", &["client.crt", "client_ca.crt"]);
+        cat("root+client_ca.crt", &["root_ca.crt", "client_ca.crt"]);
         SuitePki { dir }
     }
 
@@ -340,7 +389,10 @@ fn settings(text: &str, pki: &SuitePki) -> Vec<(String, String)> {
     text.split_whitespace()
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| {
-            let v = if matches!(k, "sslrootcert" | "sslcrl") && !v.contains('/') && v != "invalid" {
+            let v = if matches!(k, "sslrootcert" | "sslcrl" | "sslcert" | "sslkey")
+                && !v.contains('/')
+                && v != "invalid"
+            {
                 pki.path(v)
             } else {
                 v.to_owned()
@@ -352,10 +404,18 @@ fn settings(text: &str, pki: &SuitePki) -> Vec<(String, String)> {
 
 /// depprobe's verdict: the probe with the same settings as its own keys.
 async fn depprobe_up(port: u16, s: &[(String, String)]) -> bool {
-    let mut yaml = format!(
-        "name: suite\nkind: postgres\nport: {port}\nuser: ssltestuser\ndbname: trustdb\nhostaddr: 127.0.0.1\ntimeout: 10s\n"
-    );
+    let mut yaml =
+        format!("name: suite\nkind: postgres\nport: {port}\nhostaddr: 127.0.0.1\ntimeout: 10s\n");
+    for (k, v) in [("user", "ssltestuser"), ("dbname", "trustdb")] {
+        if !s.iter().any(|(key, _)| key == k) {
+            yaml.push_str(&format!("{k}: {v}\n"));
+        }
+    }
     for (k, v) in s {
+        if k == "sslcert" && v == "invalid" {
+            // libpq: a certificate file that does not exist is no certificate.
+            continue;
+        }
         yaml.push_str(&format!("{k}: \"{v}\"\n"));
     }
     let o = run_once(&yaml)
@@ -409,6 +469,109 @@ async fn postgresql_client_ssl_cases_agree_with_libpq() {
         drop(cluster);
     }
     eprintln!("PostgreSQL src/test/ssl client cases: {agree} of {total} agree");
+    assert!(
+        disagreements.is_empty(),
+        "{agree} of {total} agree; disagreements:\n{}",
+        disagreements.join("\n")
+    );
+}
+
+/// The server-side cases ("running server tests": certificate authorization): the
+/// server's `ssl_ca_file`, its `pg_hba.conf` lines, the settings every case shares,
+/// and the cases, each run by psql and by the probe.
+fn server_stages() -> Vec<(&'static str, Vec<String>, &'static str, Vec<Case>)> {
+    let hba = |lines: &[&str]| lines.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>();
+    let cert_hba = hba(&[
+        "hostssl certdb all 127.0.0.1/32 cert",
+        "hostssl verifydb ssltestuser 127.0.0.1/32 trust clientcert=verify-full",
+        "hostssl verifydb anotheruser 127.0.0.1/32 trust clientcert=verify-full",
+        "hostssl verifydb yetanotheruser 127.0.0.1/32 trust clientcert=verify-ca",
+    ]);
+    vec![
+        (
+            "root+client_ca.crt",
+            cert_hba.clone(),
+            "sslrootcert=root+server_ca.crt sslmode=require dbname=certdb host=localhost",
+            vec![
+                fails("user=ssltestuser sslcert=invalid"),
+                ok("user=ssltestuser sslcert=client.crt sslkey=client_tmp.key"),
+                fails("user=ssltestuser sslcert=client.crt sslkey=client_wrongperms_tmp.key"),
+                fails("user=anotheruser sslcert=client.crt sslkey=client_tmp.key"),
+            ],
+        ),
+        (
+            "root+client_ca.crt",
+            cert_hba.clone(),
+            "sslrootcert=root+server_ca.crt sslmode=require dbname=verifydb host=localhost",
+            vec![
+                ok("user=ssltestuser sslcert=client.crt sslkey=client_tmp.key"),
+                fails("user=anotheruser sslcert=client.crt sslkey=client_tmp.key"),
+                ok("user=yetanotheruser sslcert=client.crt sslkey=client_tmp.key"),
+            ],
+        ),
+        (
+            "root_ca.crt",
+            cert_hba,
+            "user=ssltestuser dbname=certdb sslkey=client_tmp.key sslrootcert=root+server_ca.crt host=localhost",
+            vec![
+                ok("sslmode=require sslcert=client+client_ca.crt"),
+                fails("sslmode=require sslcert=client.crt"),
+            ],
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn postgresql_server_ssl_cases_agree_with_libpq() {
+    let pki = SuitePki::make();
+    let (mut agree, mut total) = (0, 0);
+    let mut disagreements = Vec::new();
+    for (cafile, hba, common, cases) in server_stages() {
+        let cluster = Cluster::start(&ClusterSpec {
+            name: format!("suite-server-{total}"),
+            tls: Some(pki.server("server-cn-only")),
+            client_ca: Some(std::fs::read_to_string(pki.dir.join(cafile)).unwrap()),
+            hba,
+            setup_sql: vec![
+                "CREATE ROLE ssltestuser LOGIN".into(),
+                "CREATE ROLE anotheruser LOGIN".into(),
+                "CREATE ROLE yetanotheruser LOGIN".into(),
+                "CREATE DATABASE certdb".into(),
+                "CREATE DATABASE verifydb".into(),
+            ],
+        })
+        .unwrap();
+        for case in cases {
+            total += 1;
+            let all = format!("{common} {}", case.settings);
+            let s = settings(&all, &pki);
+            let conninfo = format!(
+                "port={} hostaddr=127.0.0.1 {}",
+                cluster.port(),
+                s.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            let libpq = psql_connects(&conninfo, None);
+            assert_eq!(
+                libpq.is_ok(),
+                case.ok,
+                "psql disagrees with the suite on {cafile}: {all}: {libpq:?}"
+            );
+            let probe = depprobe_up(cluster.port(), &s).await;
+            if probe == case.ok {
+                agree += 1;
+            } else {
+                disagreements.push(format!(
+                    "{cafile}: {all} (libpq {}, depprobe {probe})",
+                    case.ok
+                ));
+            }
+        }
+        drop(cluster);
+    }
+    eprintln!("PostgreSQL src/test/ssl server-side cases: {agree} of {total} agree");
     assert!(
         disagreements.is_empty(),
         "{agree} of {total} agree; disagreements:\n{}",
