@@ -242,7 +242,13 @@ pub fn client_key_with(
             })
         })?
     } else {
-        PKey::private_key_from_der(&bytes).map_err(|e| rejected(e.to_string()))?
+        PKey::private_key_from_der(&bytes).map_err(|e| {
+            rejected(match password {
+                // libpq with OpenSSL 3 reads a DER key unencrypted only.
+                Some(_) => "a DER key is read unencrypted only, as libpq reads it (libpq says \"unsupported\" for an encrypted one): convert it to encrypted PEM".into(),
+                None => e.to_string(),
+            })
+        })?
     };
     let pkcs8 = pkey
         .private_key_to_pkcs8()
