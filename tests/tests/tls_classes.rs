@@ -905,3 +905,53 @@ async fn a_certificate_without_a_subject_is_named_by_its_first_name() {
     );
     assert!(!o.message.contains(":  "), "{}", o.message);
 }
+
+/// `openssl ca -gencrl` without a crlnumber file makes an X.509 v1 CRL: curl and
+/// the `openssl` profile use it; rustls/webpki refuses to load it, which the
+/// `cert_legacy` notice says.
+#[tokio::test]
+async fn a_v1_crl_is_used_with_a_cert_legacy_notice() {
+    use depprobe_tests::openssl_cli::{CliCa, openssl};
+    let dir = Scratch::new().unwrap();
+    let root = dir.path("");
+    let ca = CliCa::new(&root, "CLI Root CA").unwrap();
+    let id = ca
+        .issue(
+            "leaf",
+            "/CN=localhost",
+            Some("basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\n"),
+        )
+        .unwrap();
+    std::fs::write(
+        root.join("ca.cnf"),
+        "[ ca ]\ndefault_ca = d\n[ d ]\ndatabase = ca.index\ndefault_md = sha256\ndefault_crl_days = 30\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("ca.index"), "").unwrap();
+    openssl(
+        &root,
+        &[
+            "ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt", "-gencrl", "-out",
+            "v1.crl",
+        ],
+    )
+    .unwrap();
+    let server = serve(&id).await;
+    let yaml = format!(
+        "name: t\nkind: tls\naddress: localhost:{}\ntimeout: 5s\ntls:\n  ca_file: {}\n  system_roots: false\n  crl_file: {}\n",
+        server.port(),
+        ca.cert.display(),
+        root.join("v1.crl").display()
+    );
+    let o = run_once(&yaml).await.unwrap();
+    assert_eq!(o.status, Status::Up, "{o:#?}");
+    assert_eq!(legacy(&o), vec!["crl_v1"], "{o:#?}");
+    let notice = o
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingType::CERT_LEGACY)
+        .unwrap();
+    assert!(notice.message.contains("CLI Root CA"), "{}", notice.message);
+    let strict = run_once(&format!("{yaml}  strict: true\n")).await.unwrap();
+    assert_down(&strict, ErrorType::TlsBadCertificate, Phase::Tls);
+}

@@ -106,6 +106,9 @@ pub struct OpenSslTrust {
     system_roots: bool,
     crl_file: Option<PathBuf>,
     crl_dir: Option<PathBuf>,
+    /// Issuers of the X.509 v1 CRLs in `crl_file` (accepted here, refused by
+    /// rustls/webpki).
+    v1_crls: Vec<String>,
 }
 
 type TrustKey = (bool, String, Option<PathBuf>, Option<PathBuf>);
@@ -175,14 +178,16 @@ impl OpenSslTrust {
             }
             None => Vec::new(),
         };
-        if let Some(path) = &spec.crl_file {
-            check_crls(path)?;
-        }
+        let v1_crls = match &spec.crl_file {
+            Some(path) => check_crls(path)?,
+            None => Vec::new(),
+        };
         let trust = Arc::new(OpenSslTrust {
             anchors,
             system_roots: spec.system_roots,
             crl_file: spec.crl_file.clone(),
             crl_dir: spec.crl_dir.clone(),
+            v1_crls,
         });
         if let Ok(mut cache) = trust_cache().lock() {
             if cache.len() >= 256 {
@@ -348,6 +353,16 @@ impl OpenSslTrust {
                 }
             }
         }
+        for issuer in &self.v1_crls {
+            verdict.legacy.push(Legacy {
+                what: "crl_v1",
+                message: format!(
+                    "the CRL of {} in tls.crl_file is an X.509 v1 CRL (`openssl ca -gencrl` without a crlnumber file makes one): {} accepts it, but rustls/webpki clients refuse to load it; issue it as v2",
+                    crate::outcome::common_name(issuer),
+                    rules.client()
+                ),
+            });
+        }
         if let (Some(host), Some(leaf)) = (host, chain.first()) {
             match names::check(rules.name_rule(), leaf.as_ref(), host) {
                 NameMatch::San => {}
@@ -472,20 +487,29 @@ fn certificate_legacy(parsed: &[X509], facts: &[CertFacts], rules: ClientRules) 
 }
 
 /// A CRL file OpenSSL can read (v1 and v2 CRLs both): refused whole at setup when
-/// a block does not parse.
-fn check_crls(path: &Path) -> Result<(), TlsSetupError> {
+/// a block does not parse. Returns the issuers of its v1 CRLs.
+fn check_crls(path: &Path) -> Result<Vec<String>, TlsSetupError> {
+    use x509_parser::prelude::FromDer;
     let pem = super::roots::read(path)?;
     let text = String::from_utf8_lossy(&pem);
     let mut found = 0;
+    let mut v1 = Vec::new();
     for block in text.split("-----BEGIN X509 CRL-----").skip(1) {
         let body = format!("-----BEGIN X509 CRL-----{block}");
-        openssl::x509::X509Crl::from_pem(body.as_bytes()).map_err(|e| {
+        let crl = openssl::x509::X509Crl::from_pem(body.as_bytes()).map_err(|e| {
             TlsSetupError::Malformed {
                 path: path.to_owned(),
                 what: "CRL",
                 reason: e.to_string(),
             }
         })?;
+        if let Ok(der) = crl.to_der()
+            && let Ok((_, parsed)) =
+                x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+            && parsed.version().is_none()
+        {
+            v1.push(parsed.issuer().to_string());
+        }
         found += 1;
     }
     if found == 0 {
@@ -494,7 +518,7 @@ fn check_crls(path: &Path) -> Result<(), TlsSetupError> {
             what: "CRL",
         });
     }
-    Ok(())
+    Ok(v1)
 }
 
 /// OpenSSL's X509_V_ERR codes, by meaning.
