@@ -4,7 +4,7 @@
 //! (docs/telemetry.md). The root is the run (CLIENT, or INTERNAL for a kind that
 //! reads a local file); the `request` or `query` phase is the client call itself,
 //! a CLIENT span named and attributed as semconv names an HTTP request (`GET`), a
-//! database operation (`SELECT app`, `PING 0`) or an RPC
+//! database operation (`SELECT app`, `PING`) or an RPC
 //! (`grpc.health.v1.Health/Check`), when the kind sets those attributes. The root
 //! repeats the call's attributes, so a query on the run finds them too.
 //!
@@ -113,7 +113,9 @@ fn call_name(attributes: &[(&'static str, String)]) -> Option<String> {
     if let Some(method) = get("rpc.method") {
         return Some(method.to_owned());
     }
-    match (get("db.operation.name"), get("db.namespace")) {
+    // Redis' namespace is a number, which semconv keeps out of the name.
+    let namespace = get("db.namespace").filter(|_| get("db.system.name") != Some("redis"));
+    match (get("db.operation.name"), namespace) {
         (Some(op), Some(ns)) => Some(format!("{op} {ns}")),
         (Some(op), None) => Some(op.to_owned()),
         (None, _) => get("db.system.name").map(str::to_owned),
