@@ -5,7 +5,8 @@
 //! `docs/telemetry.md`.
 //!
 //! One agent probes a real server of each kind the tests start cheaply (tls,
-//! http, metrics, postgres, redis, mongodb, grpc, otlp, credential) and exports to
+//! http, metrics, postgres, mysql (MariaDB), redis, mongodb, grpc, otlp,
+//! credential) and exports to
 //! the tests' OTLP receiver. Then every attribute of every span, event, data point
 //! and the resource must be either a semconv attribute of the table, with its type
 //! and one of its values, or in the project's namespace (`probe.*`,
@@ -29,7 +30,9 @@ use depprobe_tests::brokers::grpc::{GrpcHealthOptions, GrpcHealthServer};
 use depprobe_tests::harness::{jwt, unix_in};
 use depprobe_tests::mongo::ReplicaSet;
 use depprobe_tests::otlp::{OtlpReceiver, Received};
-use depprobe_tests::{Cluster, ClusterSpec, HttpServer, RedisServer, RedisSpec, Reply, Validity};
+use depprobe_tests::{
+    Cluster, ClusterSpec, HttpServer, MariaDb, MariaDbSpec, RedisServer, RedisSpec, Reply, Validity,
+};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -41,6 +44,7 @@ const TELEMETRY_DOC: &str = include_str!("../../docs/telemetry.md");
 /// A secret in a probed URL's query: it must never reach `url.full`.
 const QUERY_SECRET: &str = "q-s3cr3t-4f9a";
 const PG_PASSWORD: &str = "pg-pw-semconv-71";
+const MARIADB_PASSWORD: &str = "maria-pw-semconv-52";
 
 /// The probes, each against its own server.
 const PROBES: &[&str] = &[
@@ -49,6 +53,7 @@ const PROBES: &[&str] = &[
     "keyed-api",
     "scrape",
     "orders-db",
+    "accounts-db",
     "cache",
     "sessions",
     "payments",
@@ -137,7 +142,10 @@ fn check_attributes(
         if let Some(p) = attribute_problem(registry, &kv.key, value) {
             problems.insert(format!("{at}: {p}"));
         }
-        if text(kv).contains(QUERY_SECRET) || text(kv).contains(PG_PASSWORD) {
+        if [QUERY_SECRET, PG_PASSWORD, MARIADB_PASSWORD]
+            .iter()
+            .any(|secret| text(kv).contains(secret))
+        {
             problems.insert(format!("{at}: `{}` carries a secret", kv.key));
         }
     }
@@ -237,6 +245,19 @@ async fn the_otlp_export_of_every_kind_conforms_to_the_semantic_conventions() {
     .await
     .unwrap()
     .unwrap();
+    let maria_leaf = leaf();
+    let mariadb = tokio::task::spawn_blocking(move || {
+        MariaDb::start(&MariaDbSpec {
+            tls: Some(maria_leaf),
+            setup_sql: vec![format!(
+                "CREATE USER probe@'%' IDENTIFIED BY '{MARIADB_PASSWORD}'"
+            )],
+            ..Default::default()
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let redis = tokio::task::spawn_blocking(|| RedisServer::start(&RedisSpec::default()))
         .await
         .unwrap()
@@ -267,6 +288,7 @@ async fn the_otlp_export_of_every_kind_conforms_to_the_semantic_conventions() {
 \x20 - name: keyed-api\n    kind: http\n    url: https://localhost:{healthy}/health?api_key={QUERY_SECRET}\n\
 \x20 - name: scrape\n    kind: metrics\n    url: https://localhost:{scrape}/metrics\n\
 \x20 - name: orders-db\n    kind: postgres\n    url: postgres://probe@localhost:{pg}/postgres?sslmode=verify-full\n    password: {PG_PASSWORD}\n\
+\x20 - name: accounts-db\n    kind: mysql\n    url: mysql://probe@localhost:{maria}/information_schema?ssl-mode=VERIFY_IDENTITY\n    password: {MARIADB_PASSWORD}\n\
 \x20 - name: cache\n    kind: redis\n    url: redis://localhost:{redis}/0\n\
 \x20 - name: sessions\n    kind: mongodb\n    url: mongodb://probe@{mongo}/?replicaSet=rs0\n    password: s3cret\n    heartbeat_frequency: 500ms\n\
 \x20 - name: payments\n    kind: grpc\n    url: {grpc}\n\
@@ -280,6 +302,7 @@ async fn the_otlp_export_of_every_kind_conforms_to_the_semantic_conventions() {
         scrape = scrape.port(),
         pg = cluster.port(),
         redis = redis.port(),
+        maria = mariadb.port(),
         mongo = mongo.seed_list(),
         grpc = grpc.url(),
         collector = collector.grpc_endpoint(),
@@ -380,6 +403,7 @@ async fn the_otlp_export_of_every_kind_conforms_to_the_semantic_conventions() {
         ("keyed-api", "GET"),
         ("scrape", "GET"),
         ("orders-db", "SELECT postgres"),
+        ("accounts-db", "SELECT information_schema"),
         ("cache", "PING"),
         ("sessions", "ping admin"),
         ("payments", "grpc.health.v1.Health/Check"),
