@@ -6,8 +6,8 @@
 //!
 //! One agent probes a real server of each kind the tests start cheaply (tls,
 //! http, metrics, postgres, mysql (MariaDB), redis, mongodb, grpc, otlp,
-//! credential) and exports to the tests' OTLP receiver. Then every attribute of every span, event, data point
-//! and the resource must be either a semconv attribute of the table, with its type
+//! credential) and exports to the tests' OTLP receiver. Then every attribute of
+//! every span, event, data point and the resource must be either a semconv attribute of the table, with its type
 //! and one of its values, or in the project's namespace (`probe.*`,
 //! `depprobe.*`); a name inside a semconv namespace that the table does not hold
 //! (`tls.cert.subject`) fails. Every span's name and kind, the required attributes
