@@ -86,14 +86,20 @@ impl TargetState {
     }
 }
 
-/// `probe.name`, `probe.kind`, `server.address`, `server.port`.
+/// `probe.name`, `probe.kind`, and `server.address`, `server.port`; or, for a kind
+/// that reads a local file, `file.path` (semconv: a file is no server).
 pub fn target_attributes(meta: &ProbeMeta) -> Arc<[KeyValue]> {
-    Arc::from(vec![
+    let mut v = vec![
         KeyValue::new("probe.name", meta.name.clone()),
         KeyValue::new("probe.kind", meta.kind.as_str()),
-        KeyValue::new("server.address", meta.target.address.clone()),
-        KeyValue::new("server.port", i64::from(meta.target.port)),
-    ])
+    ];
+    if depprobe_probes::kinds::is_local(meta.kind.as_str()) {
+        v.push(KeyValue::new("file.path", meta.target.address.clone()));
+    } else {
+        v.push(KeyValue::new("server.address", meta.target.address.clone()));
+        v.push(KeyValue::new("server.port", i64::from(meta.target.port)));
+    }
+    Arc::from(v)
 }
 
 /// A target's latest outcome, when its last run finished, and its runs so far.

@@ -54,7 +54,10 @@ async fn metrics_endpoint_passes_promtool_and_speaks_blackbox() {
         sample(
             &text,
             "probe_tls_version_info",
-            &[("probe_name", "healthy-api"), ("version", "TLS 1.3")]
+            &[
+                ("probe_name", "healthy-api"),
+                ("tls_protocol_version", "1.3")
+            ]
         ),
         Some(1.0)
     );

@@ -12,13 +12,14 @@ use common::{World, entry, sample, wait_status};
 use depprobe_tests::agent_process::AgentProcess;
 use depprobe_tests::otlp::{OtlpReceiver, Received, ReceivedSpan, attr};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn telemetry(endpoint: &str, protocol: &str, extra: &str) -> String {
     format!(
-        "{}telemetry:\n  otlp:\n    endpoint: {endpoint}\n    protocol: {protocol}\n    metrics_interval: 500ms\n    timeout: 2s\n{extra}  resource:\n    deployment.environment: test\n",
+        "{}telemetry:\n  otlp:\n    endpoint: {endpoint}\n    protocol: {protocol}\n    metrics_interval: 500ms\n    timeout: 2s\n{extra}  resource:\n    deployment.environment.name: test\n",
         common::FAST_AGENT
     )
 }
@@ -76,23 +77,23 @@ fn metric_names(r: &Received) -> Vec<String> {
 /// `probe.findings` is not expected: neither target has findings here (the healthy
 /// certificate has 90 days left, the expired one is an error, the leaf never changes).
 const EXPECTED_METRICS: &[(&str, &str)] = &[
-    ("probe.success", ""),
+    ("probe.success", "1"),
     ("probe.duration", "s"),
     ("probe.phase.duration", "s"),
-    ("probe.status", ""),
-    ("probe.error.info", ""),
-    ("probe.failures", ""),
-    ("probe.ssl.earliest_cert_expiry", ""),
+    ("probe.status", "1"),
+    ("probe.error.info", "1"),
+    ("probe.failures", "{failure}"),
+    ("probe.ssl.earliest_cert_expiry", "s"),
     ("probe.tls.cert.time_left", "s"),
-    ("probe.tls.cert.not_before", ""),
+    ("probe.tls.cert.not_before", "s"),
     ("probe.tls.cert.lifetime", "s"),
-    ("probe.tls.cert.changes", ""),
-    ("probe.tls.version_info", ""),
-    ("probe.http.status_code", ""),
+    ("probe.tls.cert.changes", "{change}"),
+    ("probe.tls.version_info", "1"),
+    ("probe.http.status_code", "1"),
     ("probe.last_run.timestamp", "s"),
-    ("probe.runs", ""),
+    ("probe.runs", "{run}"),
     ("probe.interval", "s"),
-    ("depprobe.probe.panics", ""),
+    ("depprobe.probe.panics", "{panic}"),
 ];
 
 /// Waits for, then checks, what any OTLP export must carry for the two targets of
@@ -134,7 +135,23 @@ async fn assert_spans_and_metrics(world: &World, got: &Received, agent: &AgentPr
         .iter()
         .map(|s| s.span.name.clone())
         .collect();
-    assert_eq!(phases, vec!["dns", "connect", "tls", "request"]);
+    // The request phase is the HTTP client span, named and attributed per semconv.
+    assert_eq!(phases, vec!["dns", "connect", "tls", "GET"]);
+    let call = children(&spans, ok)
+        .into_iter()
+        .find(|c| c.span.name == "GET")
+        .unwrap();
+    assert_eq!(call.span.kind, SpanKind::Client as i32);
+    assert_eq!(call.attr("http.request.method").as_deref(), Some("GET"));
+    assert_eq!(
+        call.attr("url.full"),
+        Some(format!("https://localhost:{}/health", world.healthy.port()))
+    );
+    assert_eq!(
+        call.attr("http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(call.attr("server.address").as_deref(), Some("localhost"));
     for c in children(&spans, ok) {
         assert_eq!(c.span.trace_id, ok.span.trace_id);
         assert!(c.span.start_time_unix_nano >= ok.span.start_time_unix_nano);
@@ -182,7 +199,9 @@ async fn assert_spans_and_metrics(world: &World, got: &Received, agent: &AgentPr
     assert!(res("service.version").is_some());
     assert_eq!(res("service.instance.id").map(|v| v.len()), Some(36));
     assert!(res("host.name").is_some());
-    assert_eq!(res("deployment.environment").as_deref(), Some("test"));
+    assert_eq!(res("deployment.environment.name").as_deref(), Some("test"));
+    let id = res("service.instance.id").unwrap();
+    assert_eq!(&id[14..15], "4", "a version-4 UUID: {id}");
 
     let all_present = |r: &Received| {
         let names = metric_names(r);
@@ -272,12 +291,9 @@ async fn assert_spans_and_metrics(world: &World, got: &Received, agent: &AgentPr
     let Some(Data::Gauge(left)) = &find("probe.tls.cert.time_left").data else {
         panic!("probe.tls.cert.time_left is not a gauge")
     };
-    assert!(
-        left.data_points
-            .iter()
-            .any(|p| attr(&p.attributes, "tls.cert.subject")
-                .is_some_and(|s| s.contains("localhost")))
-    );
+    assert!(left.data_points.iter().any(|p| {
+        attr(&p.attributes, "probe.tls.cert.subject").is_some_and(|s| s.contains("localhost"))
+    }));
 }
 
 #[tokio::test]
@@ -343,13 +359,13 @@ async fn collector_outage_neither_stops_probing_nor_grows_memory_and_export_resu
         let dropped = sample(
             &text,
             "depprobe_telemetry_dropped_total",
-            &[("signal", "traces")],
+            &[("depprobe_telemetry_signal", "traces")],
         )
         .unwrap_or(0.0);
         let failures = sample(
             &text,
             "depprobe_telemetry_export_failures_total",
-            &[("signal", "traces")],
+            &[("depprobe_telemetry_signal", "traces")],
         )
         .unwrap_or(0.0);
         if dropped >= 100.0 && failures >= 2.0 {

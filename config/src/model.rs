@@ -67,7 +67,7 @@ pub struct TelemetryConfig {
     /// OTLP export of spans and metrics; off when absent (unless the standard
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` variable is set).
     pub otlp: Option<OtlpConfig>,
-    /// Extra resource attributes (`deployment.environment`, `cloud.region`, ...).
+    /// Extra resource attributes (`deployment.environment.name`, `cloud.region`, ...).
     pub resource: BTreeMap<String, String>,
 }
 

@@ -29,7 +29,8 @@ pub enum Number {
 pub struct MetricDecl {
     /// OpenTelemetry name (`probe.mongodb.members`).
     pub name: &'static str,
-    /// UCUM unit, when the Prometheus name takes its suffix (`s`).
+    /// UCUM unit (`s`, `1`, `{member}`, ...); every family has one, and `s` gives
+    /// the Prometheus name its `_seconds`.
     pub unit: Option<&'static str>,
     /// Help text.
     pub description: &'static str,
@@ -70,5 +71,5 @@ impl Sample {
     }
 }
 
-/// A semantic attribute of a run's span (`db.system.name`, `rpc.system`, ...).
+/// A semantic attribute of a run's span (`db.system.name`, `rpc.system.name`, ...).
 pub type Attribute = (&'static str, String);

@@ -13,6 +13,7 @@ pub mod memory;
 pub mod outcome;
 pub mod run;
 pub mod secrets;
+pub mod semconv;
 pub mod taxonomy;
 pub mod trace;
 pub mod transport;

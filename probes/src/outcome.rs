@@ -370,6 +370,9 @@ impl Outcome {
         for v in self.details.values_mut() {
             scrub_json(v, &secrets);
         }
+        for (_, v) in &mut self.attributes {
+            scrub(v, &secrets);
+        }
     }
 }
 

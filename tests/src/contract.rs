@@ -34,8 +34,15 @@ pub struct Metric {
     pub labels: &'static [&'static str],
 }
 
-/// Labels every per-probe series carries: which target it is about.
-pub const PROBE_LABELS: &[&str] = &["probe_name", "probe_kind", "server_address", "server_port"];
+/// Labels every per-probe series carries: which target it is about (a kind that
+/// reads a local file, `credential`, carries `file_path` in place of the server's).
+pub const PROBE_LABELS: &[&str] = &[
+    "probe_name",
+    "probe_kind",
+    "server_address",
+    "server_port",
+    "file_path",
+];
 
 /// Labels Prometheus adds to every scraped series.
 pub const SCRAPE_LABELS: &[&str] = &["job", "instance"];
@@ -62,10 +69,10 @@ use MetricKind::{Counter, Gauge, Histogram};
 
 /// The labels of every per-certificate series.
 const CERT_LABELS: &[&str] = &[
-    "tls_cert_position",
-    "tls_cert_subject",
-    "tls_cert_issuer",
-    "tls_cert_sha256",
+    "probe_tls_cert_position",
+    "probe_tls_cert_subject",
+    "probe_tls_cert_issuer",
+    "probe_tls_cert_sha256",
 ];
 
 /// Every metric of the agent's `/metrics`.
@@ -76,21 +83,29 @@ pub const METRICS: &[Metric] = &[
     probe("probe_status", Gauge, &["probe_status"]),
     probe("probe_error_info", Gauge, &["error_type", "probe_phase"]),
     probe("probe_failures_total", Counter, &["error_type"]),
-    probe("probe_findings", Gauge, &["finding_type", "severity"]),
+    probe(
+        "probe_findings",
+        Gauge,
+        &["probe_finding_type", "probe_finding_severity"],
+    ),
     probe("probe_ssl_earliest_cert_expiry", Gauge, &[]),
     probe("probe_tls_cert_lifetime_seconds", Gauge, CERT_LABELS),
     probe("probe_tls_cert_not_before", Gauge, CERT_LABELS),
     probe("probe_tls_cert_time_left_seconds", Gauge, CERT_LABELS),
     probe("probe_tls_cert_changes_total", Counter, &[]),
-    probe("probe_tls_version_info", Gauge, &["version"]),
+    probe("probe_tls_version_info", Gauge, &["tls_protocol_version"]),
     probe("probe_http_status_code", Gauge, &[]),
     probe("probe_credential_time_left_seconds", Gauge, &[]),
     probe("probe_mongodb_primary_changes_total", Counter, &[]),
-    probe("probe_mongodb_members", Gauge, &["member_state"]),
+    probe(
+        "probe_mongodb_members",
+        Gauge,
+        &["probe_mongodb_member_state"],
+    ),
     probe(
         "probe_mongodb_replication_lag_seconds",
         Gauge,
-        &["member_address"],
+        &["probe_mongodb_member_address"],
     ),
     probe("probe_last_run_timestamp_seconds", Gauge, &[]),
     probe("probe_runs_total", Counter, &[]),
@@ -98,11 +113,15 @@ pub const METRICS: &[Metric] = &[
     agent("depprobe_config_last_reload_success", Gauge, &[]),
     agent("depprobe_schedule_lateness_seconds", Histogram, &[]),
     agent("depprobe_probe_panics_total", Counter, &[]),
-    agent("depprobe_telemetry_dropped_total", Counter, &["signal"]),
+    agent(
+        "depprobe_telemetry_dropped_total",
+        Counter,
+        &["depprobe_telemetry_signal"],
+    ),
     agent(
         "depprobe_telemetry_export_failures_total",
         Counter,
-        &["signal"],
+        &["depprobe_telemetry_signal"],
     ),
     // The resource (service.name, service.instance.id, host.name, ...), one series;
     // it names the agent's vantage point, which the alert rules count places by.
@@ -125,7 +144,7 @@ pub const METRICS: &[Metric] = &[
 /// Values of `probe_status`.
 pub const STATUSES: &[&str] = &["up", "degraded", "down"];
 
-/// Values of `finding_type`.
+/// Values of `probe_finding_type`.
 pub const FINDING_TYPES: &[&str] = &[
     "cert_expiring",
     "cert_changed",
@@ -141,13 +160,13 @@ pub const FINDING_TYPES: &[&str] = &[
     "replication_link_down",
 ];
 
-/// Values of `severity`.
+/// Values of `probe_finding_severity`.
 pub const SEVERITIES: &[&str] = &["warning", "critical"];
 
-/// Values of `tls_version_info`'s `version`.
-pub const TLS_VERSIONS: &[&str] = &["TLS 1.2", "TLS 1.3"];
+/// Values of `probe_tls_version_info`'s `tls_protocol_version`.
+pub const TLS_VERSIONS: &[&str] = &["1.2", "1.3"];
 
-/// Values of `signal`.
+/// Values of `depprobe_telemetry_signal`.
 pub const SIGNALS: &[&str] = &["traces", "metrics"];
 
 /// The values a label may take, for labels with a closed vocabulary; `None` for
@@ -157,10 +176,10 @@ pub fn label_values(label: &str) -> Option<Vec<&'static str>> {
         "error_type" => ErrorType::ALL.iter().map(|e| e.as_str()).collect(),
         "probe_phase" => Phase::ALL.iter().map(|p| p.as_str()).collect(),
         "probe_status" => STATUSES.to_vec(),
-        "finding_type" => FINDING_TYPES.to_vec(),
-        "severity" => SEVERITIES.to_vec(),
-        "version" => TLS_VERSIONS.to_vec(),
-        "signal" => SIGNALS.to_vec(),
+        "probe_finding_type" => FINDING_TYPES.to_vec(),
+        "probe_finding_severity" => SEVERITIES.to_vec(),
+        "tls_protocol_version" => TLS_VERSIONS.to_vec(),
+        "depprobe_telemetry_signal" => SIGNALS.to_vec(),
         _ => return None,
     })
 }

@@ -48,7 +48,7 @@ pub type Emit<'a> = dyn FnMut(Option<&TargetState>, f64, &[KeyValue]) + 'a;
 pub struct Family {
     /// OpenTelemetry name.
     pub name: &'static str,
-    /// UCUM unit, when the name takes its suffix.
+    /// UCUM unit (`s`, `1`, `{run}`, ...); every family has one.
     pub unit: Option<&'static str>,
     /// Help text.
     pub description: &'static str,
@@ -164,12 +164,12 @@ fn each_certificate(s: &State, emit: &mut Emit<'_>, value: impl Fn(&CertFacts) -
                 value(c),
                 &[
                     KeyValue::new(
-                        "tls.cert.position",
+                        "probe.tls.cert.position",
                         depprobe_probes::transport::chain::position(i),
                     ),
-                    KeyValue::new("tls.cert.subject", c.subject.clone()),
-                    KeyValue::new("tls.cert.issuer", c.issuer.clone()),
-                    KeyValue::new("tls.cert.sha256", c.sha256.clone()),
+                    KeyValue::new("probe.tls.cert.subject", c.subject.clone()),
+                    KeyValue::new("probe.tls.cert.issuer", c.issuer.clone()),
+                    KeyValue::new("probe.tls.cert.sha256", c.sha256.clone()),
                 ],
             );
         }
@@ -184,7 +184,7 @@ fn b(v: bool) -> f64 {
 const COMMON: &[Family] = &[
     Family {
         name: "depprobe.config.last_reload_success",
-        unit: None,
+        unit: Some("1"),
         description: "1 if the last configuration reload succeeded, 0 if it failed (the old one keeps running).",
         kind: Type::Gauge,
         number: Number::U64,
@@ -194,7 +194,7 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "depprobe.probe.panics",
-        unit: None,
+        unit: Some("{panic}"),
         description: "Runs that ended in a panic of the probe, reported as internal_error (a bug in depprobe).",
         kind: Type::Counter,
         number: Number::U64,
@@ -204,7 +204,7 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "depprobe.telemetry.dropped",
-        unit: None,
+        unit: Some("{item}"),
         description: "Telemetry items dropped because an export queue was full.",
         kind: Type::Counter,
         number: Number::U64,
@@ -212,13 +212,13 @@ const COMMON: &[Family] = &[
             emit(
                 None,
                 s.dropped_spans.load(Ordering::Relaxed) as f64,
-                &[KeyValue::new("signal", "traces")],
+                &[KeyValue::new("depprobe.telemetry.signal", "traces")],
             )
         }),
     },
     Family {
         name: "depprobe.telemetry.export_failures",
-        unit: None,
+        unit: Some("{export}"),
         description: "Failed OTLP exports.",
         kind: Type::Counter,
         number: Number::U64,
@@ -226,12 +226,12 @@ const COMMON: &[Family] = &[
             emit(
                 None,
                 s.metric_export_failures.load(Ordering::Relaxed) as f64,
-                &[KeyValue::new("signal", "metrics")],
+                &[KeyValue::new("depprobe.telemetry.signal", "metrics")],
             );
             emit(
                 None,
                 s.trace_export_failures.load(Ordering::Relaxed) as f64,
-                &[KeyValue::new("signal", "traces")],
+                &[KeyValue::new("depprobe.telemetry.signal", "traces")],
             );
         }),
     },
@@ -247,7 +247,7 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "probe.error.info",
-        unit: None,
+        unit: Some("1"),
         description: "1 while the target is down, with the failure class and the phase.",
         kind: Type::Gauge,
         number: Number::U64,
@@ -267,7 +267,7 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "probe.failures",
-        unit: None,
+        unit: Some("{failure}"),
         description: "Failed runs, by failure class.",
         kind: Type::Counter,
         number: Number::U64,
@@ -285,7 +285,7 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "probe.findings",
-        unit: None,
+        unit: Some("{finding}"),
         description: "Current findings of the target, by type and severity.",
         kind: Type::Gauge,
         number: Number::U64,
@@ -300,8 +300,8 @@ const COMMON: &[Family] = &[
                     e(
                         n as f64,
                         &[
-                            KeyValue::new("finding.type", kind),
-                            KeyValue::new("severity", severity),
+                            KeyValue::new("probe.finding.type", kind),
+                            KeyValue::new("probe.finding.severity", severity),
                         ],
                     );
                 }
@@ -310,7 +310,7 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "probe.http.status_code",
-        unit: None,
+        unit: Some("1"),
         description: "Status code of the last HTTP answer.",
         kind: Type::Gauge,
         number: Number::U64,
@@ -367,7 +367,7 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "probe.runs",
-        unit: None,
+        unit: Some("{run}"),
         description: "Runs of the target finished since it was configured.",
         kind: Type::Counter,
         number: Number::U64,
@@ -375,7 +375,7 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "probe.ssl.earliest_cert_expiry",
-        unit: None,
+        unit: Some("s"),
         description: "Earliest not_after of the presented chain, unix seconds.",
         kind: Type::Gauge,
         number: Number::F64,
@@ -389,7 +389,7 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "probe.status",
-        unit: None,
+        unit: Some("1"),
         description: "1 on the current status of the target (up, degraded, down), 0 on the others.",
         kind: Type::Gauge,
         number: Number::U64,
@@ -406,7 +406,7 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "probe.success",
-        unit: None,
+        unit: Some("1"),
         description: "1 if the last run succeeded (up or degraded), 0 if it failed.",
         kind: Type::Gauge,
         number: Number::U64,
@@ -416,7 +416,7 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "probe.tls.cert.changes",
-        unit: None,
+        unit: Some("{change}"),
         description: "Changes of the leaf certificate seen between runs.",
         kind: Type::Counter,
         number: Number::U64,
@@ -442,7 +442,7 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "probe.tls.cert.not_before",
-        unit: None,
+        unit: Some("s"),
         description: "Start of validity (not_before) of each presented certificate, unix seconds.",
         kind: Type::Gauge,
         number: Number::F64,
@@ -462,14 +462,14 @@ const COMMON: &[Family] = &[
     },
     Family {
         name: "probe.tls.version_info",
-        unit: None,
+        unit: Some("1"),
         description: "1, with the negotiated TLS version.",
         kind: Type::Gauge,
         number: Number::U64,
         source: Source::State(|s, _, emit| {
             each_last(s, emit, |l, e| {
                 if let Some(v) = l.tls.as_ref().and_then(|tls| tls.version.as_ref()) {
-                    e(1.0, &[KeyValue::new("version", format!("TLS {v}"))]);
+                    e(1.0, &[KeyValue::new("tls.protocol.version", v.clone())]);
                 }
             })
         }),

@@ -117,12 +117,13 @@ pub fn resource(cfg: &TelemetryConfig) -> Resource {
     b.build()
 }
 
+/// A random (version 4, RFC 9562) UUID, as semconv asks of `service.instance.id`.
 fn instance_id() -> String {
     use opentelemetry_sdk::trace::IdGenerator;
-    let hex = format!(
-        "{:032x}",
-        u128::from_be_bytes(RandomIdGenerator::default().new_trace_id().to_bytes())
-    );
+    let mut bytes = RandomIdGenerator::default().new_trace_id().to_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // variant 10
+    let hex = format!("{:032x}", u128::from_be_bytes(bytes));
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
@@ -498,6 +499,18 @@ async fn metrics_loop<E: PushMetricExporter>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_id_is_a_version_4_uuid() {
+        let id = instance_id();
+        let groups: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            vec![8, 4, 4, 4, 12]
+        );
+        assert!(groups[2].starts_with('4'), "{id}");
+        assert!(matches!(&groups[3][..1], "8" | "9" | "a" | "b"), "{id}");
+    }
 
     #[test]
     fn metric_exports_are_split_every_500_targets() {

@@ -14,11 +14,30 @@ use opentelemetry_sdk::Resource;
 use super::metrics::{Family, LATENESS_BOUNDARIES, Type, families};
 use crate::state::{State, TargetState};
 
-/// The Prometheus name of a family.
+/// Families whose Prometheus name stays as it was before they had a unit: Unix
+/// times (unit `s`) that blackbox_exporter, and dashboards, name without
+/// `_seconds`.
+const KEPT_NAMES: &[(&str, &str)] = &[
+    (
+        "probe.ssl.earliest_cert_expiry",
+        "probe_ssl_earliest_cert_expiry",
+    ),
+    ("probe.tls.cert.not_before", "probe_tls_cert_not_before"),
+];
+
+/// The Prometheus name of a family: the OpenTelemetry translation of its name and
+/// unit (`s` -> `_seconds`, `By` -> `_bytes`; annotations such as `{run}` and the
+/// unit `1` add nothing, so `probe.success` stays blackbox_exporter's
+/// `probe_success`), `_total` for counters, and the [`KEPT_NAMES`].
 pub fn prometheus_name(f: &Family) -> String {
+    if let Some((_, kept)) = KEPT_NAMES.iter().find(|(otel, _)| *otel == f.name) {
+        return (*kept).to_owned();
+    }
     let mut name = sanitize(f.name);
-    if f.unit == Some("s") {
-        name.push_str("_seconds");
+    match f.unit {
+        Some("s") => name.push_str("_seconds"),
+        Some("By") => name.push_str("_bytes"),
+        _ => {}
     }
     if f.kind == Type::Counter {
         name.push_str("_total");
@@ -187,6 +206,11 @@ mod tests {
             by("probe.tls.cert.time_left").as_deref(),
             Some("probe_tls_cert_time_left_seconds")
         );
+        assert_eq!(
+            by("probe.ssl.earliest_cert_expiry").as_deref(),
+            Some("probe_ssl_earliest_cert_expiry")
+        );
+        assert_eq!(by("probe.runs").as_deref(), Some("probe_runs_total"));
     }
 
     #[test]
@@ -196,11 +220,14 @@ mod tests {
             &mut s,
             None,
             &[
-                KeyValue::new("tls.cert.subject", "CN=a \"b\"\\c\nd"),
+                KeyValue::new("probe.tls.cert.subject", "CN=a \"b\"\\c\nd"),
                 KeyValue::new("error.type", "x"),
             ],
         );
-        assert_eq!(s, r#"{error_type="x",tls_cert_subject="CN=a \"b\"\\c\nd"}"#);
+        assert_eq!(
+            s,
+            r#"{error_type="x",probe_tls_cert_subject="CN=a \"b\"\\c\nd"}"#
+        );
         let mut n = String::new();
         number(&mut n, f64::INFINITY);
         number(&mut n, 0.5);

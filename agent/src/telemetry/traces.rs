@@ -1,5 +1,13 @@
 //! One span per run: a root `probe <kind>` with a child per phase.
 //!
+//! Names, kinds and attributes follow the OpenTelemetry semantic conventions
+//! (docs/telemetry.md). The root is the run (CLIENT, or INTERNAL for a kind that
+//! reads a local file); the `request` or `query` phase is the client call itself,
+//! a CLIENT span named and attributed as semconv names an HTTP request (`GET`), a
+//! database operation (`SELECT app`, `PING`) or an RPC
+//! (`grpc.health.v1.Health/Check`), when the kind sets those attributes. The root
+//! repeats the call's attributes, so a query on the run finds them too.
+//!
 //! A run is over before its span is made, so spans are built directly from the
 //! outcome with the run's own timestamps, then pass through a bounded queue to an
 //! export task. A full queue drops spans and counts them; a failing collector never
@@ -11,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use depprobe_probes::outcome::rfc3339;
-use depprobe_probes::{Outcome, Status as ProbeStatus};
+use depprobe_probes::{Outcome, Phase, Status as ProbeStatus};
 use opentelemetry::trace::{
     Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
@@ -69,7 +77,11 @@ pub fn spans(
         span_context: context(root_id),
         parent_span_id: SpanId::INVALID,
         parent_span_is_remote: false,
-        span_kind: SpanKind::Client,
+        span_kind: if depprobe_probes::kinds::is_local(outcome.kind.as_str()) {
+            SpanKind::Internal
+        } else {
+            SpanKind::Client
+        },
         name: Cow::Owned(format!("probe {}", outcome.kind.as_str())),
         start_time: start,
         end_time: end,
@@ -81,8 +93,33 @@ pub fn spans(
         instrumentation_scope: scope.clone(),
     });
 
-    out.extend(phase_spans(outcome, root_id, &context, scope, ids));
+    out.extend(phase_spans(outcome, target, root_id, &context, scope, ids));
     out
+}
+
+/// The semconv name of the client call whose attributes are `attributes`: the HTTP
+/// method, the full RPC method, `{db.operation.name} {db.namespace}` (or the part
+/// that is known, or `db.system.name`); `None` when the run is no such call.
+fn call_name(attributes: &[(&'static str, String)]) -> Option<String> {
+    let get = |k: &str| {
+        attributes
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    if let Some(method) = get("http.request.method") {
+        return Some(if method == "_OTHER" { "HTTP" } else { method }.to_owned());
+    }
+    if let Some(method) = get("rpc.method") {
+        return Some(method.to_owned());
+    }
+    // Redis' namespace is a number, which semconv keeps out of the name.
+    let namespace = get("db.namespace").filter(|_| get("db.system.name") != Some("redis"));
+    match (get("db.operation.name"), namespace) {
+        (Some(op), Some(ns)) => Some(format!("{op} {ns}")),
+        (Some(op), None) => Some(op.to_owned()),
+        (None, _) => get("db.system.name").map(str::to_owned),
+    }
 }
 
 /// The root span's attributes: the target's, the run's status and class, the TLS
@@ -102,7 +139,10 @@ fn root_attributes(outcome: &Outcome, target: &[KeyValue]) -> Vec<KeyValue> {
             attributes.push(KeyValue::new("tls.protocol.version", v.clone()));
         }
         if let Some(c) = &tls.cipher {
-            attributes.push(KeyValue::new("tls.cipher", c.clone()));
+            attributes.push(KeyValue::new(
+                "tls.cipher",
+                depprobe_probes::semconv::iana_cipher(c),
+            ));
         }
         if let Some(leaf) = tls.leaf() {
             attributes.push(KeyValue::new("tls.server.subject", leaf.subject.clone()));
@@ -143,8 +183,8 @@ fn events(outcome: &Outcome, end: SystemTime) -> Vec<Event> {
             f.kind.as_str(),
             end,
             vec![
-                KeyValue::new("severity", severity),
-                KeyValue::new("message", f.message.clone()),
+                KeyValue::new("probe.finding.severity", severity),
+                KeyValue::new("probe.finding.message", f.message.clone()),
             ],
             0,
         ));
@@ -155,7 +195,7 @@ fn events(outcome: &Outcome, end: SystemTime) -> Vec<Event> {
             end,
             vec![
                 KeyValue::new("error.type", p.class.as_str()),
-                KeyValue::new("message", p.message.clone()),
+                KeyValue::new("probe.problem.message", p.message.clone()),
             ],
             0,
         ));
@@ -164,9 +204,11 @@ fn events(outcome: &Outcome, end: SystemTime) -> Vec<Event> {
     events
 }
 
-/// One child span per phase, laid end to end from the start of the run.
+/// One child span per phase, laid end to end from the start of the run; the
+/// `request` or `query` phase of a client call is that call's CLIENT span.
 fn phase_spans(
     outcome: &Outcome,
+    target: &[KeyValue],
     root_id: SpanId,
     context: &dyn Fn(SpanId) -> SpanContext,
     scope: &InstrumentationScope,
@@ -176,18 +218,45 @@ fn phase_spans(
     let mut out = Vec::with_capacity(outcome.timings.phases.len());
     let start = outcome.started_at;
     let mut at = start;
+    let call = call_name(&outcome.attributes);
     for (phase, d) in &outcome.timings.phases {
         let failed_here = down && outcome.phase == Some(*phase);
         let mut attrs = vec![KeyValue::new("probe.phase", phase.as_str())];
+        let is_call = matches!(phase, Phase::Request | Phase::Query) && call.is_some();
+        if is_call {
+            attrs.extend(
+                target
+                    .iter()
+                    .filter(|kv| kv.key.as_str().starts_with("server."))
+                    .cloned(),
+            );
+            for (key, value) in &outcome.attributes {
+                attrs.push(KeyValue::new(*key, value.clone()));
+            }
+            if let Some(http) = &outcome.http {
+                attrs.push(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(http.status_code),
+                ));
+            }
+        }
         if failed_here && let Some(class) = outcome.error_type {
             attrs.push(KeyValue::new("error.type", class.as_str()));
         }
+        let name = match (&call, is_call) {
+            (Some(call), true) => Cow::Owned(call.clone()),
+            _ => Cow::Borrowed(phase.as_str()),
+        };
         out.push(SpanData {
             span_context: context(ids.new_span_id()),
             parent_span_id: root_id,
             parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: Cow::Borrowed(phase.as_str()),
+            span_kind: if is_call {
+                SpanKind::Client
+            } else {
+                SpanKind::Internal
+            },
+            name,
             start_time: at,
             end_time: at + *d,
             attributes: attrs,

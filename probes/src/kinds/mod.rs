@@ -30,6 +30,9 @@ pub trait ProbeKind: Exec + Sized + 'static {
     const METRICS: &'static [&'static MetricDecl] = &[];
     /// The findings only this kind reports.
     const FINDINGS: &'static [FindingType] = &[];
+    /// Whether a run is local work (reading a file) rather than a call to a server:
+    /// its span is INTERNAL and its target is `file.path`, not `server.address`.
+    const LOCAL: bool = false;
 
     /// The probe `cfg` describes, with its settings `spec`.
     fn build(cfg: &ProbeConfig, spec: &Self::Spec, env: &ProbeEnv) -> Result<Self, BuildError>;
@@ -47,6 +50,8 @@ pub struct Registered {
     pub metrics: &'static [&'static MetricDecl],
     /// [`ProbeKind::FINDINGS`].
     pub findings: &'static [FindingType],
+    /// [`ProbeKind::LOCAL`].
+    pub local: bool,
     build: BuildFn,
 }
 
@@ -61,6 +66,7 @@ impl Registered {
             attributes: K::ATTRIBUTES,
             metrics: K::METRICS,
             findings: K::FINDINGS,
+            local: K::LOCAL,
             build: build_as::<K>,
         }
     }
@@ -81,6 +87,11 @@ fn build_as<K: ProbeKind>(cfg: &ProbeConfig, env: &ProbeEnv) -> Result<Box<dyn P
         ))
     })?;
     Ok(Box::new(K::build(cfg, spec, env)?))
+}
+
+/// Whether the kind named `name` does local work ([`ProbeKind::LOCAL`]).
+pub fn is_local(name: &str) -> bool {
+    find(name).is_some_and(|k| k.local)
 }
 
 /// The kind named `name`.

@@ -200,7 +200,7 @@ fn dashboard_shows_status_failure_classes_certificate_days_and_phase_latency() {
         (
             "Days left per certificate",
             "probe_tls_cert_time_left_seconds",
-            "tls_cert_position",
+            "probe_tls_cert_position",
         ),
         (
             "Latency per phase",

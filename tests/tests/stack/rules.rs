@@ -164,7 +164,11 @@ fn alert_rules_select_only_the_agents_own_scrape_job_and_contract_series() {
             continue;
         }
         let severity = rule.labels.get("severity").map(String::as_str);
-        let severity_from_series = uses.grouping_labels.contains("severity");
+        // From the series: its own `severity`, or the finding's severity put in the
+        // alert's `severity` label by a template.
+        let severity_from_series = uses.grouping_labels.contains("severity")
+            || (severity == Some("{{ $labels.probe_finding_severity }}")
+                && uses.grouping_labels.contains("probe_finding_severity"));
         if !matches!(severity, Some("warning" | "critical")) && !severity_from_series {
             problems.push(format!("{name}: no severity label (warning or critical)"));
         }

@@ -257,6 +257,7 @@ impl ProbeKind for CredentialProbe {
     const NAME: &'static str = "credential";
     const ABOUT: &'static str = "a local secret: a token file (JWT expiry), a certificate and its key";
     type Spec = CredentialSpec;
+    const LOCAL: bool = true;
 
     fn build(cfg: &ProbeConfig, spec: &CredentialSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
         Self::new(cfg, spec, env)

@@ -140,6 +140,10 @@ impl Exec for GrpcProbe {
                 if let GrpcFailure::Status(s) = &failure {
                     run.details
                         .insert("grpc.status_code".into(), (s.code() as i32).into());
+                    run.attribute(
+                        "rpc.status_code",
+                        crate::semconv::grpc_status_name(s.code()),
+                    );
                 }
                 let mut e = grpc_error(failure, &slot, auth, bearer_sent);
                 if e.class == ErrorType::HttpStatus {
@@ -155,6 +159,7 @@ impl Exec for GrpcProbe {
         let status = ServingStatus::try_from(answer.status).ok();
         let name = status_name(status);
         run.details.insert("grpc.status_code".into(), 0.into());
+        run.attribute("rpc.status_code", "OK");
         run.details.insert("grpc.health.status".into(), name.into());
         if status == Some(ServingStatus::Serving) {
             return Ok(format!("gRPC health check: {} is SERVING", self.subject()));
@@ -175,9 +180,8 @@ impl ProbeKind for GrpcProbe {
     const ABOUT: &'static str = "a gRPC server's standard health check (grpc.health.v1.Health/Check)";
     type Spec = GrpcSpec;
     const ATTRIBUTES: &'static [(&'static str, &'static str)] = &[
-        ("rpc.system", "grpc"),
-        ("rpc.service", "grpc.health.v1.Health"),
-        ("rpc.method", "Check"),
+        ("rpc.system.name", "grpc"),
+        ("rpc.method", "grpc.health.v1.Health/Check"),
     ];
 
     fn build(cfg: &ProbeConfig, spec: &GrpcSpec, env: &ProbeEnv) -> Result<Self, BuildError> {

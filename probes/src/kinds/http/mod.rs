@@ -215,6 +215,11 @@ impl HttpProbe {
         let body = req.body.as_deref().map(|b| Bytes::from(values.apply(b)));
         let mut redirects = 0;
         loop {
+            run.attribute(
+                "http.request.method",
+                crate::semconv::http_method(req.method.as_str()),
+            );
+            run.attribute("url.full", crate::semconv::url_full(&url));
             // Credentials stay with the configured origin (scheme, host and port),
             // as curl and browsers keep them: elsewhere, no `Authorization` and no
             // configured header (their values are secrets).

@@ -237,6 +237,8 @@ impl Exec for MetricsProbe {
 
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
         let authorization = self.client.authorization(run)?;
+        run.attribute("http.request.method", "GET");
+        run.attribute("url.full", crate::semconv::url_full(&self.url));
         let answer = self
             .client
             .exchange(

@@ -457,7 +457,11 @@ impl ProbeKind for MongoProbe {
     const NAME: &'static str = "mongodb";
     const ABOUT: &'static str = "a MongoDB deployment: TLS, login, ping, the replica set's primary and elections";
     type Spec = MongoSpec;
-    const ATTRIBUTES: &'static [(&'static str, &'static str)] = &[("db.system.name", "mongodb")];
+    const ATTRIBUTES: &'static [(&'static str, &'static str)] = &[
+        ("db.system.name", "mongodb"),
+        ("db.operation.name", "ping"),
+        ("db.namespace", "admin"),
+    ];
     const METRICS: &'static [&'static MetricDecl] = &[
         &report::MEMBERS,
         &report::PRIMARY_CHANGES,

@@ -13,7 +13,7 @@ use crate::outcome::{Finding, Severity};
 use crate::run::humanize;
 
 /// `probe.mongodb.replication_lag`: each secondary's lag behind the primary, by
-/// `member.address`.
+/// `probe.mongodb.member.address`.
 pub(super) static REPLICATION_LAG_METRIC: MetricDecl = MetricDecl {
     name: "probe.mongodb.replication_lag",
     unit: Some("s"),

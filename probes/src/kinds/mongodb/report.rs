@@ -20,7 +20,7 @@ use crate::taxonomy::ErrorType;
 /// `probe.mongodb.members`: replica-set members by state.
 pub(super) static MEMBERS: MetricDecl = MetricDecl {
     name: "probe.mongodb.members",
-    unit: None,
+    unit: Some("{member}"),
     description: "Replica-set members by state.",
     instrument: Instrument::Gauge,
     number: Number::U64,
@@ -30,7 +30,7 @@ pub(super) static MEMBERS: MetricDecl = MetricDecl {
 /// `probe.mongodb.primary_changes`: primary changes seen by the watch.
 pub(super) static PRIMARY_CHANGES: MetricDecl = MetricDecl {
     name: "probe.mongodb.primary_changes",
-    unit: None,
+    unit: Some("{election}"),
     description: "Elections counted by the replica-set watch (by term; observed primary changes where no term is stated).",
     instrument: Instrument::Counter,
     number: Number::U64,
@@ -175,7 +175,7 @@ fn topology_details(run: &mut Run<'_>, view: &TopologyView, members: &[MemberRow
     for state in MemberState::ALL {
         let n = members.iter().filter(|m| m.state == *state).count();
         run.samples
-            .push(Sample::new(&MEMBERS, n as f64).with("member.state", state.as_str()));
+            .push(Sample::new(&MEMBERS, n as f64).with("probe.mongodb.member.state", state.as_str()));
     }
 }
 
@@ -237,7 +237,7 @@ fn lag_details(run: &mut Run<'_>, lags: &[(String, Duration)]) {
     for (member, lag) in lags.iter().take(LAGS_LISTED) {
         run.samples.push(
             Sample::new(&REPLICATION_LAG_METRIC, lag.as_secs_f64())
-                .with("member.address", member.as_str()),
+                .with("probe.mongodb.member.address", member.as_str()),
         );
     }
 }

@@ -170,6 +170,12 @@ impl Exec for MysqlProbe {
     }
 
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
+        if let Some(db) = &self.target.database {
+            run.attribute("db.namespace", db.clone());
+        }
+        if let Some(op) = crate::semconv::sql_operation(&self.query) {
+            run.attribute("db.operation.name", op);
+        }
         let password = crate::secrets::read_for_run(run, self.target.password.as_ref(), "password")?;
         run.details
             .insert("ssl_mode".into(), self.target.ssl_mode.as_str().into());

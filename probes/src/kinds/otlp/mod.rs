@@ -41,7 +41,7 @@ pub mod spec;
 /// The receiver accepted only part of what was sent.
 pub const PARTIAL_SUCCESS: FindingType = FindingType::new("partial_success");
 
-use crate::transport::grpc::{self as grpc_transport, grpc_error};
+use crate::transport::grpc::{self as grpc_transport, GrpcFailure, grpc_error};
 use grpc::grpc_export;
 
 pub use payload::{
@@ -171,6 +171,8 @@ impl OtlpProbe {
             HeaderName::from_static("content-type"),
             Secret::new("application/x-protobuf"),
         )];
+        run.attribute("http.request.method", "POST");
+        run.attribute("url.full", crate::semconv::url_full(&self.url));
         let answer = self
             .client
             .exchange(
@@ -219,12 +221,30 @@ impl OtlpProbe {
         let bearer_sent = grpc_transport::carries_bearer(&metadata);
         let (io, slot) = Tap::new(io);
         let authority = format!("http://{host}:{port}");
+        run.attribute("rpc.system.name", "grpc");
+        run.attribute(
+            "rpc.method",
+            match self.signal {
+                OtlpSignal::Metrics => {
+                    "opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+                }
+                OtlpSignal::Traces => "opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            },
+        );
         let exported = run
             .phase(
                 Phase::Request,
                 grpc_export(io, &authority, self.signal, &self.meta.name, now, metadata),
             )
             .await?;
+        match &exported {
+            Ok(_) => run.attribute("rpc.status_code", "OK"),
+            Err(GrpcFailure::Status(s)) => run.attribute(
+                "rpc.status_code",
+                crate::semconv::grpc_status_name(s.code()),
+            ),
+            Err(_) => {}
+        }
         exported.map_err(|failure| grpc_error(failure, &slot, auth, bearer_sent))
     }
 }

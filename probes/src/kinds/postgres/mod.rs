@@ -404,6 +404,10 @@ impl Exec for PostgresProbe {
     }
 
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
+        run.attribute("db.namespace", self.target.dbname.clone());
+        if let Some(op) = crate::semconv::sql_operation(&self.query) {
+            run.attribute("db.operation.name", op);
+        }
         let password = match &self.target.password {
             Some(src) => {
                 let p = crate::secrets::read_secret(src, "password")?;

@@ -232,7 +232,10 @@ impl ProbeKind for RedisProbe {
     const NAME: &'static str = "redis";
     const ABOUT: &'static str = "a Redis / Valkey session: TLS for rediss, AUTH, PING, ROLE";
     type Spec = RedisSpec;
-    const ATTRIBUTES: &'static [(&'static str, &'static str)] = &[("db.system.name", "redis")];
+    const ATTRIBUTES: &'static [(&'static str, &'static str)] = &[
+        ("db.system.name", "redis"),
+        ("db.operation.name", "PING"),
+    ];
     const FINDINGS: &'static [crate::outcome::FindingType] = &[REPLICATION_LINK_DOWN];
 
     fn build(cfg: &ProbeConfig, spec: &RedisSpec, env: &ProbeEnv) -> Result<Self, BuildError> {
@@ -246,6 +249,7 @@ impl Exec for RedisProbe {
     }
 
     async fn exec(&self, run: &mut Run<'_>) -> Result<String, ProbeError> {
+        run.attribute("db.namespace", self.target.db.to_string());
         run.details
             .insert("tls_used".into(), self.tls.is_some().into());
         let tcp = transport::dial(run, &self.dns, &self.target.host, self.target.port).await?;
