@@ -14,9 +14,24 @@ use crate::{setup, table};
 #[derive(Debug, Parser)]
 #[command(name = "depprobe", version, about, long_about = None)]
 pub struct Cli {
+    /// Log records as `text` (one line each, for a terminal) or `json` (one JSON
+    /// object per line, for a log pipeline). The level is `DEPPROBE_LOG` (`info` by
+    /// default; `debug` shows depprobe's own runs, `trace` every library's too).
+    #[arg(long = "log.format", env = "DEPPROBE_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log records are written (on stderr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, the message as
+    /// `message` and every field of the record.
+    Json,
 }
 
 /// The subcommands.
@@ -82,10 +97,10 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    init_logging(matches!(
-        cli.command,
-        Command::Check { .. } | Command::Validate { .. }
-    ));
+    init_logging(
+        matches!(cli.command, Command::Check { .. } | Command::Validate { .. }),
+        cli.log_format,
+    );
     let mut builder = match cli.command {
         // The agent runs its probes on the threads it is given: one by default, on
         // which a probe's wake-ups never cross to another thread.
@@ -108,6 +123,20 @@ pub fn main() -> ExitCode {
     ExitCode::from(runtime.block_on(dispatch(cli.command)))
 }
 
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_debug_is_depprobes_own_debug() {
+        let f = log_filter(Some("debug"), false).to_string();
+        assert!(f.contains("depprobe_probes=debug"), "{f}");
+        assert!(f.contains("info"), "{f}");
+        assert_eq!(log_filter(Some("rustls=trace"), false).to_string(), "rustls=trace");
+        assert_eq!(log_filter(None, true).to_string(), "warn");
+    }
+}
+
 /// Prints clap's message; `--help` and `--version` exit 0, every other error
 /// [`EXIT_USAGE`].
 fn usage_error(e: &clap::Error) -> ExitCode {
@@ -122,15 +151,48 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     }
 }
 
-fn init_logging(quiet: bool) {
+/// depprobe's own crates: what `DEPPROBE_LOG=debug` turns up.
+const OWN_CRATES: &[&str] = &[
+    "depprobe",
+    "depprobe_agent",
+    "depprobe_probes",
+    "depprobe_config",
+];
+
+/// The filter of a `DEPPROBE_LOG` value: a bare `debug` is depprobe's own debug
+/// records over the libraries' `info` (rustls' and hyper's internals are `trace`);
+/// anything else is an `EnvFilter` directive as written.
+fn log_filter(value: Option<&str>, quiet: bool) -> tracing_subscriber::EnvFilter {
     let default = if quiet { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DEPPROBE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let directives = match value.map(str::trim) {
+        None | Some("") => default.to_owned(),
+        Some("debug") => {
+            let own: Vec<String> = OWN_CRATES.iter().map(|c| format!("{c}=debug")).collect();
+            format!("info,{}", own.join(","))
+        }
+        Some(other) => other.to_owned(),
+    };
+    tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+}
+
+fn init_logging(quiet: bool, format: LogFormat) {
+    let value = std::env::var("DEPPROBE_LOG").ok();
+    let filter = log_filter(value.as_deref(), quiet);
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 async fn dispatch(command: Command) -> u8 {

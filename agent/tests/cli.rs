@@ -364,3 +364,36 @@ async fn demo_keeps_serving_until_sigterm() {
         agent.log_text()
     );
 }
+
+/// `--log.format json`: every record on stderr is one JSON object with its time,
+/// level, target and message, so that a log pipeline needs no parser of its own.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let world = World::new().await;
+    let mut agent = depprobe_tests::agent_process::AgentProcess::start_args(
+        &bin(),
+        &["--log.format", "json", "demo", "--listen", "127.0.0.1:0"],
+        &world.log("json.log"),
+        &[],
+    )
+    .await
+    .unwrap();
+    agent.signal("TERM").unwrap();
+    assert_eq!(
+        agent.wait_exit(std::time::Duration::from_secs(30)).await,
+        Some(0)
+    );
+    let log = agent.log_text();
+    let mut serving = false;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let record: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(record[key].is_string(), "{key} missing: {line}");
+        }
+        serving |= record["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("serving /metrics"));
+    }
+    assert!(serving, "{log}");
+}

@@ -82,7 +82,14 @@ impl AgentProcess {
                     .nth(1)
                     .or_else(|| l.split("on https://").nth(1))
                     .filter(|_| l.contains("serving /metrics"))
-                    .and_then(|a| a.trim().parse().ok())
+                    .and_then(|a| {
+                        // The address ends the text line; in a JSON record a quote
+                        // or a slash follows it.
+                        let end = a
+                            .find(|c: char| !(c.is_ascii_hexdigit() || "[]:.".contains(c)))
+                            .unwrap_or(a.len());
+                        a[..end].parse().ok()
+                    })
             })
         })
         .await;
