@@ -124,7 +124,10 @@ async fn a_tiny_benchmark_measures_every_process_and_kind_and_writes_every_figur
     // / steady, /metrics size, p99 lateness (figures, never judged here).
     assert_eq!(report.targets.len(), 7, "{:?}", report.targets);
     assert!(report.binary_bytes > 0, "binary size reported");
-    assert!(scale.metrics_ms_max > 0.0, "render time reported: {scale:?}");
+    assert!(
+        scale.metrics_ms_max > 0.0,
+        "render time reported: {scale:?}"
+    );
 
     let table = report.table();
     for row in [

@@ -283,9 +283,7 @@ async fn window(run: &AgentRun<'_>, agent: &AgentProcess, u0: Usage) -> Result<W
         {
             let asked = Instant::now();
             w.metrics_bytes = metrics(agent).await?.len();
-            w.metrics_ms_max = w
-                .metrics_ms_max
-                .max(asked.elapsed().as_secs_f64() * 1000.0);
+            w.metrics_ms_max = w.metrics_ms_max.max(asked.elapsed().as_secs_f64() * 1000.0);
             w.scrapes += 1;
             next_scrape = run.scrape_every.map(|e| s + e);
         }
