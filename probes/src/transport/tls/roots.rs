@@ -126,12 +126,14 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupE
     Ok(certs)
 }
 
+/// A `ca_file`'s certificates, shared.
+pub type Anchors = Arc<Vec<CertificateDer<'static>>>;
+
 /// The certificates of a `ca_file` as trust anchors, one copy shared by every
 /// client whose file has the same content (10,000 targets naming one CA file held
 /// 10,000 copies of it: 0.4 KiB per target for a one-certificate file).
-pub fn shared_anchors(path: &Path) -> Result<Arc<Vec<CertificateDer<'static>>>, TlsSetupError> {
-    static CACHE: OnceLock<Mutex<HashMap<[u8; 32], Arc<Vec<CertificateDer<'static>>>>>> =
-        OnceLock::new();
+pub fn shared_anchors(path: &Path) -> Result<Anchors, TlsSetupError> {
+    static CACHE: OnceLock<Mutex<HashMap<[u8; 32], Anchors>>> = OnceLock::new();
     let pem = read(path)?;
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &pem);
     let key: [u8; 32] = digest.as_ref().try_into().unwrap_or([0; 32]);
