@@ -257,6 +257,62 @@ mod tests {
     }
 
     #[test]
+    fn a_streamed_exposition_has_every_target_once_under_one_header() {
+        let state = State::new();
+        let wanted: Vec<(depprobe_probes::ProbeMeta, u64)> = (0..PART * 2 + 7)
+            .map(|i| {
+                let meta = depprobe_probes::ProbeMeta {
+                    name: format!("t{i}"),
+                    kind: depprobe_config::Kind::new("tls"),
+                    target: depprobe_probes::outcome::Target {
+                        address: "localhost".into(),
+                        port: 443,
+                    },
+                    timeout: std::time::Duration::from_secs(1),
+                    budgets: Vec::new(),
+                    secrets: Vec::new(),
+                    attributes: &[],
+                    memory: Default::default(),
+                    propagate_trace: true,
+                    tracestate: None,
+                };
+                (meta, 0)
+            })
+            .collect();
+        state.reconcile(&wanted);
+        let resource = Resource::builder_empty().build();
+        let buckets: Buckets = (vec![0; LATENESS_BOUNDARIES.len()], 0, 0.0);
+        let mut pieces = Vec::new();
+        render_into(&state, &resource, &buckets, &mut |p| {
+            pieces.push(p);
+            true
+        });
+        assert!(pieces.len() > 1, "sent in pieces");
+        assert!(
+            pieces.iter().all(|p| p.len() <= PIECE * 3),
+            "no piece is the whole text"
+        );
+        let text = pieces.concat();
+        assert_eq!(text, render(&state, &resource, &buckets));
+        assert_eq!(text.matches("# TYPE probe_runs_total counter").count(), 1);
+        for (meta, _) in &wanted {
+            let series = format!("probe_name=\"{}\",", meta.name);
+            let runs = text
+                .lines()
+                .filter(|l| l.starts_with("probe_runs_total{") && l.contains(&series))
+                .count();
+            assert_eq!(runs, 1, "{}", meta.name);
+        }
+        // A client gone after the first piece stops the render.
+        let mut sent = 0;
+        render_into(&state, &resource, &buckets, &mut |_| {
+            sent += 1;
+            false
+        });
+        assert_eq!(sent, 1);
+    }
+
+    #[test]
     fn label_values_are_escaped_and_keys_sanitised() {
         let mut s = String::new();
         labels(
