@@ -4,7 +4,8 @@
 //! The server is hardened for a port others can reach: HTTP/1.1 only, a deadline
 //! on each request's headers (and on the TLS handshake), an idle timeout, a cap on
 //! connections served at once, GET and HEAD only with no body and a bounded target,
-//! and one render shared by concurrent requests of the same path. TLS and basic
+//! one render shared by concurrent requests of the same path, and `/metrics`
+//! streamed as it is rendered (at most [`METRICS_RENDERS`] at once). TLS and basic
 //! auth come from the web config file ([`crate::web_config`]); `/healthz` answers
 //! without credentials (it tells nothing but that the process is alive).
 
@@ -15,7 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -32,6 +35,21 @@ use single_flight::Renders;
 
 mod idle;
 mod single_flight;
+
+/// The body of every answer: a whole buffer, or `/metrics` as it is rendered.
+type Body = BoxBody<Bytes, Infallible>;
+
+/// `/metrics` renders at once; further scrapes wait for one to finish. Each render
+/// holds a few pieces of text, never the whole exposition, so a burst of scrapes
+/// costs CPU, not memory.
+pub const METRICS_RENDERS: usize = 2;
+
+/// Pieces of `/metrics` rendered ahead of what the client has read.
+const METRICS_AHEAD: usize = 2;
+
+fn boxed(r: Response<Full<Bytes>>) -> Response<Body> {
+    r.map(BodyExt::boxed)
+}
 
 /// What one connection may cost the agent.
 #[derive(Clone, Copy, Debug)]
@@ -93,6 +111,7 @@ pub async fn serve_with(
         security,
         limits,
         renders: Renders::default(),
+        metrics_renders: Arc::new(Semaphore::new(METRICS_RENDERS)),
     });
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let task = tokio::spawn(async move {
@@ -131,6 +150,8 @@ struct Server {
     auth_waiting: AtomicUsize,
     limits: Limits,
     renders: Renders,
+    /// Slots for `/metrics` renders in progress.
+    metrics_renders: Arc<Semaphore>,
 }
 
 impl Server {
@@ -180,10 +201,11 @@ impl Server {
     }
 
     /// The answer to one request: limits first, then authentication, then the
-    /// route (rendered once for concurrent requests of the same path).
-    async fn respond(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    /// route (rendered once for concurrent requests of the same path; `/metrics`
+    /// streamed).
+    async fn respond(&self, req: Request<hyper::body::Incoming>) -> Response<Body> {
         if let Some(refused) = refuse(&req, self.limits.max_path_bytes) {
-            return refused;
+            return boxed(refused);
         }
         let path = req.uri().path().to_owned();
         let query = req.uri().query().unwrap_or_default().to_owned();
@@ -200,7 +222,7 @@ impl Server {
                         hyper::header::WWW_AUTHENTICATE,
                         HeaderValue::from_static("Basic realm=\"depprobe\""),
                     );
-                    return r;
+                    return boxed(r);
                 }
                 Auth::Busy => {
                     let mut r = reply(
@@ -210,12 +232,15 @@ impl Server {
                     );
                     r.headers_mut()
                         .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    return r;
+                    return boxed(r);
                 }
             }
         }
         if path == "/healthz" {
-            return route(req.method(), &path, &query, &self.telemetry);
+            return boxed(route(req.method(), &path, &query, &self.telemetry));
+        }
+        if path == "/metrics" {
+            return self.metrics().await;
         }
         let t = self.telemetry.clone();
         // Requests of the same route and parameters share one render.
@@ -233,6 +258,36 @@ impl Server {
         let mut r = Response::new(Full::new(rendered.body.clone()));
         *r.status_mut() = rendered.status;
         *r.headers_mut() = rendered.headers.clone();
+        boxed(r)
+    }
+
+    /// `/metrics`, rendered on the blocking pool a part of the targets at a time
+    /// and sent as it is rendered: the agent never holds the whole exposition. A
+    /// client that goes away stops the render at its next piece.
+    async fn metrics(&self) -> Response<Body> {
+        let Ok(slot) = self.metrics_renders.clone().acquire_owned().await else {
+            return boxed(reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "shutting down\n",
+            ));
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(METRICS_AHEAD);
+        let t = self.telemetry.clone();
+        tokio::task::spawn_blocking(move || {
+            t.prometheus_into(&mut |piece| tx.blocking_send(Bytes::from(piece)).is_ok());
+            drop(slot);
+            crate::memory::trim();
+        });
+        let pieces = futures::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx)
+                .map(|piece| piece.map(|b| Ok::<_, Infallible>(Frame::data(b))))
+        });
+        let mut r = Response::new(BodyExt::boxed(StreamBody::new(pieces)));
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static(METRICS_CONTENT_TYPE),
+        );
         r
     }
 
@@ -322,6 +377,9 @@ fn refuse<B>(req: &Request<B>, max_path_bytes: usize) -> Option<Response<Full<By
     None
 }
 
+/// The content type of `/metrics`: the Prometheus text format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
@@ -336,11 +394,7 @@ fn route(method: &Method, path: &str, query: &str, t: &Telemetry) -> Response<Fu
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
     }
     match path {
-        "/metrics" => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            t.prometheus_text(),
-        ),
+        "/metrics" => reply(StatusCode::OK, METRICS_CONTENT_TYPE, t.prometheus_text()),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
             let state = t.state();

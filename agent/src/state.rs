@@ -7,6 +7,7 @@
 //! removed by a reload simply stops being reported.
 
 use std::collections::BTreeMap;
+use std::ops::{Bound, Deref};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -227,6 +228,24 @@ impl State {
         }
     }
 
+    /// Calls `f` on every target whose name is within `names` (read-locked for
+    /// this call only), in name order.
+    pub fn each_between(&self, names: (Bound<&str>, Bound<&str>), mut f: impl FnMut(&TargetState)) {
+        if let Ok(targets) = self.targets.read() {
+            targets.range::<str, _>(names).for_each(|(_, t)| f(t));
+        }
+    }
+
+    /// The name of the `n`-th target (from 1) after `after`, in name order, or
+    /// `None` when fewer than `n` follow.
+    pub fn name_after(&self, after: Bound<&str>, n: usize) -> Option<String> {
+        let targets = self.targets.read().ok()?;
+        let (name, _) = targets
+            .range::<str, _>((after, Bound::Unbounded))
+            .nth(n.checked_sub(1)?)?;
+        Some(name.clone())
+    }
+
     /// The number of configured targets.
     pub fn len(&self) -> usize {
         self.targets.read().map(|t| t.len()).unwrap_or(0)
@@ -235,5 +254,55 @@ impl State {
     /// Whether no target is configured.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The targets a reader walks: all of them, or those whose names are in a range.
+/// `/metrics` is rendered a range at a time, so that the state's lock is held for
+/// a part of the targets only and the text goes out in pieces instead of one
+/// buffer of every series; name ranges (not positions) keep a reload between two
+/// parts from showing a target twice.
+#[derive(Clone, Debug)]
+pub struct View<'a> {
+    state: &'a State,
+    names: Option<(Bound<String>, Bound<String>)>,
+}
+
+impl<'a> View<'a> {
+    /// Every target of `state`.
+    pub fn all(state: &'a State) -> View<'a> {
+        View { state, names: None }
+    }
+
+    /// The targets of `state` whose names are within `names`.
+    pub fn between(state: &'a State, names: (Bound<String>, Bound<String>)) -> View<'a> {
+        View {
+            state,
+            names: Some(names),
+        }
+    }
+
+    /// Calls `f` on every target of the view (read-locked), in name order.
+    pub fn each(&self, f: impl FnMut(&TargetState)) {
+        match &self.names {
+            None => self.state.each(f),
+            Some((lo, hi)) => self.state.each_between((as_str(lo), as_str(hi)), f),
+        }
+    }
+}
+
+fn as_str(b: &Bound<String>) -> Bound<&str> {
+    match b {
+        Bound::Included(s) => Bound::Included(s.as_str()),
+        Bound::Excluded(s) => Bound::Excluded(s.as_str()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl Deref for View<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        self.state
     }
 }

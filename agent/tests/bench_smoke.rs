@@ -120,7 +120,14 @@ async fn a_tiny_benchmark_measures_every_process_and_kind_and_writes_every_figur
     ] {
         assert!(v.is_some_and(|v| v > 0.0), "{r:?}");
     }
-    assert_eq!(report.targets.len(), 3, "{:?}", report.targets);
+    // CPU per probe / floor for http, mysql and redis; at scale: steady RSS, peak
+    // / steady, /metrics size, p99 lateness (figures, never judged here).
+    assert_eq!(report.targets.len(), 7, "{:?}", report.targets);
+    assert!(report.binary_bytes > 0, "binary size reported");
+    assert!(
+        scale.metrics_ms_max > 0.0,
+        "render time reported: {scale:?}"
+    );
 
     let table = report.table();
     for row in [
@@ -133,6 +140,7 @@ async fn a_tiny_benchmark_measures_every_process_and_kind_and_writes_every_figur
         "Scale: 40 `http` targets",
         "Scale with OTLP export: 40 `http` targets",
         "OTLP receiver: ",
+        "Binary: ",
     ] {
         assert!(table.contains(row), "{row} missing from\n{table}");
     }

@@ -119,6 +119,8 @@ pub struct AgentResult {
     pub metrics_bytes: usize,
     /// Scrapes of `/metrics` during the window.
     pub scrapes: u32,
+    /// The longest of those scrapes, request to last byte, milliseconds.
+    pub metrics_ms_max: f64,
     /// Spans the OTLP receiver got over the whole run (OTLP runs only).
     pub otlp_spans: usize,
     /// Metric export requests the OTLP receiver got over the whole run (OTLP runs only).
@@ -236,6 +238,7 @@ struct Window {
     rss_kib: Vec<u64>,
     scrapes: u32,
     metrics_bytes: usize,
+    metrics_ms_max: f64,
 }
 
 impl Window {
@@ -257,6 +260,7 @@ async fn window(run: &AgentRun<'_>, agent: &AgentProcess, u0: Usage) -> Result<W
         rss_kib: vec![u0.rss_kib],
         scrapes: 0,
         metrics_bytes: 0,
+        metrics_ms_max: 0.0,
     };
     let mut next_scrape = run.scrape_every.map(|e| t0 + e);
     let mut next_sample = t0 + SAMPLE_EVERY;
@@ -277,7 +281,9 @@ async fn window(run: &AgentRun<'_>, agent: &AgentProcess, u0: Usage) -> Result<W
         if let Some(s) = next_scrape
             && Instant::now() >= s
         {
+            let asked = Instant::now();
             w.metrics_bytes = metrics(agent).await?.len();
+            w.metrics_ms_max = w.metrics_ms_max.max(asked.elapsed().as_secs_f64() * 1000.0);
             w.scrapes += 1;
             next_scrape = run.scrape_every.map(|e| s + e);
         }
@@ -392,6 +398,7 @@ fn result(run: &AgentRun<'_>, m: Measured) -> AgentResult {
         cipher: m.seen.cipher,
         metrics_bytes: m.window.metrics_bytes,
         scrapes: m.window.scrapes,
+        metrics_ms_max: m.window.metrics_ms_max,
         otlp_spans: 0,
         otlp_metric_exports: 0,
     }

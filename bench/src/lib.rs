@@ -93,6 +93,9 @@ pub struct Options {
     /// The kinds with a phase of their own against a real server (`mysql`, `redis`),
     /// at the rate phases' rate, targets and window.
     pub kinds: Vec<Kind>,
+    /// Only the scale phases: no floor, no rate phases, no kinds, no
+    /// blackbox_exporter (for profiling the agent at scale).
+    pub scale_only: bool,
 }
 
 impl Default for Options {
@@ -110,6 +113,7 @@ impl Default for Options {
             scrape_every: Some(Duration::from_secs(15)),
             otlp: false,
             kinds: Kind::ALL.to_vec(),
+            scale_only: false,
         }
     }
 }
@@ -132,15 +136,24 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     depprobe_tests::certs::write(&ca_path, &ca.pem)?;
     let nginx = nginx::Nginx::start(dir.path(), &cert, &key, opts.ports)?;
     let mut report = Report::new(opts);
-
-    // The floor runs before and after the agent's phases, and the two are pooled:
-    // a shared machine drifts, and a ratio against one side of it would be unfair.
-    measure_floor(&nginx, &ca.cert, opts, &mut report, "floor (1 of 2)").await?;
+    report.binary_bytes = std::fs::metadata(&opts.depprobe).map_or(0, |m| m.len());
+    report.binary_stripped_bytes = stripped_size(&opts.depprobe, dir.path());
     let files = Files {
         dir: dir.path(),
         ca: &ca_path,
         leaf: &leaf,
     };
+    if opts.scale_only {
+        if opts.scale_targets > 0 {
+            scale_phases(opts, &files, &nginx, &mut report).await?;
+        }
+        report.finish();
+        return Ok(report);
+    }
+
+    // The floor runs before and after the agent's phases, and the two are pooled:
+    // a shared machine drifts, and a ratio against one side of it would be unfair.
+    measure_floor(&nginx, &ca.cert, opts, &mut report, "floor (1 of 2)").await?;
     rate_phases(opts, &files, &nginx, &mut report).await?;
     kind_phases(opts, &files, &mut report).await?;
     measure_floor(&nginx, &ca.cert, opts, &mut report, "floor (2 of 2)").await?;
@@ -161,6 +174,25 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     }
     report.finish();
     Ok(report)
+}
+
+/// The size of `bin` once stripped of its symbols and debug information (what the
+/// Dockerfile ships), by `strip -o` into `dir`; 0 without `strip`.
+fn stripped_size(bin: &std::path::Path, dir: &std::path::Path) -> u64 {
+    let out = dir.join("depprobe.stripped");
+    let ok = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&out)
+        .arg(bin)
+        .status()
+        .is_ok_and(|s| s.success());
+    let size = if ok {
+        std::fs::metadata(&out).map_or(0, |m| m.len())
+    } else {
+        0
+    };
+    let _ = std::fs::remove_file(&out);
+    size
 }
 
 /// The run's files: its directory, the CA's certificate, and the servers' identity.

@@ -54,6 +54,9 @@ struct Args {
     /// Skip the kinds' phases (no MariaDB, no Redis).
     #[arg(long, conflicts_with = "kinds")]
     no_kinds: bool,
+    /// Only the scale phases (no floor, rate phases, kinds or blackbox_exporter).
+    #[arg(long)]
+    scale_only: bool,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench/report.json")]
     out: PathBuf,
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         scrape_every: Some(a.scrape_every).filter(|d| !d.is_zero()),
         otlp: a.otlp,
         kinds: if a.no_kinds { Vec::new() } else { a.kinds },
+        scale_only: a.scale_only,
         ..Options::default()
     };
     if a.no_blackbox {

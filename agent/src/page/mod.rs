@@ -108,7 +108,7 @@ fn rows(state: &State) -> (Vec<Row>, usize) {
             rows.push(Row {
                 outcome: o.clone(),
                 order: t.order,
-                recent: t.history.runs().skip(skip).copied().collect(),
+                recent: t.history.runs().skip(skip).collect(),
             });
         }
     });

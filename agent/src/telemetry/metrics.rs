@@ -30,7 +30,7 @@ use depprobe_probes::{Outcome, Status};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
 
-use crate::state::{State, TargetState};
+use crate::state::{State, TargetState, View};
 
 /// Histogram boundaries for schedule lateness, in seconds (100 µs to 1 s).
 pub const LATENESS_BOUNDARIES: &[f64] = &[
@@ -62,8 +62,8 @@ pub struct Family {
 
 /// Where a family's series come from.
 pub enum Source {
-    /// Read off the agent's state.
-    State(fn(&State, SystemTime, &mut Emit<'_>)),
+    /// Read off the agent's state (all its targets, or a part: [`View`]).
+    State(fn(&View<'_>, SystemTime, &mut Emit<'_>)),
     /// The samples of a family a probe kind declares, from each target's last run.
     Declared(&'static MetricDecl),
 }
@@ -82,7 +82,7 @@ impl Family {
     }
 
     /// Emits every series of the family, as seen at `now`.
-    pub fn observe(&self, state: &State, now: SystemTime, emit: &mut Emit<'_>) {
+    pub fn observe(&self, state: &View<'_>, now: SystemTime, emit: &mut Emit<'_>) {
         match self.source {
             Source::State(read) => read(state, now, emit),
             Source::Declared(decl) => observe_declared(decl, state, now, emit),
@@ -121,7 +121,7 @@ impl Family {
 
 /// The samples of `decl` in every target's last outcome; instants become the time
 /// left until them.
-fn observe_declared(decl: &MetricDecl, s: &State, now: SystemTime, emit: &mut Emit<'_>) {
+fn observe_declared(decl: &MetricDecl, s: &View<'_>, now: SystemTime, emit: &mut Emit<'_>) {
     let now_s = seconds_between(SystemTime::UNIX_EPOCH, now);
     s.each(|t| {
         let Some(last) = &t.last else { return };
@@ -143,7 +143,7 @@ fn observe_declared(decl: &MetricDecl, s: &State, now: SystemTime, emit: &mut Em
 
 /// Calls `f` with the last outcome of every target that has run.
 fn each_last(
-    s: &State,
+    s: &View<'_>,
     emit: &mut Emit<'_>,
     f: impl Fn(&Outcome, &mut dyn FnMut(f64, &[KeyValue])),
 ) {
@@ -156,7 +156,7 @@ fn each_last(
 
 /// Emits `value` of every certificate of each target's last chain, with the
 /// certificate's position, subject, issuer and fingerprint.
-fn each_certificate(s: &State, emit: &mut Emit<'_>, value: impl Fn(&CertFacts) -> f64) {
+fn each_certificate(s: &View<'_>, emit: &mut Emit<'_>, value: impl Fn(&CertFacts) -> f64) {
     each_last(s, emit, |l, e| {
         let Some(tls) = &l.tls else { return };
         for (i, c) in tls.chain.iter().enumerate() {
@@ -547,7 +547,7 @@ fn register(meter: &Meter, f: &'static Family, state: Arc<State>, shard: Shard) 
                 b = b.with_unit(u);
             }
             b.with_callback(move |o| {
-                f.observe(&state, SystemTime::now(), &mut |t, v, extra| {
+                f.observe(&View::all(&state), SystemTime::now(), &mut |t, v, extra| {
                     if shard.holds(t) {
                         o.observe($conv(v), &attributes(t, extra))
                     }

@@ -319,12 +319,21 @@ impl Telemetry {
 
     /// The Prometheus text exposition of every metric.
     pub fn prometheus_text(&self) -> String {
-        // The lateness buckets are copied out first: runs record into that histogram.
-        let lateness = match self.schedule.lock() {
+        prom::render(&self.state, &self.resource, &self.lateness_buckets())
+    }
+
+    /// The same, handed to `sink` in pieces as it is rendered (`/metrics`); stops
+    /// when `sink` returns false.
+    pub fn prometheus_into(&self, sink: &mut dyn FnMut(String) -> bool) {
+        prom::render_into(&self.state, &self.resource, &self.lateness_buckets(), sink)
+    }
+
+    /// The lateness buckets, copied out first: runs record into that histogram.
+    fn lateness_buckets(&self) -> prom::Buckets {
+        match self.schedule.lock() {
             Ok(s) => s.buckets(metrics::LATENESS_BOUNDARIES),
             Err(_) => Lateness::new().buckets(metrics::LATENESS_BOUNDARIES),
-        };
-        prom::render(&self.state, &self.resource, &lateness)
+        }
     }
 
     /// The shared state.

@@ -2,17 +2,26 @@
 //! state: the [`families`] with the standard OpenTelemetry-to-Prometheus translation
 //! (names: dots to underscores, `_seconds` for the unit `s`, `_total` for counters;
 //! attribute keys: invalid characters to underscores; labels sorted), the schedule
-//! lateness histogram, and `target_info` with the resource attributes. One pass, one
-//! buffer: no copy of every series in between.
+//! lateness histogram, and `target_info` with the resource attributes. Each family
+//! is rendered a part of the targets at a time ([`PART`]), and the text goes to a
+//! sink in pieces of about [`PIECE`] bytes: the state's lock is held for one part
+//! only, and no buffer ever holds the whole exposition (at 10,000 targets that
+//! buffer, grown by doubling, was the agent's peak during a scrape).
 
 use std::fmt::Write as _;
+use std::ops::Bound;
 use std::time::SystemTime;
 
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
 
 use super::metrics::{Family, LATENESS_BOUNDARIES, Type, families};
-use crate::state::{State, TargetState};
+use crate::state::{State, TargetState, View};
+
+/// Targets rendered per family under one read of the state's lock.
+pub const PART: usize = 500;
+/// About how many bytes of text go to the sink at a time.
+pub const PIECE: usize = 64 * 1024;
 
 /// Families whose Prometheus name stays as it was before they had a unit: Unix
 /// times (unit `s`) that blackbox_exporter, and dashboards, name without
@@ -115,25 +124,31 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = write!(out, "\n# TYPE {name} {kind}\n");
 }
 
-fn family(out: &mut String, f: &Family, state: &State, now: SystemTime) {
-    let name = prometheus_name(f);
-    let mut series = String::new();
-    f.observe(state, now, &mut |t, v, extra| {
-        series.push_str(&name);
-        labels(&mut series, t, extra);
-        series.push(' ');
-        number(&mut series, v);
-        series.push('\n');
+/// Writes family `f` for the targets of `view`, its header first when
+/// `headed` is false and a series is written.
+fn family(
+    out: &mut String,
+    f: &Family,
+    name: &str,
+    view: &View<'_>,
+    now: SystemTime,
+    headed: &mut bool,
+) {
+    f.observe(view, now, &mut |t, v, extra| {
+        if !*headed {
+            let kind = match f.kind {
+                Type::Gauge => "gauge",
+                Type::Counter => "counter",
+            };
+            header(out, name, f.description, kind);
+            *headed = true;
+        }
+        out.push_str(name);
+        labels(out, t, extra);
+        out.push(' ');
+        number(out, v);
+        out.push('\n');
     });
-    if series.is_empty() {
-        return;
-    }
-    let kind = match f.kind {
-        Type::Gauge => "gauge",
-        Type::Counter => "counter",
-    };
-    header(out, &name, f.description, kind);
-    out.push_str(&series);
 }
 
 /// Cumulative counts at [`LATENESS_BOUNDARIES`], total count, sum in seconds.
@@ -168,22 +183,74 @@ fn target_info(out: &mut String, resource: &Resource) {
     out.push_str(" 1\n");
 }
 
-/// The whole exposition.
+/// The whole exposition, in one string (tests, small agents).
 pub fn render(state: &State, resource: &Resource, schedule: &Buckets) -> String {
-    let mut out = String::with_capacity(4096 + state.len() * 2048);
+    let mut out = String::new();
+    render_into(state, resource, schedule, &mut |piece| {
+        out.push_str(&piece);
+        true
+    });
+    out
+}
+
+/// The whole exposition, handed to `sink` in pieces of about [`PIECE`] bytes, in
+/// order; stops early when `sink` returns false (the client went away).
+pub fn render_into(
+    state: &State,
+    resource: &Resource,
+    schedule: &Buckets,
+    sink: &mut dyn FnMut(String) -> bool,
+) {
+    let mut out = String::with_capacity(PIECE + PIECE / 4);
+    // Hands the buffer to the sink once it holds a piece; false: stop.
+    let mut flush = |out: &mut String, force: bool| -> bool {
+        if out.is_empty() || (!force && out.len() < PIECE) {
+            return true;
+        }
+        let piece = std::mem::replace(out, String::with_capacity(PIECE + PIECE / 4));
+        sink(piece)
+    };
     let now = SystemTime::now();
     let (agent, targets): (Vec<&Family>, Vec<&Family>) = families()
         .iter()
         .partition(|f| f.name.starts_with("depprobe."));
+    let all = View::all(state);
     for f in &agent {
-        family(&mut out, f, state, now);
+        family(&mut out, f, &prometheus_name(f), &all, now, &mut false);
     }
     lateness(&mut out, schedule);
     for f in &targets {
-        family(&mut out, f, state, now);
+        let name = prometheus_name(f);
+        let mut headed = false;
+        // Parts of PART targets by name: (after the last part's end, through the
+        // PART-th name after it].
+        let mut from: Bound<String> = Bound::Unbounded;
+        loop {
+            let lo = match &from {
+                Bound::Excluded(n) => Bound::Excluded(n.as_str()),
+                _ => Bound::Unbounded,
+            };
+            let to = match state.name_after(lo, PART) {
+                Some(n) => Bound::Included(n),
+                None => Bound::Unbounded,
+            };
+            let last = matches!(to, Bound::Unbounded);
+            let view = View::between(state, (from, to.clone()));
+            family(&mut out, f, &name, &view, now, &mut headed);
+            if !flush(&mut out, false) {
+                return;
+            }
+            if last {
+                break;
+            }
+            from = match to {
+                Bound::Included(n) => Bound::Excluded(n),
+                b => b,
+            };
+        }
     }
     target_info(&mut out, resource);
-    out
+    flush(&mut out, true);
 }
 
 #[cfg(test)]
@@ -211,6 +278,62 @@ mod tests {
             Some("probe_ssl_earliest_cert_expiry")
         );
         assert_eq!(by("probe.runs").as_deref(), Some("probe_runs_total"));
+    }
+
+    #[test]
+    fn a_streamed_exposition_has_every_target_once_under_one_header() {
+        let state = State::new();
+        let wanted: Vec<(depprobe_probes::ProbeMeta, u64)> = (0..PART * 2 + 7)
+            .map(|i| {
+                let meta = depprobe_probes::ProbeMeta {
+                    name: format!("t{i}"),
+                    kind: depprobe_config::Kind::new("tls"),
+                    target: depprobe_probes::outcome::Target {
+                        address: "localhost".into(),
+                        port: 443,
+                    },
+                    timeout: std::time::Duration::from_secs(1),
+                    budgets: Vec::new(),
+                    secrets: Vec::new(),
+                    attributes: &[],
+                    memory: Default::default(),
+                    propagate_trace: true,
+                    tracestate: None,
+                };
+                (meta, 0)
+            })
+            .collect();
+        state.reconcile(&wanted);
+        let resource = Resource::builder_empty().build();
+        let buckets: Buckets = (vec![0; LATENESS_BOUNDARIES.len()], 0, 0.0);
+        let mut pieces = Vec::new();
+        render_into(&state, &resource, &buckets, &mut |p| {
+            pieces.push(p);
+            true
+        });
+        assert!(pieces.len() > 1, "sent in pieces");
+        assert!(
+            pieces.iter().all(|p| p.len() <= PIECE * 3),
+            "no piece is the whole text"
+        );
+        let text = pieces.concat();
+        assert_eq!(text, render(&state, &resource, &buckets));
+        assert_eq!(text.matches("# TYPE probe_runs_total counter").count(), 1);
+        for (meta, _) in &wanted {
+            let series = format!("probe_name=\"{}\",", meta.name);
+            let runs = text
+                .lines()
+                .filter(|l| l.starts_with("probe_runs_total{") && l.contains(&series))
+                .count();
+            assert_eq!(runs, 1, "{}", meta.name);
+        }
+        // A client gone after the first piece stops the render.
+        let mut sent = 0;
+        render_into(&state, &resource, &buckets, &mut |_| {
+            sent += 1;
+            false
+        });
+        assert_eq!(sent, 1);
     }
 
     #[test]

@@ -45,20 +45,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Resp<S> {
     }
 
     /// Sends the command `args` and reads its reply, as `phase`.
+    #[cfg(test)]
     pub async fn call(&mut self, args: &[&[u8]], phase: Phase) -> Result<OwnedFrame, ProbeError> {
-        let frame = OwnedFrame::Array(
-            args.iter()
-                .map(|a| OwnedFrame::BulkString(a.to_vec()))
-                .collect(),
-        );
-        let mut out = vec![0u8; frame.encode_len(false)];
-        encode(&mut out, &frame, false).map_err(|e| {
-            ProbeError::new(
-                ErrorType::UnexpectedResponse,
-                phase,
-                format!("the command could not be encoded: {e}"),
-            )
-        })?;
+        self.send(&[args], phase).await?;
+        self.reply(phase).await
+    }
+
+    /// Sends `commands` in one write (pipelined: one round trip for all), as
+    /// `phase`; their replies are then read in order with [`Resp::reply`].
+    pub async fn send(&mut self, commands: &[&[&[u8]]], phase: Phase) -> Result<(), ProbeError> {
+        let mut out = Vec::new();
+        for args in commands {
+            let frame = OwnedFrame::Array(
+                args.iter()
+                    .map(|a| OwnedFrame::BulkString(a.to_vec()))
+                    .collect(),
+            );
+            let at = out.len();
+            out.resize(at + frame.encode_len(false), 0);
+            encode(&mut out[at..], &frame, false).map_err(|e| {
+                ProbeError::new(
+                    ErrorType::UnexpectedResponse,
+                    phase,
+                    format!("the command could not be encoded: {e}"),
+                )
+            })?;
+        }
         self.io
             .write_all(&out)
             .await
@@ -66,12 +78,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Resp<S> {
         self.io
             .flush()
             .await
-            .map_err(|e| classify_stream(phase, &e))?;
-        self.reply(phase).await
+            .map_err(|e| classify_stream(phase, &e))
     }
 
     /// Reads one reply.
-    async fn reply(&mut self, phase: Phase) -> Result<OwnedFrame, ProbeError> {
+    pub async fn reply(&mut self, phase: Phase) -> Result<OwnedFrame, ProbeError> {
         loop {
             if !self.buf.is_empty() {
                 check_shape(&self.buf, phase)?;

@@ -144,10 +144,10 @@ impl TlsClient {
             critical_before: spec.critical_before,
             expected: Arc::new(expect::Expected::from_spec(spec)?),
             crl_dates: Arc::new(revocation::CrlDates::from_spec(spec)),
-            anchors: Arc::new(match &spec.ca_file {
-                Some(path) => read_certs(path)?,
-                None => Vec::new(),
-            }),
+            anchors: match &spec.ca_file {
+                Some(path) => roots::shared_anchors(path)?,
+                None => Arc::new(Vec::new()),
+            },
             online: (spec.ocsp == OcspMode::Online)
                 .then(|| Arc::new(ocsp::Online::new(spec.ocsp_timeout.into()))),
         })
