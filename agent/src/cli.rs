@@ -98,7 +98,10 @@ pub fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     init_logging(
-        matches!(cli.command, Command::Check { .. } | Command::Validate { .. }),
+        matches!(
+            cli.command,
+            Command::Check { .. } | Command::Validate { .. }
+        ),
         cli.log_format,
     );
     let mut builder = match cli.command {
@@ -121,20 +124,6 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(runtime.block_on(dispatch(cli.command)))
-}
-
-#[cfg(test)]
-mod log_tests {
-    use super::*;
-
-    #[test]
-    fn a_bare_debug_is_depprobes_own_debug() {
-        let f = log_filter(Some("debug"), false).to_string();
-        assert!(f.contains("depprobe_probes=debug"), "{f}");
-        assert!(f.contains("info"), "{f}");
-        assert_eq!(log_filter(Some("rustls=trace"), false).to_string(), "rustls=trace");
-        assert_eq!(log_filter(None, true).to_string(), "warn");
-    }
 }
 
 /// Prints clap's message; `--help` and `--version` exit 0, every other error
@@ -295,5 +284,22 @@ async fn cmd_validate(config: &std::path::Path) -> u8 {
             eprintln!("{e}");
             EXIT_CONFIG
         }
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_debug_is_depprobes_own_debug() {
+        let f = log_filter(Some("debug"), false).to_string();
+        assert!(f.contains("depprobe_probes=debug"), "{f}");
+        assert!(f.contains("info"), "{f}");
+        assert_eq!(
+            log_filter(Some("rustls=trace"), false).to_string(),
+            "rustls=trace"
+        );
+        assert_eq!(log_filter(None, true).to_string(), "warn");
     }
 }
