@@ -273,7 +273,7 @@ pub(crate) fn untrusted(facts: &[CertFacts]) -> String {
     let issuer = common_name(&last.issuer);
     if facts.len() == 1 {
         format!(
-            "the server did not send the intermediate {issuer} that issued its certificate {}, and {issuer} is not in the trust store: configure the server to send the full chain (or trust {issuer})",
+            "the chain does not lead to a trusted root: the server sent only its certificate {}, issued by {issuer}, which is not in the trust store: either the server did not send the intermediate {issuer} (configure the full chain on the server), or {issuer} is a root this client does not trust (add it with tls.ca_file)",
             last.short_name()
         )
     } else {
