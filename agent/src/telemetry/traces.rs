@@ -113,8 +113,9 @@ fn call_name(attributes: &[(&'static str, String)]) -> Option<String> {
     if let Some(method) = get("rpc.method") {
         return Some(method.to_owned());
     }
-    // Redis' namespace is a number, which semconv keeps out of the name.
-    let namespace = get("db.namespace").filter(|_| get("db.system.name") != Some("redis"));
+    // A numeric namespace (a database index) says nothing in a name: semconv keeps
+    // it out.
+    let namespace = get("db.namespace").filter(|ns| !ns.bytes().all(|b| b.is_ascii_digit()));
     match (get("db.operation.name"), namespace) {
         (Some(op), Some(ns)) => Some(format!("{op} {ns}")),
         (Some(op), None) => Some(op.to_owned()),
