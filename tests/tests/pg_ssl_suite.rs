@@ -482,6 +482,12 @@ fn settings(text: &str, pki: &SuitePki) -> Vec<(String, String)> {
         .collect()
 }
 
+/// psql's connection string: the port, `base`, then the case's settings.
+fn conninfo(port: u16, base: &str, s: &[(String, String)]) -> String {
+    let settings: Vec<String> = s.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("port={port} {base} {}", settings.join(" "))
+}
+
 /// depprobe's verdict: the probe with the same settings as its own keys.
 async fn depprobe_up(port: u16, s: &[(String, String)]) -> bool {
     let mut yaml =
@@ -531,13 +537,10 @@ async fn postgresql_client_ssl_cases_agree_with_libpq() {
             total += 1;
             let all = format!("{common} {}", case.settings);
             let s = settings(&all, &pki);
-            let conninfo = format!(
-                "port={} user=ssltestuser dbname=trustdb sslcert=invalid hostaddr=127.0.0.1 {}",
+            let conninfo = conninfo(
                 cluster.port(),
-                s.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                "user=ssltestuser dbname=trustdb sslcert=invalid hostaddr=127.0.0.1",
+                &s,
             );
             let libpq = psql_connects(&conninfo, None).is_ok();
             assert_eq!(
@@ -643,14 +646,7 @@ async fn postgresql_server_ssl_cases_agree_with_libpq() {
             total += 1;
             let all = format!("{common} {}", case.settings);
             let s = settings(&all, &pki);
-            let conninfo = format!(
-                "port={} hostaddr=127.0.0.1 {}",
-                cluster.port(),
-                s.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
+            let conninfo = conninfo(cluster.port(), "hostaddr=127.0.0.1", &s);
             let libpq = psql_connects(&conninfo, None);
             assert_eq!(
                 libpq.is_ok(),

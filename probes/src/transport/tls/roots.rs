@@ -113,8 +113,12 @@ pub(super) fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
 
 /// Reads every certificate of a PEM file.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let pem = read(path)?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+    certs_in(&read(path)?, path)
+}
+
+/// The certificates of `pem`, the contents of `path`: at least one.
+fn certs_in(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .filter_map(Result::ok)
         .collect();
     if certs.is_empty() {
@@ -141,16 +145,7 @@ pub fn shared_anchors(path: &Path) -> Result<Anchors, TlsSetupError> {
     if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(hit);
     }
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect();
-    if certs.is_empty() {
-        return Err(TlsSetupError::Empty {
-            path: path.to_owned(),
-            what: "certificate",
-        });
-    }
-    let certs = Arc::new(certs);
+    let certs = Arc::new(certs_in(&pem, path)?);
     if let Ok(mut c) = cache.lock() {
         if c.len() >= MAX_VERIFIERS {
             c.clear();
