@@ -98,9 +98,44 @@ pub fn distinct_secret<'a>(url: &str, written: &'a str) -> Option<&'a str> {
     (written.len() >= 8 && url.matches(written).count() == 1).then_some(written)
 }
 
+/// `url` with its one `secret` replaced by a letter repeated as often, a letter the
+/// secret does not hold: the same URL to a parser, with another password.
+pub fn with_other_secret(url: &str, secret: &str) -> String {
+    let letter = ['Z', 'Q', 'X', 'J', 'K']
+        .into_iter()
+        .find(|c| !secret.contains(*c))
+        .unwrap_or('W');
+    url.replacen(
+        secret,
+        &letter.to_string().repeat(secret.chars().count()),
+        1,
+    )
+}
+
+/// Whether `shown` echoes `secret`: it holds it, and `shown_otherwise` (the same
+/// text made from [`with_other_secret`]'s URL) does not. A secret that is part of
+/// the fixed wording (`.example.` of "db.example.com") is in both, and is no echo.
+pub fn echoes(shown: &str, secret: &str, shown_otherwise: &str) -> bool {
+    shown.contains(secret) && !shown_otherwise.contains(secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_in_the_fixed_wording_is_no_echo() {
+        let url = "gpms://p:.example.@d:/b";
+        let other = with_other_secret(url, ".example.");
+        assert_eq!(other, "gpms://p:ZZZZZZZZZ@d:/b");
+        let wording = "e.g. postgres://probe@db.example.com:5432/app";
+        assert!(!echoes(wording, ".example.", wording));
+        assert!(echoes(
+            "bad URL p:.example.@d",
+            ".example.",
+            "bad URL p:ZZZZZZZZZ@d"
+        ));
+    }
 
     #[test]
     fn amplify_repeats_the_unit_between_prefix_and_suffix() {

@@ -9,7 +9,7 @@ use depprobe_probes::kinds::metrics::exposition::{Format, parse};
 
 pub mod frame;
 
-pub use frame::{amplify, der_chain, distinct_secret, moment};
+pub use frame::{amplify, der_chain, distinct_secret, echoes, moment, with_other_secret};
 
 /// Parses `body` in both exposition formats and checks that the answer holds
 /// together: every sample is counted, series never outnumber samples nor families
