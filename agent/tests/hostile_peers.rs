@@ -156,6 +156,54 @@ async fn an_amqp_start_nesting_9000_tables_is_unexpected_response() {
     assert!(message.contains("more than 32 deep"), "{message}");
 }
 
+/// An `OP_MSG` reply whose body document nests `depth` documents, built as bytes.
+fn deep_op_msg(depth: usize) -> Vec<u8> {
+    let mut doc = vec![5u8, 0, 0, 0, 0];
+    for _ in 0..depth {
+        let mut outer = ((doc.len() + 8) as i32).to_le_bytes().to_vec();
+        outer.extend_from_slice(&[3, b'd', 0]);
+        outer.extend_from_slice(&doc);
+        outer.push(0);
+        doc = outer;
+    }
+    let mut m = ((16 + 5 + doc.len()) as i32).to_le_bytes().to_vec();
+    m.extend_from_slice(&[0; 8]);
+    m.extend_from_slice(&2013i32.to_le_bytes());
+    m.extend_from_slice(&[0; 5]);
+    m.extend_from_slice(&doc);
+    m
+}
+
+/// A MongoDB server whose `hello` reply nests 10,000 documents (80 KB): the
+/// driver's recursive BSON decoding used to overflow the stack and abort the whole
+/// agent. Now the driver's connections go through the probe's relay, which measures
+/// each reply's depth first (100 at most) and refuses this one.
+#[tokio::test]
+async fn a_mongodb_hello_nesting_10000_documents_is_unexpected_response() {
+    let reply = deep_op_msg(10_000);
+    assert!(
+        reply.len() > 80_000 && reply.len() < 1 << 20,
+        "{}",
+        reply.len()
+    );
+    let port = peer(move |mut wr| {
+        let reply = reply.clone();
+        async move {
+            let _ = wr.write_all(&reply).await;
+        }
+    })
+    .await;
+    let hostile = format!(
+        "  - name: hostile\n    kind: mongodb\n    url: mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=300\n"
+    );
+    let e = beside_a_healthy_probe(&World::new().await, "mongodb-deep", &hostile).await;
+    assert_eq!(e["status"], "down", "{e}");
+    assert_eq!(e["error_type"], "unexpected_response", "{e}");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("more than 100 deep"), "{message}");
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+}
+
 /// A PostgreSQL server that answers the startup with a message announced as 2 GiB
 /// and streams it: tokio-postgres used to buffer it as it arrived (RSS 15 -> 272 MB
 /// in one run). Now the header is refused: 1 MiB per message at most.

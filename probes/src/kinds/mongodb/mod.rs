@@ -19,6 +19,7 @@ mod classify;
 mod client;
 mod elections;
 mod members;
+pub mod relay;
 mod replication;
 mod report;
 pub mod spec;
@@ -63,7 +64,8 @@ use crate::{BuildError, Exec, ProbeEnv};
 use super::ProbeKind;
 
 use classify::{driver_error, from_topology};
-use client::{ClientCert, DriverSettings, DriverTls, Trust};
+use client::DriverSettings;
+use relay::Relay;
 use members::{MemberDial, dial_all, srv_seeds};
 pub use report::REPLICATION_LAG_DETAIL;
 use report::{Dialled, ElectionRules, describe, success_message};
@@ -84,6 +86,9 @@ pub struct MongoProbe {
     seeds: Vec<(String, u16)>,
     password: Option<SecretSource>,
     tls: Option<TlsClient>,
+    /// The relay's TLS client: the driver's view, which checks each member's own
+    /// host name (drivers have no `tls.server_name`).
+    driver_tls: Option<TlsClient>,
     driver: DriverSettings,
     elections: ElectionRules,
     dns: Dns,
@@ -91,10 +96,12 @@ pub struct MongoProbe {
     live: tokio::sync::Mutex<Option<LiveClient>>,
 }
 
-/// The driver client kept across runs, and the password it was built with.
+/// The driver client kept across runs, the password it was built with, and the
+/// relay its connections go through.
 struct LiveClient {
     client: Client,
     password: Option<Secret>,
+    relay: Arc<Relay>,
 }
 
 fn invalid(what: impl Into<String>) -> BuildError {
@@ -114,8 +121,8 @@ impl MongoProbe {
             .cloned()
             .ok_or_else(|| invalid("url has no host"))?;
         let (tls, driver_tls) = if parts.tls() {
-            let (client, driver) = tls_settings(spec, &parts)?;
-            (Some(client), Some(driver))
+            let (own, driver) = tls_settings(spec, &parts)?;
+            (Some(own), Some(driver))
         } else {
             (None, None)
         };
@@ -135,10 +142,10 @@ impl MongoProbe {
             seeds: parts.hosts.clone(),
             password: spec.password_source(),
             tls,
+            driver_tls,
             driver: DriverSettings {
                 url: spec.url.clone(),
                 username: spec.username.clone(),
-                tls: driver_tls,
                 server_selection_timeout: pick(
                     spec.server_selection_timeout,
                     conn.server_selection_timeout,
@@ -394,12 +401,32 @@ impl MongoProbe {
         {
             return Ok(l.client.clone());
         }
-        let client = self.driver.connect(password, self.watch.clone()).await?;
+        let relay = Relay::start(
+            self.dns.clone(),
+            self.driver_tls.clone(),
+            self.driver.connect_timeout,
+            self.watch.relayed(),
+        )
+        .await?;
+        let client = self
+            .driver
+            .connect(password, self.watch.clone(), &relay)
+            .await?;
         *live = Some(LiveClient {
             client: client.clone(),
             password: password.cloned(),
+            relay: Arc::new(relay),
         });
         Ok(client)
+    }
+
+    /// What the relay refused since the last run (a reply over its bounds, a TLS
+    /// failure), in `phase`: the driver only saw a connection close.
+    fn refused_by_relay(&self, phase: Phase) -> Option<ProbeError> {
+        let live = self.live.try_lock().ok()?;
+        let mut e = live.as_ref()?.relay.take_violation()?;
+        e.phase = phase_for(e.class, phase);
+        Some(e)
     }
 
     /// The failure of a driver command in `phase`.
@@ -409,6 +436,9 @@ impl MongoProbe {
         phase: Phase,
         wanted_primary: bool,
     ) -> ProbeError {
+        if let Some(refused) = self.refused_by_relay(phase) {
+            return refused;
+        }
         if matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Shutdown)
             && let Ok(mut live) = self.live.try_lock()
         {
@@ -436,6 +466,9 @@ impl MongoProbe {
     ) -> Result<T, ProbeError> {
         match r {
             Err(e) if e.class == ErrorType::Timeout && e.phase == phase => {
+                if let Some(refused) = self.refused_by_relay(phase) {
+                    return Err(refused);
+                }
                 let judged = from_topology(
                     &self.watch.snapshot(),
                     phase,
@@ -494,39 +527,24 @@ impl Exec for MongoProbe {
     }
 }
 
-/// The probe's TLS client and the driver's TLS settings: `tls:` with the URL's
-/// `tlsCAFile` and `tlsCertificateKeyFile` applied.
+/// The probe's TLS clients, the member dials' and the relay's: `tls:` with the
+/// URL's `tlsCAFile` and `tlsCertificateKeyFile` applied; the relay's checks each
+/// member's own name, as the driver does, whatever `tls.server_name` says.
 fn tls_settings(
     spec: &MongoSpec,
     parts: &MongoUrlParts,
-) -> Result<(TlsClient, DriverTls), BuildError> {
+) -> Result<(TlsClient, TlsClient), BuildError> {
     let mut tls_spec: TlsSpec = spec.tls.clone();
     if tls_spec.ca_file.is_none() {
         tls_spec.ca_file = parts.option("tlsCAFile").map(PathBuf::from);
     }
-    let url_cert = parts.option("tlsCertificateKeyFile").map(PathBuf::from);
-    if let Some(file) = &url_cert {
+    if let Some(file) = parts.option("tlsCertificateKeyFile").map(PathBuf::from) {
         tls_spec.cert_file = Some(file.clone());
-        tls_spec.key_file = Some(file.clone());
+        tls_spec.key_file = Some(file);
     }
-    let client = match (&tls_spec.cert_file, &tls_spec.key_file) {
-        (Some(c), Some(k)) if c == k => Some(ClientCert::OneFile(c.clone())),
-        (Some(c), Some(k)) => Some(ClientCert::Pair {
-            cert: c.clone(),
-            key: k.clone(),
-        }),
-        _ => None,
-    };
-    Ok((
-        TlsClient::from_spec(&tls_spec, &[])?,
-        DriverTls {
-            trust: match (&tls_spec.ca_file, tls_spec.system_roots) {
-                (Some(file), false) => Trust::Only(file.clone()),
-                (file, _) => Trust::System(file.clone()),
-            },
-            client,
-        },
-    ))
+    let own = TlsClient::from_spec(&tls_spec, &[])?;
+    tls_spec.server_name = None;
+    Ok((own, TlsClient::from_spec(&tls_spec, &[])?))
 }
 
 /// The phase a class belongs to when the driver met it while doing `step`.

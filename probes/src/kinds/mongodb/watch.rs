@@ -21,7 +21,7 @@
 //! stays true after the only primary steps down.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use mongodb::bson::Document;
@@ -209,7 +209,14 @@ pub struct ReplicaSetWatch {
     /// Bumped on every event, so that a waiter can re-check its condition.
     version: watch::Sender<u64>,
     window: Duration,
+    /// Why the relay could not reach each member, as it last tried.
+    relayed: RelayedFailures,
 }
+
+/// Why the probe's relay last failed to reach each member (lower-case
+/// `host:port`), cleared when it reaches it: the driver only sees the relay refuse
+/// the connection, so this is where a member's TLS or connect class comes from.
+pub type RelayedFailures = Arc<Mutex<BTreeMap<String, MemberError>>>;
 
 #[derive(Debug, Default)]
 struct State {
@@ -226,7 +233,24 @@ impl ReplicaSetWatch {
             view: Mutex::new(State::default()),
             version: watch::channel(0).0,
             window,
+            relayed: RelayedFailures::default(),
         }
+    }
+
+    /// Where the relay records why it could not reach a member.
+    pub fn relayed(&self) -> RelayedFailures {
+        self.relayed.clone()
+    }
+
+    /// Why `address` is unusable: the relay's failure when it had one (the driver's
+    /// error then only says the relay refused), else the driver's error.
+    fn member_error(&self, address: &str, e: &mongodb::error::Error) -> MemberError {
+        let relayed = self
+            .relayed
+            .lock()
+            .ok()
+            .and_then(|r| r.get(&address.to_ascii_lowercase()).cloned());
+        relayed.unwrap_or_else(|| member_error(e))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -281,8 +305,8 @@ impl ReplicaSetWatch {
                 }
                 SdamEvent::ServerHeartbeatFailed(e) => {
                     let address = e.server_address.to_string();
-                    s.heartbeat_failures
-                        .insert(address, member_error(&e.failure));
+                    let error = self.member_error(&address, &e.failure);
+                    s.heartbeat_failures.insert(address, error);
                 }
                 SdamEvent::ServerDescriptionChanged(e) => {
                     let address = e.address.to_string();
@@ -294,7 +318,7 @@ impl ReplicaSetWatch {
                         s.view.primary_lost_at = Some(SystemTime::now());
                     }
                 }
-                SdamEvent::TopologyDescriptionChanged(e) => s.topology(&e.new_description),
+                SdamEvent::TopologyDescriptionChanged(e) => s.topology(self, &e.new_description),
                 _ => {}
             }
         });
@@ -310,12 +334,16 @@ impl ReplicaSetWatch {
 }
 
 impl State {
-    fn topology(&mut self, d: &mongodb::event::sdam::TopologyDescription) {
+    fn topology(
+        &mut self,
+        watch: &ReplicaSetWatch,
+        d: &mongodb::event::sdam::TopologyDescription,
+    ) {
         self.view.set_name = d.set_name().cloned();
         self.view.topology_type = Some(format!("{:?}", d.topology_type()));
         let mut members = BTreeMap::new();
         for (address, info) in d.servers() {
-            let view = self.member_view(address, &info);
+            let view = self.member_view(watch, address, &info);
             members.insert(view.address.clone(), view);
         }
         let primary = members
@@ -333,11 +361,16 @@ impl State {
         self.view.members = members;
     }
 
-    fn member_view(&self, address: &ServerAddress, info: &ServerInfo<'_>) -> MemberView {
+    fn member_view(
+        &self,
+        watch: &ReplicaSetWatch,
+        address: &ServerAddress,
+        info: &ServerInfo<'_>,
+    ) -> MemberView {
         let address = address.to_string();
         let state = MemberState::of(info.server_type());
         let error = match info.error() {
-            Some(e) => Some(member_error(e)),
+            Some(e) => Some(watch.member_error(&address, e)),
             None if state == MemberState::Unknown => self.heartbeat_failures.get(&address).cloned(),
             None => None,
         };
