@@ -9,13 +9,17 @@
 //! certificate (its OpenSSL's security level), so no such server exists here; those
 //! are compared with curl in `tls_classes.rs`.
 //!
+//! The `smtp` kind is compared with `openssl s_client -starttls smtp` (OpenSSL's
+//! verification with `X509_check_host`, as SMTP clients built on OpenSSL do: the
+//! table's broker column) on one Postfix with a STARTTLS listener per cell.
+//!
 //! The `tls`/`http` kinds are compared with curl in `tls_classes.rs`, `postgres`
 //! with psql in `pg_ssl_suite.rs`, `mysql` with the mariadb client in `mysql.rs`.
 
 use std::path::PathBuf;
 
 use depprobe_probes::{ErrorType, Outcome, Status};
-use depprobe_tests::brokers::{Mosquitto, MosquittoOptions};
+use depprobe_tests::brokers::{Mosquitto, MosquittoOptions, Postfix};
 use depprobe_tests::openssl_cli::{CliCa, self_signed_howto};
 use depprobe_tests::{Ca, Identity, RedisServer, RedisSpec, Scratch, Validity, run_once};
 
@@ -275,4 +279,69 @@ async fn redis_cli_and_mosquitto_pub_agree_with_the_probe_on_every_cell() {
         }
     }
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
+
+/// `openssl s_client -starttls smtp` beside the `smtp` kind on every cell, all
+/// served by one Postfix (a STARTTLS listener per cell). The verdict the table
+/// names is the broker column's: both clients judge with OpenSSL and
+/// `X509_check_host`.
+#[tokio::test]
+async fn openssl_s_client_starttls_smtp_agrees_with_the_probe_on_every_cell() {
+    let dir = Scratch::new().unwrap();
+    let cells = cells(&dir);
+    let identities: Vec<Identity> = cells.iter().map(|c| c.identity.clone()).collect();
+    let postfix = Postfix::start_presenting(&identities).await.unwrap();
+    let mut disagreements = Vec::new();
+    for (c, port) in cells.iter().zip(&postfix.extra_ports) {
+        let ca = c.ca.display().to_string();
+        let by_address = c.host.parse::<std::net::IpAddr>().is_ok();
+        let mut args: Vec<String> = [
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-starttls",
+            "smtp",
+            "-CAfile",
+            &ca,
+            "-verify_return_error",
+            "-brief",
+        ]
+        .map(String::from)
+        .to_vec();
+        if by_address {
+            args.extend(["-verify_ip".into(), c.host.into()]);
+        } else {
+            args.extend([
+                "-servername".into(),
+                c.host.into(),
+                "-verify_hostname".into(),
+                c.host.into(),
+            ]);
+        }
+        let (s_client_up, text) = client("openssl", &args).await;
+        let o = run_once(&format!(
+            "name: s\nkind: smtp\nurl: smtp://{}:{port}\ntimeout: 10s\ntls:\n  ca_file: {ca}\n  system_roots: false\n",
+            c.host
+        ))
+        .await
+        .unwrap();
+        let probe = verdict(&o);
+        if s_client_up != probe.is_none() || probe != c.mqtt || s_client_up != c.mqtt.is_none() {
+            disagreements.push(format!(
+                "smtp, {}: s_client {} ({}), depprobe {:?} ({}), table {:?}",
+                c.name,
+                if s_client_up { "up" } else { "down" },
+                text.trim(),
+                probe,
+                o.message,
+                c.mqtt
+            ));
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "{}\n{}",
+        disagreements.join("\n"),
+        postfix.log_tail()
+    );
 }

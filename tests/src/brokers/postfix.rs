@@ -35,6 +35,9 @@ pub struct Postfix {
     pub smtps_port: u16,
     /// The listener without TLS.
     pub plain_port: u16,
+    /// One more STARTTLS listener per extra identity, in order
+    /// ([`Postfix::start_presenting`]).
+    pub extra_ports: Vec<u16>,
     process: BrokerProcess,
 }
 
@@ -96,11 +99,28 @@ impl Postfix {
         user: &str,
         password: &str,
     ) -> Result<Postfix, BrokerError> {
-        with_retries(ATTEMPTS, || Postfix::try_start(identity, user, password)).await
+        with_retries(ATTEMPTS, || {
+            Postfix::try_start(identity, &[], user, password)
+        })
+        .await
+    }
+
+    /// Starts one instance with a STARTTLS listener per identity of `each`
+    /// (`extra_ports`, in order) besides the usual three (which present the first),
+    /// so that a matrix of certificates costs one Postfix.
+    pub async fn start_presenting(each: &[Identity]) -> Result<Postfix, BrokerError> {
+        let Some(first) = each.first() else {
+            return Err(BrokerError::Io(std::io::Error::other("no identity given")));
+        };
+        with_retries(ATTEMPTS, || {
+            Postfix::try_start(first, each, "probe", "unused")
+        })
+        .await
     }
 
     async fn try_start(
         identity: &Identity,
+        extra: &[Identity],
         user: &str,
         password: &str,
     ) -> Result<Postfix, BrokerError> {
@@ -146,19 +166,33 @@ impl Postfix {
             crate::free_port()?,
         ];
         let [starttls_port, smtps_port, plain_port] = ports;
+        let mut listeners = String::new();
+        let mut extra_ports = Vec::new();
+        for (i, each) in extra.iter().enumerate() {
+            let (cert, key) = each.write(&d, &format!("cell{i}"))?;
+            let port = crate::free_port()?;
+            listeners.push_str(&format!(
+                "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_tls_cert_file={} -o smtpd_tls_key_file={}\n",
+                cert.display(),
+                key.display()
+            ));
+            extra_ports.push(port);
+        }
         write(
             &d.join("master.cf"),
             &format!(
-                "127.0.0.1:{starttls_port} inet n - n - - smtpd\n127.0.0.1:{smtps_port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n127.0.0.1:{plain_port} inet n - n - - smtpd -o smtpd_tls_security_level=none -o smtpd_sasl_auth_enable=no\n{SERVICES}"
+                "127.0.0.1:{starttls_port} inet n - n - - smtpd\n127.0.0.1:{smtps_port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n127.0.0.1:{plain_port} inet n - n - - smtpd -o smtpd_tls_security_level=none -o smtpd_sasl_auth_enable=no\n{listeners}{SERVICES}"
             ),
         )?;
         let args = vec!["-c".to_owned(), d.display().to_string(), "-d".to_owned()];
         let mut process = BrokerProcess::spawn(PROGRAM, &args, &[], dir, "")?;
-        process.wait_ports(&ports, READY_WITHIN).await?;
+        let all: Vec<u16> = ports.iter().chain(&extra_ports).copied().collect();
+        process.wait_ports(&all, READY_WITHIN).await?;
         Ok(Postfix {
             starttls_port,
             smtps_port,
             plain_port,
+            extra_ports,
             process,
         })
     }
